@@ -1,0 +1,108 @@
+"""`mmgist ...`: thin subcommands over the public API. Errors go to stderr with exit code 2.
+
+    mmgist tokenizers [PATTERN]                         registered tokenizers and the trained zoo
+    mmgist vocab --text byte --image image-vq-f8 --out DIR   build and save a shared vocabulary
+    mmgist encode --vocab DIR PROMPT.json               ids of a prompt, as JSON
+    mmgist decode --vocab DIR IDS.json [--media-dir D]  the prompt behind ids; media written to D
+
+A prompt file is a JSON list whose items are strings or {"image": "path/to/file.png"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import Prompt, SharedVocabulary, list_tokenizers, load_tokenizer
+from .io import image_to_tensor, load_image, save_image
+from .tokenizers.registry import list_zoo
+
+
+def _load_prompt(path: Path) -> Prompt:
+    items = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(items, list):
+        raise ValueError(f"{str(path)!r} must hold a JSON list of strings and {{'image': path}} objects")
+    out = []
+    for k, item in enumerate(items):
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict) and set(item) == {"image"}:
+            out.append(image_to_tensor(load_image(path.parent / item["image"])))
+        else:
+            raise ValueError(f"item {k} of {str(path)!r} is {item!r}; expected a string or {{'image': path}}")
+    return Prompt(out)
+
+
+def cmd_tokenizers(args: argparse.Namespace) -> None:
+    print("registered:", " ".join(list_tokenizers(args.pattern)))
+    print("trained (zoo):", " ".join(list_zoo()) or "(none)")
+
+
+def cmd_vocab(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    if (out / "mmgist_vocab.json").exists() and not args.force:
+        raise FileExistsError(f"{str(out)!r} already holds a vocabulary; pass --force to overwrite")
+    toks = {m: load_tokenizer(getattr(args, m)) for m in ("text", "image", "audio", "video") if getattr(args, m)}
+    vocab = SharedVocabulary(**toks)
+    vocab.save_pretrained(out)
+    print(vocab)
+    print(vocab.layout.describe())
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    vocab = SharedVocabulary.from_pretrained(args.vocab)
+    print(json.dumps(vocab.encode(_load_prompt(Path(args.prompt)), add_bos=args.bos, add_eos=args.eos)))
+
+
+def cmd_decode(args: argparse.Namespace) -> None:
+    vocab = SharedVocabulary.from_pretrained(args.vocab)
+    prompt = vocab.decode(json.loads(Path(args.ids).read_text()), media=args.media_dir is not None)
+    for k, seg in enumerate(prompt):
+        if seg.modality == "text":
+            print(f"[{k}] text: {seg.text!r}")
+        else:
+            print(f"[{k}] {seg.modality}: codes {tuple(seg.codes.shape)}")
+            if args.media_dir is not None and seg.modality == "image":
+                save_image(seg.pixels, Path(args.media_dir) / f"segment{k}.png")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmgist", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("tokenizers", help="list registered and trained tokenizers")
+    p.add_argument("pattern", nargs="?", default="*")
+    p.set_defaults(func=cmd_tokenizers)
+    p = sub.add_parser("vocab", help="build and save a shared vocabulary")
+    for m in ("text", "image", "audio", "video"):
+        p.add_argument(f"--{m}", default="byte" if m == "text" else None, help=f"{m} tokenizer name or folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true", help="overwrite an existing vocabulary")
+    p.set_defaults(func=cmd_vocab)
+    p = sub.add_parser("encode", help="ids of a prompt file")
+    p.add_argument("prompt")
+    p.add_argument("--vocab", required=True)
+    p.add_argument("--bos", action="store_true")
+    p.add_argument("--eos", action="store_true")
+    p.set_defaults(func=cmd_encode)
+    p = sub.add_parser("decode", help="the prompt behind a JSON list of ids")
+    p.add_argument("ids")
+    p.add_argument("--vocab", required=True)
+    p.add_argument("--media-dir", help="decode media and write them here")
+    p.set_defaults(func=cmd_decode)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+        print(f"mmgist {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

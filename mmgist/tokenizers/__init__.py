@@ -1,0 +1,30 @@
+"""Tokenizers: the protocol, the registry, and the built-in tokenizers (imported to register them)."""
+
+from .base import AudioTokenizer, ImageTokenizer, ModalityTokenizer, TextTokenizer, VideoTokenizer
+from .registry import (
+    create_tokenizer,
+    get_tokenizer_class,
+    list_tokenizers,
+    list_zoo,
+    load_tokenizer,
+    register_tokenizer,
+    zoo_dirs,
+)
+from .text import ByteTokenizer, HFTextTokenizer
+
+__all__ = [
+    "AudioTokenizer",
+    "ByteTokenizer",
+    "HFTextTokenizer",
+    "ImageTokenizer",
+    "ModalityTokenizer",
+    "TextTokenizer",
+    "VideoTokenizer",
+    "create_tokenizer",
+    "get_tokenizer_class",
+    "list_tokenizers",
+    "list_zoo",
+    "load_tokenizer",
+    "register_tokenizer",
+    "zoo_dirs",
+]

@@ -1,0 +1,239 @@
+"""ModalityTokenizer: the protocol every tokenizer follows, and one small base per modality.
+
+A tokenizer turns one kind of media into integer codes and back:
+
+    modality   codes of one item         what encode takes / decode gives
+    text       (n,)                      str
+    image      (h, w)  or (B, h, w)      PIL image(s) or (B, 3, H, W) tensor -> (B, 3, H, W) float in [0, 1]
+    audio      (codebooks, frames)       waveform (channels, samples) + sample rate -> waveform
+    video      (t, h, w)                 frames (T, 3, H, W) + fps -> frames
+
+Every code lies in [0, codebook_size); multi-codebook tokenizers (audio) use one range per codebook,
+which the shared vocabulary lays side by side. A subclass sets `modality`, a config dataclass in
+`config_class`, and implements `codebook_size`, `encode` and `decode`; `save_pretrained` /
+`from_pretrained` (config.json + model.safetensors, no pickle) come from here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..prompt import Audio, Image, Segment, Text, Video
+from ..storage import PathLike, load_tensors, read_versioned_json, save_tensors_atomic, versioned, write_json_atomic
+
+FORMAT = "mmgist-tokenizer"
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclasses.dataclass
+class NoConfig:
+    """For tokenizers with nothing to configure."""
+
+
+class ModalityTokenizer(nn.Module):
+    """Base of all tokenizers. See the module docstring for the code shapes."""
+
+    name: ClassVar[str] = ""  # set by @register_tokenizer
+    modality: ClassVar[str] = ""
+    code_ndim: ClassVar[int] = 1  # dimensions of one item's codes
+    config_class: ClassVar[type] = NoConfig
+    requires_pretrained: ClassVar[bool] = (
+        False  # True: no usable defaults (trained weights, files): load a saved folder
+    )
+
+    def __init__(self, config: Any = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else self.config_class()
+        if not isinstance(self.config, self.config_class):
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(self.config).__name__}"
+            )
+
+    @classmethod
+    def make_config(cls, **kwargs: Any) -> Any:
+        """The config dataclass from keyword arguments; an unknown key lists the valid ones."""
+        fields = [f.name for f in dataclasses.fields(cls.config_class)]
+        unknown = sorted(set(kwargs) - set(fields))
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no config option(s) {unknown}; valid options: {fields}")
+        return cls.config_class(**kwargs)
+
+    # --- the protocol -------------------------------------------------------------------------
+    @property
+    def codebook_size(self) -> int:
+        """Codes lie in [0, codebook_size) (per codebook)."""
+        raise NotImplementedError
+
+    @property
+    def num_codebooks(self) -> int:
+        return 1
+
+    def encode(self, x: Any, **kwargs: Any) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, codes: torch.Tensor, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def encode_segment(self, segment: Segment) -> torch.Tensor:
+        """Codes of one prompt segment of this tokenizer's modality."""
+        raise NotImplementedError
+
+    def decode_segment(self, codes: torch.Tensor) -> Segment:
+        """A prompt segment holding `codes` and the media decoded from them."""
+        raise NotImplementedError
+
+    def check_codes(self, codes: torch.Tensor, batched: bool = False) -> torch.Tensor:
+        """`codes` as a LongTensor, or a ValueError naming the bad shape, dtype or value."""
+        want = self.code_ndim + int(batched)
+        if not isinstance(codes, torch.Tensor) or codes.dtype.is_floating_point or codes.dtype == torch.bool:
+            raise TypeError(
+                f"{self.name or type(self).__name__}: codes must be an integer tensor, "
+                f"got {type(codes).__name__} {getattr(codes, 'dtype', '')}"
+            )
+        if codes.ndim != want or codes.numel() == 0:
+            raise ValueError(
+                f"{self.name or type(self).__name__}: codes must be a non-empty {want}-d tensor, "
+                f"got shape {tuple(codes.shape)}"
+            )
+        if self.num_codebooks > 1 and codes.shape[-2] != self.num_codebooks:
+            raise ValueError(f"{self.name}: codes have {codes.shape[-2]} codebooks, expected {self.num_codebooks}")
+        lo, hi = int(codes.min()), int(codes.max())
+        if lo < 0 or hi >= self.codebook_size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"{self.name or type(self).__name__}: code {bad} is outside the codebook [0, {self.codebook_size})"
+            )
+        return codes.long()
+
+    # --- persistence --------------------------------------------------------------------------
+    def save_pretrained(self, directory: PathLike) -> Path:
+        """Write config.json and model.safetensors (plus any extra files) into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._save_extra(directory)
+        sha = save_tensors_atomic(self.state_dict(), directory / WEIGHTS_FILE)
+        header = versioned(
+            FORMAT,
+            FORMAT_VERSION,
+            tokenizer=self.name,
+            modality=self.modality,
+            config=dataclasses.asdict(self.config),
+            weights_sha256=sha,
+        )
+        write_json_atomic(directory / CONFIG_FILE, header)  # last: the folder only loads once this is in place
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: PathLike) -> ModalityTokenizer:
+        """Load a saved tokenizer. On the base class the registered type in config.json is used."""
+        from .registry import get_tokenizer_class
+
+        directory = Path(directory)
+        header = read_versioned_json(directory / CONFIG_FILE, FORMAT, (FORMAT_VERSION,))
+        klass = get_tokenizer_class(header.get("tokenizer", ""))
+        if cls is not ModalityTokenizer and not issubclass(klass, cls):
+            raise ValueError(f"{str(directory)!r} holds a {header['tokenizer']!r} tokenizer, not a {cls.__name__}")
+        tok = klass._from_saved(klass.make_config(**header.get("config", {})), directory)
+        state = load_tensors(directory / WEIGHTS_FILE, header.get("weights_sha256"))
+        missing, unexpected = tok.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"{str(directory)!r}: weights do not fit the config; missing {missing}, unexpected {unexpected}"
+            )
+        return tok.eval()
+
+    @classmethod
+    def _from_saved(cls, config: Any, directory: Path) -> ModalityTokenizer:
+        """Build an instance before its weights are loaded; override to read extra files."""
+        return cls(config)
+
+    def _save_extra(self, directory: Path) -> None:
+        """Write files beyond config and weights (an HF tokenizer's vocabulary, say)."""
+
+    def fingerprint(self) -> str:
+        """SHA-256 over the type, config and weights: equal fingerprints encode identically."""
+        h = hashlib.sha256(json.dumps([self.name, dataclasses.asdict(self.config)], sort_keys=True).encode())
+        for k, v in sorted(self.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        h.update(self._extra_fingerprint().encode())
+        return h.hexdigest()
+
+    def _extra_fingerprint(self) -> str:
+        return ""
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, codebook_size={self.codebook_size}, num_codebooks={self.num_codebooks}"
+
+
+class TextTokenizer(ModalityTokenizer):
+    """str <-> codes (n,)."""
+
+    modality = "text"
+    code_ndim = 1
+
+    def encode_segment(self, segment: Segment) -> torch.Tensor:
+        assert isinstance(segment, Text)
+        return self.encode(segment.text)
+
+    def decode_segment(self, codes: torch.Tensor) -> Segment:
+        return Text(self.decode(codes), codes=codes)
+
+
+class ImageTokenizer(ModalityTokenizer):
+    """Images <-> codes (h, w); decode gives (B, 3, H, W) float in [0, 1]."""
+
+    modality = "image"
+    code_ndim = 2
+
+    def encode_segment(self, segment: Segment) -> torch.Tensor:
+        assert isinstance(segment, Image)
+        return self.encode(segment.pixels)
+
+    def decode_segment(self, codes: torch.Tensor) -> Segment:
+        return Image(self.decode(codes.unsqueeze(0))[0], codes=codes)
+
+
+class AudioTokenizer(ModalityTokenizer):
+    """Waveforms <-> codes (codebooks, frames)."""
+
+    modality = "audio"
+    code_ndim = 2
+
+    @property
+    def sample_rate(self) -> int:
+        raise NotImplementedError
+
+    def encode_segment(self, segment: Segment) -> torch.Tensor:
+        assert isinstance(segment, Audio)
+        return self.encode(segment.waveform, sample_rate=segment.sample_rate)
+
+    def decode_segment(self, codes: torch.Tensor) -> Segment:
+        return Audio(self.decode(codes), self.sample_rate, codes=codes)
+
+
+class VideoTokenizer(ModalityTokenizer):
+    """Clips <-> codes (t, h, w)."""
+
+    modality = "video"
+    code_ndim = 3
+
+    @property
+    def fps(self) -> float:
+        raise NotImplementedError
+
+    def encode_segment(self, segment: Segment) -> torch.Tensor:
+        assert isinstance(segment, Video)
+        return self.encode(segment.frames, fps=segment.fps)
+
+    def decode_segment(self, codes: torch.Tensor) -> Segment:
+        return Video(self.decode(codes), self.fps, codes=codes)

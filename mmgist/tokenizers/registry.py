@@ -1,0 +1,129 @@
+"""The tokenizer registry: names to classes, and names to trained folders in the zoo.
+
+    @register_tokenizer("image-vq")
+    class ImageVQTokenizer(ImageTokenizer): ...
+
+    create_tokenizer("image-vq", preset="f8")   # a fresh, untrained instance
+    load_tokenizer("image-vq-f8")               # a trained one from the zoo (or any folder path)
+    list_tokenizers("image-*")                  # registered names
+
+Third-party packages add tokenizers without editing mmgist by declaring an entry point in the
+group `mmgist.tokenizers` (pyproject: `[project.entry-points."mmgist.tokenizers"] my-tok =
+"my_pkg.tok:MyTokenizer"`). Entry points are loaded the first time the registry is read; a class
+that is not already registered is registered under the entry point's name.
+
+The zoo: trained tokenizers live in folders named after them (`config.json`, `model.safetensors`,
+`README.md`). Searched in order: the folders in $MMGIST_ZOO (os.pathsep-separated), the repository's
+top-level `tokenizers/` (a checkout or editable install), and `<prefix>/share/mmgist/tokenizers`
+(a wheel install).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import sys
+import warnings
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .base import ModalityTokenizer
+
+ENTRY_POINT_GROUP = "mmgist.tokenizers"
+_REGISTRY: dict[str, type[ModalityTokenizer]] = {}
+_plugins_loaded = False
+
+
+def register_tokenizer(name: str):
+    """Class decorator: make `cls` available as `name`. A name can be registered once."""
+    if not isinstance(name, str) or not name or name != name.strip():
+        raise ValueError(f"tokenizer name must be a non-empty string without surrounding spaces, got {name!r}")
+
+    def decorator(cls: type[ModalityTokenizer]) -> type[ModalityTokenizer]:
+        from .base import ModalityTokenizer
+
+        if not (isinstance(cls, type) and issubclass(cls, ModalityTokenizer)):
+            raise TypeError(f"@register_tokenizer({name!r}) needs a ModalityTokenizer subclass, got {cls!r}")
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            old = _REGISTRY[name]
+            raise ValueError(f"tokenizer name {name!r} is already registered by {old.__module__}.{old.__qualname__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def _load_plugins() -> None:
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from .base import ModalityTokenizer
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+        except Exception as e:  # a broken plugin must not break mmgist for everyone else
+            warnings.warn(f"mmgist tokenizer plugin {ep.name!r} ({ep.value}) failed to load: {e}", stacklevel=2)
+            continue
+        if isinstance(obj, type) and issubclass(obj, ModalityTokenizer) and obj not in _REGISTRY.values():
+            register_tokenizer(ep.name)(obj)
+
+
+def list_tokenizers(pattern: str = "*") -> list[str]:
+    """Registered tokenizer names matching a shell-style `pattern`, sorted."""
+    _load_plugins()
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+
+
+def get_tokenizer_class(name: str) -> type[ModalityTokenizer]:
+    """The class registered as `name`; an unknown name lists the valid ones."""
+    _load_plugins()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown tokenizer {name!r}; registered tokenizers: {list_tokenizers()}")
+    return _REGISTRY[name]
+
+
+def create_tokenizer(name: str, **config: Any) -> ModalityTokenizer:
+    """A new (untrained) tokenizer of registered type `name`, configured by keyword arguments."""
+    cls = get_tokenizer_class(name)
+    return cls(cls.make_config(**config))
+
+
+def zoo_dirs() -> list[Path]:
+    """The folders searched for trained tokenizers, in order."""
+    dirs = [Path(p) for p in os.environ.get("MMGIST_ZOO", "").split(os.pathsep) if p]
+    dirs.append(Path(__file__).resolve().parents[2] / "tokenizers")
+    dirs.append(Path(sys.prefix) / "share" / "mmgist" / "tokenizers")
+    return dirs
+
+
+def list_zoo() -> list[str]:
+    """Names of the trained tokenizers found in the zoo folders."""
+    names = {p.name for d in zoo_dirs() if d.is_dir() for p in d.iterdir() if (p / "config.json").is_file()}
+    return sorted(names)
+
+
+def load_tokenizer(name_or_path: str | os.PathLike[str]) -> ModalityTokenizer:
+    """Load a tokenizer from a folder path, a zoo name, or a registered name that needs no saved files."""
+    from .base import ModalityTokenizer
+
+    path = Path(name_or_path)
+    if path.is_dir():
+        return ModalityTokenizer.from_pretrained(path)
+    name = str(name_or_path)
+    for d in zoo_dirs():
+        if (d / name / "config.json").is_file():
+            return ModalityTokenizer.from_pretrained(d / name)
+    _load_plugins()
+    if name in _REGISTRY and not _REGISTRY[name].requires_pretrained:
+        return create_tokenizer(name)
+    untrained = [n for n, c in sorted(_REGISTRY.items()) if not c.requires_pretrained]
+    raise ValueError(
+        f"cannot load tokenizer {name!r}: it is not a folder, not a trained tokenizer in the zoo "
+        f"{list_zoo()} (searched {[str(d) for d in zoo_dirs()]}), and not a registered tokenizer that "
+        f"can be built without saved files {untrained}"
+    )

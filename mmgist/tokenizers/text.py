@@ -1,0 +1,126 @@
+"""Text tokenizers: bytes (the embedded default) and any Hugging Face tokenizer on local disk.
+
+    >>> ByteTokenizer().encode("hé")
+    tensor([104, 195, 169])
+
+ByteTokenizer needs no files and no training: every UTF-8 string round-trips exactly, at the
+cost of one token per byte. HFTextTokenizer wraps a tokenizer saved with `save_pretrained` (the one
+that came with a causal LM, typically) so the shared vocabulary's text ids are the LM's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .base import TextTokenizer
+from .registry import register_tokenizer
+
+
+@dataclasses.dataclass
+class ByteConfig:
+    errors: str = "replace"  # how decode treats byte runs that are not valid UTF-8 (str.decode's errors=)
+
+    def __post_init__(self) -> None:
+        if self.errors not in ("strict", "replace", "ignore", "backslashreplace"):
+            raise ValueError(
+                f"ByteConfig.errors must be one of strict, replace, ignore, backslashreplace; got {self.errors!r}"
+            )
+
+
+@register_tokenizer("byte")
+class ByteTokenizer(TextTokenizer):
+    """UTF-8 bytes as codes 0-255."""
+
+    config_class = ByteConfig
+
+    @property
+    def codebook_size(self) -> int:
+        return 256
+
+    def encode(self, text: str, **kwargs: Any) -> torch.Tensor:
+        if not isinstance(text, str):
+            raise TypeError(f"ByteTokenizer.encode takes a str, got {type(text).__name__}")
+        return torch.tensor(list(text.encode("utf-8")), dtype=torch.long)
+
+    def decode(self, codes: torch.Tensor, **kwargs: Any) -> str:
+        codes = self.check_codes(codes)
+        return bytes(codes.tolist()).decode("utf-8", errors=self.config.errors)
+
+
+@dataclasses.dataclass
+class HFTextConfig:
+    source: str = ""  # where the wrapped tokenizer was loaded from (informational)
+
+
+@register_tokenizer("hf-text")
+class HFTextTokenizer(TextTokenizer):
+    """A Hugging Face tokenizer from a local folder: `HFTextTokenizer.from_hf("path/to/model")`.
+
+    Text is encoded without the tokenizer's own special tokens (bos/eos belong to the shared
+    vocabulary); codes are the tokenizer's ids, so `codebook_size` is `len(tokenizer)`.
+    """
+
+    config_class = HFTextConfig
+    requires_pretrained = True  # no default: it must wrap a saved Hugging Face tokenizer
+    HF_SUBDIR = "hf_tokenizer"
+
+    def __init__(self, config: HFTextConfig | None = None, hf_tokenizer: Any = None) -> None:
+        super().__init__(config)
+        if hf_tokenizer is None:
+            raise ValueError("HFTextTokenizer wraps a Hugging Face tokenizer: use HFTextTokenizer.from_hf(path)")
+        self.hf = hf_tokenizer
+
+    @classmethod
+    def from_hf(cls, path_or_tokenizer: Any) -> HFTextTokenizer:
+        """Wrap a tokenizer object, or load one from a local folder (never from the network)."""
+        if isinstance(path_or_tokenizer, (str, os.PathLike)):
+            from transformers import AutoTokenizer
+
+            path = Path(path_or_tokenizer)
+            if not path.is_dir():
+                raise ValueError(f"HFTextTokenizer.from_hf needs a local folder, got {str(path)!r} (no downloads)")
+            return cls(HFTextConfig(source=str(path)), AutoTokenizer.from_pretrained(path, local_files_only=True))
+        return cls(HFTextConfig(source=getattr(path_or_tokenizer, "name_or_path", "")), path_or_tokenizer)
+
+    @property
+    def codebook_size(self) -> int:
+        return len(self.hf)
+
+    def encode(self, text: str, **kwargs: Any) -> torch.Tensor:
+        if not isinstance(text, str):
+            raise TypeError(f"HFTextTokenizer.encode takes a str, got {type(text).__name__}")
+        return torch.tensor(self.hf(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
+
+    def decode(self, codes: torch.Tensor, **kwargs: Any) -> str:
+        codes = self.check_codes(codes)
+        return self.hf.decode(codes.tolist(), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+    def _save_extra(self, directory: Path) -> None:
+        # Save into a fresh folder, then swap it in, so a crash never leaves a half-written tokenizer.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.HF_SUBDIR}.", dir=directory))
+        self.hf.save_pretrained(tmp)
+        target = directory / self.HF_SUBDIR
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{self.HF_SUBDIR}.old.", dir=directory))
+            os.replace(target, old / "x")
+            os.replace(tmp, target)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, target)
+
+    @classmethod
+    def _from_saved(cls, config: HFTextConfig, directory: Path) -> HFTextTokenizer:
+        from transformers import AutoTokenizer
+
+        return cls(config, AutoTokenizer.from_pretrained(directory / cls.HF_SUBDIR, local_files_only=True))
+
+    def _extra_fingerprint(self) -> str:
+        return json.dumps(sorted(self.hf.get_vocab().items()))

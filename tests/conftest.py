@@ -1,0 +1,26 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import toy_tokenizers  # noqa: F401  (registers toy-image, toy-audio, toy-video)
+
+from mmgist import ByteTokenizer, SharedVocabulary, create_tokenizer
+
+
+@pytest.fixture
+def vocab() -> SharedVocabulary:
+    """Bytes + every toy media tokenizer: all four modalities in one id space."""
+    return SharedVocabulary(
+        text=ByteTokenizer(),
+        image=create_tokenizer("toy-image"),
+        audio=create_tokenizer("toy-audio"),
+        video=create_tokenizer("toy-video"),
+    )
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

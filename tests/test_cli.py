@@ -1,0 +1,35 @@
+"""The CLI is a thin layer: round trip through files, errors on stderr with exit code 2."""
+
+import json
+
+from PIL import Image as PILImage
+
+from mmgist.cli import main
+
+
+def test_vocab_encode_decode_through_files(tmp_path, capsys):
+    assert main(["vocab", "--image", "toy-image", "--out", str(tmp_path / "v")]) == 0
+    assert main(["vocab", "--out", str(tmp_path / "v")]) == 2
+    assert "pass --force" in capsys.readouterr().err
+    PILImage.new("RGB", (8, 8), (200, 200, 200)).save(tmp_path / "im.png")
+    (tmp_path / "p.json").write_text(json.dumps(["Hi ", {"image": "im.png"}, " there"]))
+    assert main(["encode", "--vocab", str(tmp_path / "v"), str(tmp_path / "p.json")]) == 0
+    ids = json.loads(capsys.readouterr().out)
+    (tmp_path / "ids.json").write_text(json.dumps(ids))
+    assert main(["decode", "--vocab", str(tmp_path / "v"), str(tmp_path / "ids.json"),
+                 "--media-dir", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert "[0] text: 'Hi '" in out and "[1] image: codes (2, 2)" in out and "[2] text: ' there'" in out
+    assert (tmp_path / "m" / "segment1.png").exists()
+
+
+def test_bad_prompt_file_is_reported(tmp_path, capsys):
+    assert main(["vocab", "--out", str(tmp_path / "v")]) == 0
+    (tmp_path / "p.json").write_text(json.dumps([{"audio": "x.wav", "extra": 1}]))
+    assert main(["encode", "--vocab", str(tmp_path / "v"), str(tmp_path / "p.json")]) == 2
+    assert "item 0" in capsys.readouterr().err
+
+
+def test_tokenizers_lists_names(capsys):
+    assert main(["tokenizers"]) == 0
+    assert "byte" in capsys.readouterr().out

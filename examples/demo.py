@@ -46,7 +46,10 @@ def main() -> None:
     print(f"{len(ids)} ids; encode {1e3 * (t1 - t0):.0f} ms, decode {1e3 * (t2 - t1):.0f} ms")
     for seg in back:
         n = len(vocab.encode_segment(seg))
-        print(f"  {seg.modality:<6} {n:>5} ids", f"{seg.text!r}" if seg.modality == "text" else f"codes {tuple(seg.codes.shape)}")
+        print(
+            f"  {seg.modality:<6} {n:>5} ids",
+            f"{seg.text!r}" if seg.modality == "text" else f"codes {tuple(seg.codes.shape)}",
+        )
     assert vocab.encode(back, add_bos=True) == ids, "ids -> prompt -> ids must be exact"
     if image_tok is not None:
         rec = back[1].pixels

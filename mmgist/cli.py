@@ -4,6 +4,7 @@
     mmgist vocab --text byte --image image-vq-f8 --out DIR   build and save a shared vocabulary
     mmgist encode --vocab DIR PROMPT.json               ids of a prompt, as JSON
     mmgist decode --vocab DIR IDS.json [--media-dir D]  the prompt behind ids; media written to D
+    mmgist train-tokenizer image --data DIR --preset f8 --steps N --out DIR    train an image tokenizer
 
 A prompt file is a JSON list whose items are strings or {"image": "path/to/file.png"}.
 """
@@ -68,6 +69,30 @@ def cmd_decode(args: argparse.Namespace) -> None:
                 save_image(seg.pixels, Path(args.media_dir) / f"segment{k}.png")
 
 
+def cmd_train_tokenizer(args: argparse.Namespace) -> None:
+    from .tokenizers.train_image import train_image_tokenizer
+
+    out = Path(args.out)
+    if (out / "config.json").exists() and not args.force:
+        raise FileExistsError(f"{str(out)!r} already holds a tokenizer; pass --force to overwrite")
+    extra = {"quantizer": args.quantizer} if args.quantizer else {}
+    if args.codebook_size:
+        extra["codebook_size"] = args.codebook_size
+    result = train_image_tokenizer(
+        args.data,
+        out,
+        preset=args.preset,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop_size=args.crop_size,
+        lr=args.lr,
+        seed=args.seed,
+        **extra,
+    )
+    if result.train.history:
+        print(f"done: {result.train.steps} steps, {result.train.wall_seconds:.0f} s; last: {result.train.history[-1]}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmgist", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +116,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocab", required=True)
     p.add_argument("--media-dir", help="decode media and write them here")
     p.set_defaults(func=cmd_decode)
+    p = sub.add_parser("train-tokenizer", help="train a tokenizer on a folder of media")
+    p.add_argument("modality", choices=["image"])
+    p.add_argument("--data", required=True, help="folder of training images")
+    p.add_argument("--out", required=True)
+    p.add_argument("--preset", default="f8")
+    p.add_argument("--quantizer", choices=["vq", "fsq", "plain-vq"])
+    p.add_argument("--codebook-size", type=int)
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch-size", type=int, default=16, help="per process")
+    p.add_argument("--crop-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite an existing tokenizer")
+    p.set_defaults(func=cmd_train_tokenizer)
     return parser
 
 

@@ -16,8 +16,10 @@ def test_vocab_encode_decode_through_files(tmp_path, capsys):
     assert main(["encode", "--vocab", str(tmp_path / "v"), str(tmp_path / "p.json")]) == 0
     ids = json.loads(capsys.readouterr().out)
     (tmp_path / "ids.json").write_text(json.dumps(ids))
-    assert main(["decode", "--vocab", str(tmp_path / "v"), str(tmp_path / "ids.json"),
-                 "--media-dir", str(tmp_path / "m")]) == 0
+    assert (
+        main(["decode", "--vocab", str(tmp_path / "v"), str(tmp_path / "ids.json"), "--media-dir", str(tmp_path / "m")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "[0] text: 'Hi '" in out and "[1] image: codes (2, 2)" in out and "[2] text: ' there'" in out
     assert (tmp_path / "m" / "segment1.png").exists()

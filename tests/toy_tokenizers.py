@@ -51,9 +51,8 @@ class ToyImageTokenizer(ImageTokenizer):
 
     def decode(self, codes: torch.Tensor, **kwargs) -> torch.Tensor:
         codes = self.check_codes(codes, batched=codes.ndim == 3)
-        codes = codes.unsqueeze(0) if codes.ndim == 2 else codes
-        rgb = self.palette[codes].permute(0, 3, 1, 2)  # (B, h, w, 3) -> (B, 3, h, w)
-        return rgb.repeat_interleave(self.config.patch, 2).repeat_interleave(self.config.patch, 3)
+        rgb = self.palette[codes].movedim(-1, -3)  # (..., h, w, 3) -> (..., 3, h, w)
+        return rgb.repeat_interleave(self.config.patch, -2).repeat_interleave(self.config.patch, -1)
 
 
 @dataclasses.dataclass

@@ -1,6 +1,7 @@
 """Tokenizers: the protocol, the registry, and the built-in tokenizers (imported to register them)."""
 
 from .base import AudioTokenizer, ImageTokenizer, ModalityTokenizer, TextTokenizer, VideoTokenizer
+from .image import ImageVQConfig, ImageVQTokenizer
 from .registry import (
     create_tokenizer,
     get_tokenizer_class,
@@ -17,6 +18,8 @@ __all__ = [
     "ByteTokenizer",
     "HFTextTokenizer",
     "ImageTokenizer",
+    "ImageVQConfig",
+    "ImageVQTokenizer",
     "ModalityTokenizer",
     "TextTokenizer",
     "VideoTokenizer",

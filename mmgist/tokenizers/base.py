@@ -190,7 +190,7 @@ class TextTokenizer(ModalityTokenizer):
 
 
 class ImageTokenizer(ModalityTokenizer):
-    """Images <-> codes (h, w); decode gives (B, 3, H, W) float in [0, 1]."""
+    """Images <-> codes (h, w); decode mirrors encode: (h, w) -> (3, H, W), (B, h, w) -> (B, 3, H, W) in [0, 1]."""
 
     modality = "image"
     code_ndim = 2
@@ -200,7 +200,7 @@ class ImageTokenizer(ModalityTokenizer):
         return self.encode(segment.pixels)
 
     def decode_segment(self, codes: torch.Tensor) -> Segment:
-        return Image(self.decode(codes.unsqueeze(0))[0], codes=codes)
+        return Image(self.decode(codes), codes=codes)
 
 
 class AudioTokenizer(ModalityTokenizer):

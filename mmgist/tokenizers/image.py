@@ -1,0 +1,257 @@
+"""image-vq: a convolutional VQ tokenizer, one code per f x f patch (f = 8 or 16).
+
+    tok = load_tokenizer("image-vq-f8")
+    codes = tok.encode(photo)            # PIL image or (3, H, W) tensor -> (H/8, W/8) LongTensor
+    recon = tok.decode(codes)            # -> (3, H, W) float in [0, 1]
+    tok.tokens_per_image(256, 256)       # 1024
+
+Shapes (B batch, z latent width, f patch size): images (B, 3, H, W) -> encoder -> (B, z, H/f, W/f)
+-> quantizer -> codes (B, h, w) and quantized latents (B, z, h, w) -> decoder -> (B, 3, H, W).
+
+Quantizers come from vector-quantize-pytorch (`quantizer=`):
+    "vq"        cosine-similarity lookup in a low-dimensional space (code_dim 8), k-means init,
+                EMA updates, dead-code restart: keeps a large codebook in use (the default)
+    "fsq"       finite scalar quantization: codebook = product of fsq_levels, nothing to collapse
+    "plain-vq"  nearest neighbour in the full latent space, EMA, none of the tricks (the baseline)
+
+Sizes that are not a multiple of f are handled by `fit`: "pad" (replicate the right and bottom
+edges up to the next multiple; decode returns the padded size), "crop" (centre crop down),
+"resize" (bilinear to the nearest multiple), or "error".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+
+from ..io import image_to_tensor, tensor_to_image
+from ..train import StepOutput
+from .base import ImageTokenizer
+from .conv import Decoder, Encoder
+from .registry import register_tokenizer
+
+FITS = ("pad", "crop", "resize", "error")
+QUANTIZERS = ("vq", "fsq", "plain-vq")
+PRESETS: dict[str, dict[str, Any]] = {
+    # f = 2 ** (len(channels) - 1). Widths sized so a 2-core CPU trains one in about an hour.
+    "f8": {"channels": (48, 96, 128, 192), "blocks": 1, "z_dim": 64},
+    "f16": {"channels": (48, 96, 128, 192, 256), "blocks": 1, "z_dim": 64},
+    "tiny": {"channels": (8, 16), "blocks": 1, "z_dim": 8, "codebook_size": 32, "fsq_levels": (4, 4, 3)},  # tests
+}
+
+
+@dataclasses.dataclass
+class ImageVQConfig:
+    """`ImageVQConfig(preset="f8")`; any field given explicitly overrides the preset's value."""
+
+    preset: str = "f8"  # one of PRESETS: fills the fields left as None
+    channels: tuple[int, ...] | None = None  # width per level; f = 2 ** (levels - 1)
+    blocks: int | None = None  # residual blocks per level
+    z_dim: int | None = None  # latent width fed to the quantizer
+    quantizer: str = "vq"  # see the module docstring
+    codebook_size: int | None = 4096  # "vq" and "plain-vq"; "fsq" uses prod(fsq_levels)
+    code_dim: int = 8  # "vq": lookup dimension (low-dim codes are what keep usage high)
+    fsq_levels: tuple[int, ...] | None = (8, 8, 8, 8)  # "fsq": 4096 codes
+    commitment_weight: float = 0.25
+    ema_decay: float = 0.99
+    dead_code_threshold: float = 0.03  # "vq": restart codes whose EMA count per step falls below this (a 16 x 64px
+    # batch at f8 has 1024 codes, 0.25 per code of 4096 on average: restart those used 8x less than that)
+    fit: str = "pad"  # default policy for sizes that are not a multiple of f
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown image-vq preset {self.preset!r}; choose one of {list(PRESETS)}")
+        defaults = {"codebook_size": 4096, "fsq_levels": (8, 8, 8, 8)}
+        for key, value in PRESETS[self.preset].items():
+            if getattr(self, key) is None or (key in defaults and getattr(self, key) == defaults[key]):
+                setattr(self, key, value)
+        self.channels = tuple(self.channels)
+        self.fsq_levels = tuple(self.fsq_levels)
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"unknown quantizer {self.quantizer!r}; choose one of {list(QUANTIZERS)}")
+        if self.fit not in FITS:
+            raise ValueError(f"unknown fit {self.fit!r}; choose one of {list(FITS)}")
+        if self.quantizer == "fsq":
+            self.codebook_size = int(torch.tensor(self.fsq_levels).prod())
+        if not self.channels or self.codebook_size < 2:
+            raise ValueError(
+                f"image-vq needs channels and a codebook of at least 2, got {self.channels}, {self.codebook_size}"
+            )
+
+
+def _make_quantizer(cfg: ImageVQConfig) -> torch.nn.Module:
+    from vector_quantize_pytorch import FSQ, VectorQuantize
+
+    if cfg.quantizer == "fsq":
+        return FSQ(levels=list(cfg.fsq_levels), dim=cfg.z_dim, channel_first=True)
+    common = dict(
+        dim=cfg.z_dim,
+        codebook_size=cfg.codebook_size,
+        decay=cfg.ema_decay,
+        commitment_weight=cfg.commitment_weight,
+        accept_image_fmap=True,
+    )
+    if cfg.quantizer == "plain-vq":
+        return VectorQuantize(**common)
+    return VectorQuantize(
+        **common,
+        codebook_dim=cfg.code_dim,
+        use_cosine_sim=True,
+        kmeans_init=True,
+        kmeans_iters=10,
+        threshold_ema_dead_code=cfg.dead_code_threshold,
+    )
+
+
+@register_tokenizer("image-vq")
+class ImageVQTokenizer(ImageTokenizer):
+    config_class = ImageVQConfig
+    requires_pretrained = True  # untrained weights encode noise: load a trained one, e.g. "image-vq-f8"
+
+    def __init__(self, config: ImageVQConfig | None = None) -> None:
+        super().__init__(config)
+        cfg = self.config
+        self.encoder = Encoder(cfg.channels, cfg.blocks, cfg.z_dim)
+        self.decoder = Decoder(cfg.channels, cfg.blocks, cfg.z_dim)
+        self.quantizer = _make_quantizer(cfg)
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    @property
+    def factor(self) -> int:
+        """Pixels per code along each side."""
+        return 2 ** (len(self.config.channels) - 1)
+
+    def tokens_per_image(self, height: int, width: int, fit: str | None = None) -> int:
+        """Codes for an image of this size (the vocabulary adds one <|row|> per row plus 2 markers)."""
+        h, w = self._fitted_size(height, width, fit or self.config.fit)
+        return (h // self.factor) * (w // self.factor)
+
+    # --- input handling -----------------------------------------------------------------------
+    def _fitted_size(self, height: int, width: int, fit: str) -> tuple[int, int]:
+        f = self.factor
+        if fit not in FITS:
+            raise ValueError(f"unknown fit {fit!r}; choose one of {list(FITS)}")
+        if height <= 0 or width <= 0:
+            raise ValueError(f"image has zero size {width}x{height}")
+        if height % f == 0 and width % f == 0:
+            return height, width
+        if fit == "error":
+            raise ValueError(
+                f"image size {width}x{height} is not a multiple of {f}; pass fit='pad', 'crop' or 'resize'"
+            )
+        if fit == "pad":
+            return -(-height // f) * f, -(-width // f) * f
+        if fit == "crop":
+            if height < f or width < f:
+                raise ValueError(f"image {width}x{height} is smaller than one {f}x{f} patch; cannot crop")
+            return height // f * f, width // f * f
+        return max(f, round(height / f) * f), max(f, round(width / f) * f)
+
+    def preprocess(self, images: Any, fit: str | None = None) -> torch.Tensor:
+        """PIL image(s) or tensor (3, H, W) / (B, 3, H, W) -> float (B, 3, H', W') in [0, 1], sized to fit."""
+        fit = fit or self.config.fit
+        if isinstance(images, (list, tuple)):
+            if not images:
+                raise ValueError("encode got an empty list of images")
+            tensors = [im if isinstance(im, torch.Tensor) else image_to_tensor(im) for im in images]
+            sizes = sorted({tuple(t.shape[-2:]) for t in tensors})
+            if len(sizes) > 1:
+                raise ValueError(
+                    f"images in one batch must share a size, got (H, W) sizes {sizes}; encode them one at a time"
+                )
+            x = torch.stack([t.float() / 255 if t.dtype == torch.uint8 else t for t in tensors])
+        elif isinstance(images, torch.Tensor):
+            x = images.unsqueeze(0) if images.ndim == 3 else images
+        else:
+            x = image_to_tensor(images)[None]  # PIL (any mode) -> RGB
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise ValueError(f"images must be (3, H, W) or (B, 3, H, W) (1 channel is repeated), got {tuple(x.shape)}")
+        if x.dtype == torch.uint8:
+            x = x.float() / 255
+        elif not x.dtype.is_floating_point:
+            raise TypeError(f"image tensors must be uint8 (0..255) or float (0..1), got {x.dtype}")
+        if not torch.isfinite(x).all():
+            raise ValueError("images contain NaN or inf")
+        if x.numel() and (x.min() < -1e-3 or x.max() > 1 + 1e-3):
+            raise ValueError(f"float images must lie in [0, 1], got values in [{x.min():.3g}, {x.max():.3g}]")
+        x = x.float().clamp(0, 1).expand(-1, 3, -1, -1)
+        H, W = x.shape[-2:]
+        h, w = self._fitted_size(H, W, fit)
+        if (h, w) == (H, W):
+            return x
+        if fit == "pad":
+            return F.pad(x, (0, w - W, 0, h - H), mode="replicate")
+        if fit == "crop":
+            top, left = (H - h) // 2, (W - w) // 2
+            return x[:, :, top : top + h, left : left + w]
+        return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+
+    # --- the model ----------------------------------------------------------------------------
+    def quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, 3, H, W) in [0, 1] -> quantized latents (B, z, h, w), codes (B, h, w), commitment loss."""
+        z = self.encoder(x * 2 - 1)
+        if self.config.quantizer == "fsq":
+            zq, codes = self.quantizer(z)
+            return zq, codes.long(), z.new_zeros(())
+        zq, codes, commit = self.quantizer(z)
+        return zq, codes.long(), commit.sum()
+
+    def codes_to_latents(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B, h, w) -> quantized latents (B, z, h, w): the inverse of the lookup in `quantize`."""
+        if self.config.quantizer == "fsq":
+            return self.quantizer.indices_to_codes(codes)
+        vectors = self.quantizer.codebook[codes]  # (B, h, w, code_dim)
+        return rearrange(self.quantizer.project_out(vectors), "b h w z -> b z h w")
+
+    def decode_latents(self, zq: torch.Tensor) -> torch.Tensor:
+        """(B, z, h, w) -> images (B, 3, H, W), not clamped (differentiable)."""
+        return (self.decoder(zq) + 1) / 2
+
+    def forward(self, images: torch.Tensor) -> StepOutput:
+        """One training step's loss on images (B, 3, H, W) in [0, 1]: MSE reconstruction + commitment."""
+        zq, codes, commit = self.quantize(images)
+        recon = self.decode_latents(zq)
+        mse = F.mse_loss(recon, images)
+        used = torch.unique(codes).numel()
+        return StepOutput(
+            mse + commit,
+            {
+                "mse": mse.item(),
+                "psnr": (-10 * torch.log10(mse.detach())).item(),
+                "commit": commit.item(),
+                "codes_in_batch": used,
+            },
+        )
+
+    # --- the protocol -------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, images: Any, fit: str | None = None, **kwargs: Any) -> torch.Tensor:
+        """Codes (h, w) for one image, (B, h, w) for a list or a batch tensor."""
+        single = not isinstance(images, (list, tuple)) and not (isinstance(images, torch.Tensor) and images.ndim == 4)
+        x = self.preprocess(images, fit).to(next(self.parameters()).device)
+        was_training = self.training
+        self.eval()
+        codes = self.quantize(x)[1].cpu()
+        self.train(was_training)
+        return codes[0] if single else codes
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """Codes (h, w) -> (3, H, W); (B, h, w) -> (B, 3, H, W); float in [0, 1]."""
+        codes = self.check_codes(codes, batched=codes.ndim == 3)
+        single = codes.ndim == 2
+        zq = self.codes_to_latents((codes[None] if single else codes).to(next(self.parameters()).device))
+        images = self.decode_latents(zq).clamp(0, 1).cpu()
+        return images[0] if single else images
+
+    def decode_to_pil(self, codes: torch.Tensor) -> Any:
+        """Like `decode`, as PIL images (one, or a list for a batch)."""
+        images = self.decode(codes)
+        return tensor_to_image(images) if images.ndim == 3 else [tensor_to_image(im) for im in images]

@@ -1,0 +1,225 @@
+"""The one training loop: every trainable part of mmgist (tokenizers, the LM) trains through `fit`.
+
+    result = fit(model, batches, TrainConfig(steps=2000), out_dir="runs/x")
+
+- `model(batch)` returns a `StepOutput(loss, metrics)`: a module's forward is its training step.
+- `batches(step, rank)` returns the batch for that step and process. Being a pure function of
+  (step, rank), it makes resumed and distributed runs see exactly the data they should.
+- AdamW with linear warmup then cosine decay, gradient clipping, one tqdm bar on rank 0 with the
+  running mean of every metric, and `log.jsonl` with the same numbers.
+- Checkpoints every `checkpoint_every` steps into out_dir/checkpoint/ (safetensors + JSON, written
+  atomically, never pickle): weights, optimizer moments, scheduler, RNG. `fit` resumes from it when
+  it exists, so a killed run restarted with the same command continues the same loss curve.
+- Under `torchrun --nproc_per_node N`, call `init_distributed()` first: the model is wrapped in
+  DistributedDataParallel (gloo on CPU, nccl on GPU), which also broadcasts buffers (a VQ codebook's
+  EMA state, say) from rank 0 at every step so all ranks hold the same codebook.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from .storage import load_tensors, read_versioned_json, save_tensors_atomic, versioned, write_json_atomic
+
+CHECKPOINT_FORMAT = "mmgist-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor  # scalar, what is minimized
+    metrics: dict[str, float] = field(default_factory=dict)  # shown on the bar and logged (loss is added)
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000  # total optimizer steps (the LR schedule spans these)
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 100  # linear warmup, then cosine decay to lr * min_lr_ratio
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0  # max gradient norm; 0 disables
+    checkpoint_every: int = 250
+    log_every: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "checkpoint_every", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.warmup_steps <= self.steps:
+            raise ValueError(f"TrainConfig.warmup_steps must be in [0, steps={self.steps}], got {self.warmup_steps}")
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
+
+
+@dataclass
+class TrainResult:
+    steps: int  # steps done in total (including those before a resume)
+    resumed_from: int  # 0 for a fresh run
+    wall_seconds: float  # this invocation only
+    history: list[dict[str, float]]  # one entry per log step: step, lr and metric means
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the torchrun process group if there is one; returns (rank, world_size)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    return rank_and_world()
+
+
+def rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _lr_factor(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Optimizer state_dict -> (tensors for safetensors, the JSON-able rest)."""
+    tensors, scalars = {}, {}
+    for idx, slots in state["state"].items():
+        for key, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{idx}.{key}"] = value
+            else:
+                scalars[f"{idx}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, idx, key = name.split(".", 2)
+            state.setdefault(int(idx), {})[key] = value
+    for name, value in meta["scalars"].items():
+        idx, key = name.split(".", 1)
+        state.setdefault(int(idx), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(
+    directory: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    config: TrainConfig,
+    history: list[dict[str, float]],
+) -> None:
+    """Weights, optimizer and RNG in one safetensors file; the JSON header (written last) names its hash."""
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update(opt_tensors)
+    tensors["rng.torch"] = torch.get_rng_state()
+    sha = save_tensors_atomic(tensors, directory / "state.safetensors")
+    header = versioned(
+        CHECKPOINT_FORMAT,
+        CHECKPOINT_VERSION,
+        step=step,
+        config=asdict(config),
+        optimizer=opt_meta,
+        history=history,
+        state_sha256=sha,
+    )
+    write_json_atomic(directory / "trainer.json", header)
+
+
+def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list]:
+    header = read_versioned_json(directory / "trainer.json", CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,))
+    tensors = load_tensors(directory / "state.safetensors", header["state_sha256"])
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    optimizer.load_state_dict(_unflatten_optimizer(tensors, header["optimizer"]))
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(header["step"]), header["history"]
+
+
+def fit(
+    model: nn.Module,
+    batches: Callable[[int, int], Any],
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    progress: bool = True,
+    stop_at: int | None = None,
+    description: str = "train",
+) -> TrainResult:
+    """Train `model` for `config.steps` steps (see the module docstring).
+
+    `stop_at`: stop after this many steps in total though the schedule spans `config.steps`
+    (a job split across time limits); running `fit` again resumes from the checkpoint.
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    ckpt = out_dir / "checkpoint"
+    rank, world = rank_and_world()
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed + rank)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
+    start, history = 0, []
+    if (ckpt / "trainer.json").exists():
+        start, history = load_checkpoint(ckpt, model, optimizer)
+    wrapped = model
+    if world > 1:
+        device_ids = [torch.cuda.current_device()] if next(model.parameters()).is_cuda else None
+        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=True)
+    end = min(config.steps, stop_at) if stop_at is not None else config.steps
+    bar = tqdm(
+        total=config.steps, initial=start, desc=description, disable=not progress or rank != 0, dynamic_ncols=True
+    )
+    sums: dict[str, float] = {}
+    t0 = time.perf_counter()
+    model.train()
+    for step in range(start, end):
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * _lr_factor(step, config)
+        out: StepOutput = wrapped(batches(step, rank))
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(f"loss became {out.loss.item()} at step {step}; last checkpoint is kept in {ckpt}")
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        for k, v in {"loss": out.loss.item(), **out.metrics}.items():
+            sums[k] = sums.get(k, 0.0) + float(v)
+        bar.update(1)
+        done = step + 1
+        if done % config.log_every == 0 or done == end:
+            n = config.log_every if done % config.log_every == 0 else done % config.log_every
+            means = {k: v / n for k, v in sums.items()}
+            sums = {}
+            bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()})
+            history.append({"step": done, "lr": optimizer.param_groups[0]["lr"], **means})
+            if rank == 0:
+                with open(out_dir / "log.jsonl", "a", encoding="utf-8") as f:
+                    f.write(json.dumps(history[-1]) + "\n")
+        if rank == 0 and (done % config.checkpoint_every == 0 or done == end):
+            save_checkpoint(ckpt, model, optimizer, done, config, history)
+    bar.close()
+    if world > 1:
+        dist.barrier()
+    return TrainResult(steps=end, resumed_from=start, wall_seconds=time.perf_counter() - t0, history=history)

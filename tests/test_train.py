@@ -1,0 +1,81 @@
+"""The shared training loop: resume equals an uninterrupted run; 2-process DDP keeps ranks identical."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmgist import create_tokenizer
+from mmgist.io import save_image
+from mmgist.train import TrainConfig, fit
+
+
+def _run(out_dir, stop_at=None):
+    torch.manual_seed(0)
+    tok = create_tokenizer("image-vq", preset="tiny", dead_code_threshold=0.5)  # restarts use the RNG
+    data = torch.rand(16, 3, 8, 8)
+    config = TrainConfig(steps=6, lr=1e-3, warmup_steps=2, checkpoint_every=3, log_every=1)
+    result = fit(
+        tok, lambda step, rank: data[step % 4 * 4 : step % 4 * 4 + 4], config, out_dir, progress=False, stop_at=stop_at
+    )
+    return tok, result
+
+
+def test_resume_after_a_stop_equals_an_uninterrupted_run(tmp_path):
+    whole, whole_result = _run(tmp_path / "a")
+    _, first = _run(tmp_path / "b", stop_at=3)
+    assert first.steps == 3
+    resumed, second = _run(tmp_path / "b")
+    assert second.resumed_from == 3 and second.steps == 6
+    assert [h["loss"] for h in second.history] == [h["loss"] for h in whole_result.history]
+    for (k, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_train_config_is_checked():
+    with pytest.raises(ValueError, match="steps must be positive, got 0"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match=r"warmup_steps must be in \[0, steps=10\], got 20"):
+        TrainConfig(steps=10, warmup_steps=20)
+
+
+def test_nan_loss_stops_training(tmp_path):
+    class Bad(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, batch):
+            from mmgist.train import StepOutput
+
+            return StepOutput(self.w * float("nan"))
+
+    with pytest.raises(FloatingPointError, match="loss became nan at step 0"):
+        fit(Bad(), lambda s, r: None, TrainConfig(steps=2, warmup_steps=0), tmp_path, progress=False)
+
+
+def test_two_process_ddp_keeps_ranks_identical(tmp_path):
+    data = tmp_path / "images"
+    for i in range(3):
+        save_image(torch.rand(3, 20, 24), data / f"im{i}.png")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(Path(__file__).parent / "ddp_worker.py"),
+        str(data),
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
+    assert ranks[0][0] == ranks[1][0] == "2"
+    assert ranks[0][1] == ranks[1][1]  # same weights and the same codebook on both ranks
+    assert (tmp_path / "tok" / "config.json").exists() and (tmp_path / "tok" / "training.json").exists()

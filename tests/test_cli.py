@@ -35,3 +35,35 @@ def test_bad_prompt_file_is_reported(tmp_path, capsys):
 def test_tokenizers_lists_names(capsys):
     assert main(["tokenizers"]) == 0
     assert "byte" in capsys.readouterr().out
+
+
+def test_train_tokenizer_writes_a_loadable_tokenizer_and_refuses_to_overwrite(tmp_path, capsys):
+    import torch
+
+    from mmgist import load_tokenizer
+    from mmgist.io import save_image
+
+    for i in range(2):
+        save_image(torch.rand(3, 24, 20), tmp_path / "images" / f"{i}.png")
+    args = [
+        "train-tokenizer",
+        "image",
+        "--data",
+        str(tmp_path / "images"),
+        "--preset",
+        "tiny",
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--crop-size",
+        "8",
+        "--out",
+        str(tmp_path / "tok"),
+    ]
+    assert main(args) == 0
+    assert load_tokenizer(tmp_path / "tok").encode(torch.rand(3, 8, 8)).shape == (4, 4)
+    assert main(args) == 2
+    assert "pass --force" in capsys.readouterr().err
+    assert main(["train-tokenizer", "image", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "t2")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -22,6 +22,7 @@ edges up to the next multiple; decode returns the padded size), "crop" (centre c
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from typing import Any
 
 import torch
@@ -34,6 +35,7 @@ from .base import ImageTokenizer
 from .conv import Decoder, Encoder
 from .registry import register_tokenizer
 
+USAGE_WINDOW = 50  # training steps over which the progress bar's codebook usage is counted
 FITS = ("pad", "crop", "resize", "error")
 QUANTIZERS = ("vq", "fsq", "plain-vq")
 PRESETS: dict[str, dict[str, Any]] = {
@@ -118,6 +120,7 @@ class ImageVQTokenizer(ImageTokenizer):
         self.encoder = Encoder(cfg.channels, cfg.blocks, cfg.z_dim)
         self.decoder = Decoder(cfg.channels, cfg.blocks, cfg.z_dim)
         self.quantizer = _make_quantizer(cfg)
+        self._recent: deque[torch.Tensor] = deque(maxlen=USAGE_WINDOW)  # code histograms of recent steps (not saved)
 
     @property
     def codebook_size(self) -> int:

@@ -44,16 +44,14 @@ def main() -> None:
     values, counts = codes.unique(return_counts=True)
     top = counts.argsort(descending=True)[:5]
     print(f"image      {path.name}: {image.shape[2]}x{image.shape[1]} pixels")
-    print(
-        f"grid       {codes.shape[0]} x {codes.shape[1]} = {codes.numel()} codes ({tok.factor}x{tok.factor} pixels each)"
-    )
+    h, w = codes.shape
+    print(f"grid       {h} x {w} = {codes.numel()} codes ({tok.factor}x{tok.factor} pixels each)")
     print(
         f"codes      {len(values)} distinct of {tok.codebook_size}; perplexity {usage.perplexity:.0f}; "
         f"most used {', '.join(f'{int(values[i])} ({int(counts[i])}x)' for i in top)}"
     )
-    print(
-        f"quality    PSNR {psnr(recon[None], original[None]).item():.2f} dB, SSIM {ssim(recon[None], original[None]).item():.4f}"
-    )
+    quality = psnr(recon[None], original[None]).item(), ssim(recon[None], original[None]).item()
+    print(f"quality    PSNR {quality[0]:.2f} dB, SSIM {quality[1]:.4f}")
     print(f"first row  {codes[0, :12].tolist()} ...")
     save_image(torch.cat([original, recon], dim=2), args.out)
     print(f"wrote      {args.out} (left: input, right: reconstruction from {codes.numel()} codes)")

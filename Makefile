@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 lint: $(STAMP)
 	$(PY) -m ruff check mmgist tests examples benchmarks
+	$(PY) -m ruff format --check mmgist tests examples benchmarks
 
 test: lint
 	$(PY) -m pytest -q -m "not slow"

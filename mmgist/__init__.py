@@ -1,6 +1,9 @@
 """mmgist: multimodal tokenization and gist compression for decoder-only Transformers."""
 
+from .generate import LayoutConstraint, generate
 from .layout import IdLayout
+from .lm import build_lm, extend_lm, load_model, save_model
+from .processor import MultimodalProcessor
 from .prompt import Audio, Image, Prompt, Text, Video
 from .tokenizers import (
     AudioTokenizer,
@@ -27,15 +30,22 @@ __all__ = [
     "IdLayout",
     "Image",
     "ImageTokenizer",
+    "LayoutConstraint",
     "ModalityTokenizer",
+    "MultimodalProcessor",
     "Prompt",
     "SharedVocabulary",
     "Text",
     "TextTokenizer",
     "Video",
     "VideoTokenizer",
+    "build_lm",
     "create_tokenizer",
+    "extend_lm",
+    "generate",
     "list_tokenizers",
+    "load_model",
     "load_tokenizer",
     "register_tokenizer",
+    "save_model",
 ]

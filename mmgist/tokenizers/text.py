@@ -58,6 +58,8 @@ class ByteTokenizer(TextTokenizer):
 @dataclasses.dataclass
 class HFTextConfig:
     source: str = ""  # where the wrapped tokenizer was loaded from (informational)
+    size: int | None = None  # text ids reserved; default len(tokenizer). Set it to a model's embedding rows
+    # when the model pads its matrix beyond the tokenizer (common), so media ids start after the padding.
 
 
 @register_tokenizer("hf-text")
@@ -77,9 +79,13 @@ class HFTextTokenizer(TextTokenizer):
         if hf_tokenizer is None:
             raise ValueError("HFTextTokenizer wraps a Hugging Face tokenizer: use HFTextTokenizer.from_hf(path)")
         self.hf = hf_tokenizer
+        if self.config.size is not None and self.config.size < len(hf_tokenizer):
+            raise ValueError(
+                f"HFTextConfig.size {self.config.size} is smaller than the tokenizer ({len(hf_tokenizer)})"
+            )
 
     @classmethod
-    def from_hf(cls, path_or_tokenizer: Any) -> HFTextTokenizer:
+    def from_hf(cls, path_or_tokenizer: Any, size: int | None = None) -> HFTextTokenizer:
         """Wrap a tokenizer object, or load one from a local folder (never from the network)."""
         if isinstance(path_or_tokenizer, (str, os.PathLike)):
             from transformers import AutoTokenizer
@@ -87,12 +93,13 @@ class HFTextTokenizer(TextTokenizer):
             path = Path(path_or_tokenizer)
             if not path.is_dir():
                 raise ValueError(f"HFTextTokenizer.from_hf needs a local folder, got {str(path)!r} (no downloads)")
-            return cls(HFTextConfig(source=str(path)), AutoTokenizer.from_pretrained(path, local_files_only=True))
-        return cls(HFTextConfig(source=getattr(path_or_tokenizer, "name_or_path", "")), path_or_tokenizer)
+            hf = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            return cls(HFTextConfig(source=str(path), size=size), hf)
+        return cls(HFTextConfig(source=getattr(path_or_tokenizer, "name_or_path", ""), size=size), path_or_tokenizer)
 
     @property
     def codebook_size(self) -> int:
-        return len(self.hf)
+        return self.config.size or len(self.hf)
 
     def encode(self, text: str, **kwargs: Any) -> torch.Tensor:
         if not isinstance(text, str):

@@ -1,0 +1,206 @@
+"""Generation constrained by the vocabulary's layout, as a Hugging Face logits processor.
+
+    out = generate(model, vocab, Prompt(["Draw a cat:"]), max_new_tokens=1100, sizes={"image": (32, 32)})
+    out                     # a Prompt: text, and media decoded from the generated codes
+
+`LayoutConstraint` masks every step's logits so the ids always parse:
+    outside a segment   text ids, the opener of any modality that fits in the budget left, <|eos|>
+    image               codes, <|row|> after exactly w codes, <|/image|> after exactly h rows;
+                        with no size given, the first row fixes the width and the model picks h
+    audio               frame by frame, codebook 0 .. C-1 in order; <|/audio|> only between frames
+    video               frames of an h x w grid, each ended by <|frame|>, t frames (size required)
+A segment without a fixed size is forced closed when the tokens left are just enough to close it,
+and one with a fixed size is only opened if it fits, so a generation never ends inside a segment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .layout import CLOSE, OPEN
+from .prompt import Prompt
+from .vocab import SharedVocabulary
+
+
+class LayoutConstraint:
+    """A `transformers.LogitsProcessor`: (input_ids (B, T), scores (B, V)) -> scores, -inf where not allowed."""
+
+    def __init__(self, vocab: SharedVocabulary, max_length: int, sizes: dict[str, Any] | None = None) -> None:
+        self.vocab, self.max_length = vocab, max_length
+        self.sizes = dict(sizes or {})
+        unknown = set(self.sizes) - {"image", "audio", "video"}
+        if unknown:
+            raise ValueError(f"sizes has unknown modalities {sorted(unknown)}; expected image, audio, video")
+        L = vocab.layout
+        self.row, self.frame = L.specials.get("<|row|>"), L.specials.get("<|frame|>")
+        self.openers = {L.special(OPEN[m]): m for m in OPEN if m in vocab.tokenizers}
+        self.closers = {L.special(CLOSE[m]): m for m in OPEN if m in vocab.tokenizers}
+        self.masks: dict[str, torch.Tensor] = {}
+        for m in vocab.modalities:
+            ids = (
+                [vocab.allowed_ids(m, c) for c in range(L.audio_codebooks)] if m == "audio" else [vocab.allowed_ids(m)]
+            )
+            for c, group in enumerate(ids):
+                mask = torch.zeros(len(vocab), dtype=torch.bool)
+                mask[group] = True
+                self.masks[f"{m}:{c}" if m == "audio" else m] = mask
+
+    def _one(self, token_id: int) -> torch.Tensor:
+        mask = torch.zeros(len(self.vocab), dtype=torch.bool)
+        mask[token_id] = True
+        return mask
+
+    def segment_cost(self, modality: str) -> int | None:
+        """Tokens a whole fixed-size segment takes (markers included); None if its size is free."""
+        size = self.sizes.get(modality)
+        if size is None:
+            return None
+        if modality == "image":
+            h, w = size
+            return h * (w + 1) + 2
+        if modality == "audio":
+            return size * self.vocab.layout.audio_codebooks + 2
+        t, h, w = size
+        return t * (h * (w + 1) + 1) + 2
+
+    def allowed(self, ids: list[int]) -> torch.Tensor:
+        """Boolean mask (V,) of the ids allowed after `ids`."""
+        left = self.max_length - len(ids)  # tokens that can still be generated, this one included
+        start = next((k for k in range(len(ids) - 1, -1, -1) if ids[k] in self.openers or ids[k] in self.closers), None)
+        if start is None or ids[start] in self.closers:
+            mask = self.masks["text"].clone()
+            mask[self.vocab.eos_id] = True
+            for token, m in self.openers.items():
+                cost = self.segment_cost(m)
+                free_ok = m != "video" and left >= {"image": 4, "audio": 2 + self.vocab.layout.audio_codebooks}[m]
+                mask[token] = (cost is not None and cost <= left) or (cost is None and free_ok)
+            return mask
+        m, body = self.openers[ids[start]], ids[start + 1 :]
+        if m == "audio":
+            return self._audio(body, left)
+        if m == "image":
+            return self._grid(body, self.sizes.get("image"), self.closers_by("image"), left)
+        t, h, w = self.sizes["video"]
+        frames = body.count(self.frame)
+        if frames == t:
+            return self._one(self.closers_by("video"))
+        last = max((k for k, x in enumerate(body) if x == self.frame), default=-1)
+        return self._grid(body[last + 1 :], (h, w), self.frame, left, codes="video")
+
+    def closers_by(self, modality: str) -> int:
+        return self.vocab.layout.special(CLOSE[modality])
+
+    def _grid(self, body: list[int], size: tuple[int, int] | None, end: int, left: int, codes: str = "image"):
+        rows = body.count(self.row)
+        last = max((k for k, x in enumerate(body) if x == self.row), default=-1)
+        cur = len(body) - last - 1  # codes in the row being written
+        if size is not None:
+            h, w = size
+            if rows == h:
+                return self._one(end)
+            return self._one(self.row) if cur == w else self.masks[codes]
+        w = body.index(self.row) if rows else None  # the first row fixed the width
+        if w is None:  # first row: any width >= 1; forced to end when only row + close still fit
+            if cur > 0 and left <= 2:
+                return self._one(self.row)
+            mask = self.masks[codes].clone()
+            mask[self.row] = cur > 0
+            return mask
+        if cur == w:
+            return self._one(self.row)
+        if cur == 0:
+            if left < w + 2:  # another row and the close no longer fit
+                return self._one(end)
+            mask = self.masks[codes].clone()
+            mask[end] = True
+            return mask
+        return self.masks[codes]
+
+    def _audio(self, body: list[int], left: int) -> torch.Tensor:
+        C = self.vocab.layout.audio_codebooks
+        k, frames = len(body), self.sizes.get("audio")
+        if k % C == 0 and k > 0 and (frames == k // C or (frames is None and left < C + 1)):
+            return self._one(self.closers_by("audio"))
+        mask = self.masks[f"audio:{k % C}"].clone()
+        if frames is None and k % C == 0 and k > 0:
+            mask[self.closers_by("audio")] = True
+        return mask
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        masks = torch.stack([self.allowed(row.tolist()) for row in input_ids]).to(scores.device)
+        return scores.masked_fill(~masks, float("-inf"))
+
+
+def generate(
+    model: Any,
+    vocab: SharedVocabulary,
+    prompt: Prompt | list[Any] | str,
+    max_new_tokens: int = 64,
+    *,
+    modality: str | None = None,
+    sizes: dict[str, Any] | None = None,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    media: bool = True,
+) -> Prompt:
+    """Continue `prompt` with the model; returns the generated segments as a Prompt.
+
+    `modality="image"` (or "audio", "video") makes the continuation start with a segment of that
+    modality; `sizes` fixes segment sizes: {"image": (h, w), "audio": frames, "video": (t, h, w)}
+    (video needs one). With `media=False` media segments hold codes only.
+    """
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
+
+    from .lm import check_model, context_length
+
+    check_model(model, vocab)
+    ids = vocab.encode(prompt if isinstance(prompt, Prompt) else Prompt(prompt), add_bos=True)
+    if modality is not None:
+        if modality not in OPEN or modality not in vocab.tokenizers:
+            raise ValueError(f"modality {modality!r} cannot be generated; this vocabulary has {list(vocab.tokenizers)}")
+        ids.append(vocab.layout.special(OPEN[modality]))
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if len(ids) + max_new_tokens > context_length(model):
+        raise ValueError(
+            f"prompt ({len(ids)} tokens) plus max_new_tokens ({max_new_tokens}) exceeds the model's "
+            f"context of {context_length(model)}"
+        )
+    constraint = LayoutConstraint(vocab, len(ids) + max_new_tokens, sizes)
+    if modality is not None:
+        cost = constraint.segment_cost(modality)
+        if modality == "video" and cost is None:
+            raise ValueError("generating video needs sizes={'video': (t, h, w)}")
+        # the smallest segment: the whole fixed size, or one code + <|row|> + close / one frame + close
+        need = cost - 1 if cost is not None else {"image": 3, "audio": vocab.layout.audio_codebooks + 1}[modality]
+        if need > max_new_tokens:
+            size = f" of size {sizes[modality]}" if cost is not None else ""
+            raise ValueError(f"a {modality}{size} needs {need} new tokens; max_new_tokens is {max_new_tokens}")
+    device = next(model.parameters()).device
+    input_ids = torch.tensor([ids], device=device)
+    # The constraint runs first and our own warpers after it: a top-k taken before masking could
+    # keep only ids the layout forbids. So Hugging Face's own warpers are switched off (top_k=0, temperature=1).
+    processors = LogitsProcessorList([constraint])
+    if do_sample and temperature != 1.0:
+        processors.append(TemperatureLogitsWarper(temperature))
+    if do_sample and top_k:
+        processors.append(TopKLogitsWarper(top_k))
+    out = model.generate(
+        input_ids=input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        max_new_tokens=max_new_tokens,
+        logits_processor=processors,
+        do_sample=do_sample,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        eos_token_id=vocab.eos_id,
+        pad_token_id=vocab.pad_id,
+    )
+    new = out[0, len(ids) :].tolist()
+    if modality is not None:
+        new = [ids[-1], *new]
+    return vocab.decode(new, media=media)

@@ -5,6 +5,7 @@
     mmgist encode --vocab DIR PROMPT.json               ids of a prompt, as JSON
     mmgist decode --vocab DIR IDS.json [--media-dir D]  the prompt behind ids; media written to D
     mmgist train-tokenizer image --data DIR --preset f8 --steps N --out DIR    train an image tokenizer
+    mmgist train-lm --manifest M.jsonl (--vocab DIR | --model DIR) --steps N --out DIR   train the LM
 
 A prompt file is a JSON list whose items are strings or {"image": "path/to/file.png"}.
 """
@@ -93,6 +94,27 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
         print(f"done: {result.train.steps} steps, {result.train.wall_seconds:.0f} s; last: {result.train.history[-1]}")
 
 
+def cmd_train_lm(args: argparse.Namespace) -> None:
+    from .lm import build_lm, load_model
+    from .lm_train import train_lm
+
+    out = Path(args.out)
+    if (out / "mmgist_vocab.json").exists() and not args.force:
+        raise FileExistsError(f"{str(out)!r} already holds a model; pass --force to overwrite")
+    if (args.vocab is None) == (args.model is None):
+        raise ValueError("pass exactly one of --vocab (a new model) or --model (continue training a saved one)")
+    if args.model:
+        model, vocab = load_model(args.model)
+    else:
+        vocab = SharedVocabulary.from_pretrained(args.vocab)
+        model = build_lm(vocab, preset=args.preset)
+    result = train_lm(
+        model, vocab, args.manifest, out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+    )
+    if result.history:
+        print(f"done: {result.steps} steps, {result.wall_seconds:.0f} s; last: {result.history[-1]}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmgist", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite an existing tokenizer")
     p.set_defaults(func=cmd_train_tokenizer)
+    p = sub.add_parser("train-lm", help="train the language model on a JSONL manifest")
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--vocab", help="vocabulary folder (a new model of --preset)")
+    p.add_argument("--model", help="saved model folder to continue training")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=16, help="per process")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite an existing model")
+    p.set_defaults(func=cmd_train_lm)
     return parser
 
 

@@ -130,7 +130,14 @@ def save_checkpoint(
 ) -> None:
     """Weights, optimizer and RNG in one safetensors file; the JSON header (written last) names its hash."""
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors, aliases, seen = {}, {}, {}
+    for k, v in model.state_dict().items():  # tied weights (an LM's embedding and head) are stored once
+        key = (v.data_ptr(), v.dtype, tuple(v.shape), v.stride()) if v.numel() else None
+        if key is not None and key in seen:
+            aliases[k] = seen[key]
+        else:
+            tensors[f"model.{k}"] = v
+            seen[key] = k
     tensors.update(opt_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
     sha = save_tensors_atomic(tensors, directory / "state.safetensors")
@@ -141,6 +148,7 @@ def save_checkpoint(
         config=asdict(config),
         optimizer=opt_meta,
         history=history,
+        aliases=aliases,
         state_sha256=sha,
     )
     write_json_atomic(directory / "trainer.json", header)
@@ -149,7 +157,9 @@ def save_checkpoint(
 def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list]:
     header = read_versioned_json(directory / "trainer.json", CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,))
     tensors = load_tensors(directory / "state.safetensors", header["state_sha256"])
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    state.update({alias: state[original] for alias, original in header.get("aliases", {}).items()})
+    model.load_state_dict(state)
     optimizer.load_state_dict(_unflatten_optimizer(tensors, header["optimizer"]))
     torch.set_rng_state(tensors["rng.torch"])
     return int(header["step"]), header["history"]

@@ -1,26 +1,56 @@
-"""Run by torchrun in test_train.py: a few DDP steps of a tiny image tokenizer, then each rank's fingerprint."""
+"""Run by torchrun in the DDP tests: a few steps of a tiny model, then each rank writes its weights' hash.
 
+ddp_worker.py image DATA_DIR OUT_DIR     tiny image tokenizer on the images in DATA_DIR
+ddp_worker.py lm DATA_DIR OUT_DIR        tiny LM on DATA_DIR/train.jsonl
+"""
+
+import hashlib
 import sys
 from pathlib import Path
 
 import torch
 
-from mmgist.tokenizers.train_image import train_image_tokenizer
-from mmgist.train import rank_and_world
+sys.path.insert(0, str(Path(__file__).parent))
+import toy_tokenizers  # noqa: F401
 
-data, out = Path(sys.argv[1]), Path(sys.argv[2])
+from mmgist import ByteTokenizer, SharedVocabulary, create_tokenizer
+from mmgist.lm import build_lm
+from mmgist.lm_train import train_lm
+from mmgist.tokenizers.train_image import train_image_tokenizer
+from mmgist.train import init_distributed
+
+mode, data, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 torch.set_num_threads(1)
-result = train_image_tokenizer(
-    data,
-    out / "tok",
-    preset="tiny",
-    steps=4,
-    batch_size=2,
-    crop_size=8,
-    lr=1e-3,
-    checkpoint_dir=out / "run",
-    progress=False,
-)
-rank, world = rank_and_world()
-(out / f"rank{rank}.txt").write_text(f"{world} {result.tokenizer.fingerprint()}")
+rank, world = init_distributed()
+if mode == "image":
+    model = train_image_tokenizer(
+        data,
+        out / "tok",
+        preset="tiny",
+        steps=4,
+        batch_size=2,
+        crop_size=8,
+        lr=1e-3,
+        checkpoint_dir=out / "run",
+        progress=False,
+    ).tokenizer
+else:
+    torch.manual_seed(0)
+    vocab = SharedVocabulary(text=ByteTokenizer(), image=create_tokenizer("toy-image"))
+    model = build_lm(vocab, preset="tiny")
+    train_lm(
+        model,
+        vocab,
+        data / "train.jsonl",
+        out / "lm",
+        steps=4,
+        batch_size=2,
+        cache_dir=out / f"cache{rank}",
+        run_dir=out / "lm-run",
+        progress=False,
+    )
+h = hashlib.sha256()
+for k, v in sorted(model.state_dict().items()):
+    h.update(k.encode() + v.detach().contiguous().numpy().tobytes())
+(out / f"rank{rank}.txt").write_text(f"{world} {h.hexdigest()}")
 torch.distributed.destroy_process_group()

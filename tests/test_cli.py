@@ -67,3 +67,28 @@ def test_train_tokenizer_writes_a_loadable_tokenizer_and_refuses_to_overwrite(tm
     assert "pass --force" in capsys.readouterr().err
     assert main(["train-tokenizer", "image", "--data", str(tmp_path / "nothing"), "--out", str(tmp_path / "t2")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_train_lm_from_a_vocabulary_folder(tmp_path, capsys):
+    (tmp_path / "m.jsonl").write_text('{"prompt": ["ab"], "completion": ["c"]}\n{"prompt": ["hello"]}\n')
+    assert main(["vocab", "--out", str(tmp_path / "v")]) == 0
+    args = [
+        "train-lm",
+        "--manifest",
+        str(tmp_path / "m.jsonl"),
+        "--vocab",
+        str(tmp_path / "v"),
+        "--preset",
+        "tiny",
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--out",
+        str(tmp_path / "lm"),
+    ]
+    assert main(args) == 0
+    assert (tmp_path / "lm" / "mmgist_vocab.json").exists()
+    assert main(args) == 2 and "pass --force" in capsys.readouterr().err
+    assert main([*args[:5], "--model", str(tmp_path / "lm"), "--out", str(tmp_path / "x")]) == 2
+    assert "exactly one of --vocab" in capsys.readouterr().err

@@ -70,6 +70,7 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path):
         "--nproc_per_node",
         "2",
         str(Path(__file__).parent / "ddp_worker.py"),
+        "image",
         str(data),
         str(tmp_path),
     ]

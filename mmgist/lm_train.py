@@ -1,0 +1,117 @@
+"""Training the LM on a manifest (see `mmgist.manifest`) through the shared loop in `mmgist.train`.
+
+    train_lm(model, vocab, "data/train.jsonl", out="models/my-lm", steps=2000)
+    mmgist train-lm --manifest data/train.jsonl --vocab my_vocab --preset small --steps 2000 --out models/my-lm
+
+Samples are drawn at random per step (a pure function of the step, so resume and DDP are exact),
+padded on the right, and trained with next-token cross-entropy on the completion (or every token).
+The progress bar shows the loss per modality of the predicted token: loss_text, loss_image, ...
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .lm import check_model, context_length, save_model
+from .manifest import TokenShards
+from .train import StepOutput, TrainConfig, TrainResult, fit, init_distributed
+from .vocab import SharedVocabulary
+
+KINDS = ("text", "image", "audio", "video", "special")
+
+
+class CausalLMStep(nn.Module):
+    """A causal LM whose forward is one training step: batch dict -> StepOutput with per-modality losses."""
+
+    def __init__(self, model: nn.Module, vocab: SharedVocabulary) -> None:
+        super().__init__()
+        self.model = model
+        kinds = torch.tensor([KINDS.index(vocab.segment_of(i)) for i in range(len(vocab))])
+        self.register_buffer("kinds", kinds, persistent=False)  # (V,) modality index of each id
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> StepOutput:
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        targets = batch["labels"][:, 1:]  # (B, T - 1): token t + 1 is predicted at t
+        ce = F.cross_entropy(logits[:, :-1].transpose(1, 2).float(), targets.clamp_min(0), reduction="none")
+        valid = targets != -100
+        loss = ce[valid].mean()
+        metrics = {}
+        kinds = self.kinds[targets.clamp_min(0)]
+        for k, name in enumerate(KINDS[:-1]):
+            sel = valid & (kinds == k)
+            if sel.any():
+                metrics[f"loss_{name}"] = ce[sel].mean().item()
+        return StepOutput(loss, metrics)
+
+
+def collate(shards: TokenShards, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch: input_ids, attention_mask (B, L) and labels (-100 where no loss)."""
+    rows = [shards.sample(k) for k in indices]
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, (ids, prompt_len) in enumerate(rows):
+        input_ids[b, : len(ids)] = torch.tensor(ids)
+        mask[b, : len(ids)] = 1
+        labels[b, prompt_len : len(ids)] = input_ids[b, prompt_len : len(ids)]
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
+
+
+def train_lm(
+    model: nn.Module,
+    vocab: SharedVocabulary,
+    manifest: str | os.PathLike,
+    out: str | os.PathLike,
+    steps: int = 1000,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
+    run_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    stop_at: int | None = None,
+    **train: Any,
+) -> TrainResult:
+    """Train `model` on `manifest`; saves model + vocabulary to `out` (rank 0) when all steps are done."""
+    rank, world = init_distributed()
+    check_model(model, vocab)
+    out = Path(out)
+    shards = TokenShards.build(manifest, vocab, cache_dir or out.parent / ".token-cache")
+    longest = int((shards.offsets[1:] - shards.offsets[:-1]).max())
+    if longest > context_length(model):
+        raise ValueError(f"the longest sample is {longest} tokens, over the model's context of {context_length(model)}")
+    device = next(model.parameters()).device
+    step_module = CausalLMStep(model, vocab).to(device)
+
+    def batches(step: int, r: int) -> dict[str, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed * 1_000_003 + step * 1009 + r)
+        picks = torch.randint(0, len(shards), (batch_size,), generator=g).tolist()
+        return {k: v.to(device) for k, v in collate(shards, picks, vocab.pad_id).items()}
+
+    config = TrainConfig(
+        steps=steps,
+        lr=lr,
+        seed=seed,
+        warmup_steps=train.pop("warmup_steps", min(100, steps // 10)),
+        checkpoint_every=train.pop("checkpoint_every", max(1, min(250, steps // 4))),
+        **train,
+    )
+    result = fit(
+        step_module,
+        batches,
+        config,
+        run_dir or out.parent / f".{out.name}-run",
+        progress=progress,
+        stop_at=stop_at,
+        description="lm",
+    )
+    if rank == 0 and result.steps == steps:
+        save_model(model, vocab, out)
+    return result

@@ -1,0 +1,126 @@
+"""LM training: manifest parsing, token shards (cached equals fresh), loss goes down, resume, 2-process DDP."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmgist.io import save_image
+from mmgist.lm import build_lm
+from mmgist.lm_train import collate, train_lm
+from mmgist.manifest import TokenShards, read_manifest
+
+
+def write_manifest(folder: Path, n: int = 12) -> Path:
+    """A toy task where the image decides the answer: dark image -> ' dark', bright -> ' light'."""
+    lines = []
+    for k in range(n):
+        bright = k % 2 == 0
+        save_image(torch.full((3, 8, 8), 0.9 if bright else 0.1), folder / "img" / f"{k}.png")
+        lines.append(
+            {"prompt": [{"image": f"img/{k}.png"}, "Q: shade?"], "completion": [" light" if bright else " dark"]}
+        )
+    lines.append({"prompt": ["plain text sample"]})
+    path = folder / "train.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    return path
+
+
+def test_cached_shards_equal_fresh_tokenization_and_skip_the_encoders(vocab, tmp_path, monkeypatch):
+    manifest = write_manifest(tmp_path)
+    fresh = TokenShards.tokenize(read_manifest(manifest), vocab)
+    built = TokenShards.build(manifest, vocab, tmp_path / "cache")
+    monkeypatch.setattr(type(vocab.tokenizers["image"]), "encode", lambda *a, **k: pytest.fail("encoder ran again"))
+    cached = TokenShards.build(manifest, vocab, tmp_path / "cache")
+    for a in (built, cached):
+        assert torch.equal(a.ids, fresh.ids) and torch.equal(a.offsets, fresh.offsets)
+        assert torch.equal(a.prompt_lengths, fresh.prompt_lengths)
+    ids, prompt_len = cached.sample(0)
+    assert ids[0] == vocab.bos_id and ids[-1] == vocab.eos_id
+    assert vocab.decode(ids[prompt_len:]).text() == " light"
+    assert cached.sample(len(cached) - 1)[1] == 0  # no completion: loss on every token
+
+
+def test_collate_masks_prompt_and_padding(vocab, tmp_path):
+    shards = TokenShards.tokenize(read_manifest(write_manifest(tmp_path)), vocab)
+    batch = collate(shards, [0, len(shards) - 1], vocab.pad_id)
+    ids0, p0 = shards.sample(0)
+    assert (batch["labels"][0, :p0] == -100).all()
+    assert batch["labels"][0, p0 : len(ids0)].tolist() == ids0[p0:]
+    assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("not json", "train.jsonl:1: not valid JSON"),
+        ('{"prompt": []}', "train.jsonl:1: expected"),
+        ('{"prompt": [{"smell": "x"}]}', "must be a string or"),
+        ('{"prompt": ["a"], "completion": "b"}', "'completion' must be a non-empty list"),
+    ],
+)
+def test_bad_manifest_lines_are_named(tmp_path, line, message):
+    (tmp_path / "train.jsonl").write_text(line + "\n")
+    with pytest.raises(ValueError, match=message):
+        read_manifest(tmp_path / "train.jsonl")
+
+
+def test_training_lowers_the_loss_and_resume_matches(vocab, tmp_path):
+    manifest = write_manifest(tmp_path)
+
+    def run(run_dir, stop_at=None):
+        torch.manual_seed(0)
+        model = build_lm(vocab, preset="tiny")
+        result = train_lm(
+            model,
+            vocab,
+            manifest,
+            tmp_path / "out",
+            steps=40,
+            batch_size=4,
+            lr=3e-3,
+            cache_dir=tmp_path / "cache",
+            run_dir=run_dir,
+            progress=False,
+            stop_at=stop_at,
+            log_every=1,
+            checkpoint_every=10,
+        )
+        return model, result
+
+    model, whole = run(tmp_path / "a")
+    first, last = (sum(h["loss"] for h in part) / 5 for part in (whole.history[:5], whole.history[-5:]))
+    assert last < 0.6 * first
+    assert "loss_text" in whole.history[0] and (tmp_path / "out" / "mmgist_vocab.json").exists()
+    run(tmp_path / "b", stop_at=10)
+    resumed, second = run(tmp_path / "b")
+    assert second.resumed_from == 10
+    assert [h["loss"] for h in second.history] == [h["loss"] for h in whole.history]
+    for (k, a), (_, b) in zip(model.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_two_process_ddp_lm(tmp_path):
+    write_manifest(tmp_path)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(Path(__file__).parent / "ddp_worker.py"),
+        "lm",
+        str(tmp_path),
+        str(tmp_path),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
+    assert ranks[0] == ranks[1] and ranks[0][0] == "2"  # same weights on both ranks
+    assert (tmp_path / "lm" / "model.safetensors").exists()

@@ -80,7 +80,7 @@ def train_lm(
     **train: Any,
 ) -> TrainResult:
     """Train `model` on `manifest`; saves model + vocabulary to `out` (rank 0) when all steps are done."""
-    rank, world = init_distributed()
+    rank, _ = init_distributed()
     check_model(model, vocab)
     out = Path(out)
     shards = TokenShards.build(manifest, vocab, cache_dir or out.parent / ".token-cache")

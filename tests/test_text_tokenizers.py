@@ -31,9 +31,8 @@ def test_bytes_worked_example_and_invalid_utf8():
 @pytest.fixture(scope="module")
 def hf_dir(tmp_path_factory):
     """A tiny byte-level BPE trained here and saved like any Hugging Face tokenizer: no downloads."""
-    from transformers import PreTrainedTokenizerFast
-
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
 
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)

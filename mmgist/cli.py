@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -76,6 +77,8 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if (out / "config.json").exists() and not args.force:
         raise FileExistsError(f"{str(out)!r} already holds a tokenizer; pass --force to overwrite")
+    if args.force:  # start over: an earlier run's checkpoint must not be resumed
+        shutil.rmtree(out.parent / f".{out.name}-run", ignore_errors=True)
     extra = {"quantizer": args.quantizer} if args.quantizer else {}
     if args.codebook_size:
         extra["codebook_size"] = args.codebook_size
@@ -101,6 +104,8 @@ def cmd_train_lm(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if (out / "mmgist_vocab.json").exists() and not args.force:
         raise FileExistsError(f"{str(out)!r} already holds a model; pass --force to overwrite")
+    if args.force:  # start over: an earlier run's checkpoint must not be resumed
+        shutil.rmtree(out.parent / f".{out.name}-run", ignore_errors=True)
     if (args.vocab is None) == (args.model is None):
         raise ValueError("pass exactly one of --vocab (a new model) or --model (continue training a saved one)")
     if args.model:

@@ -33,6 +33,16 @@ class LayoutConstraint:
         unknown = set(self.sizes) - {"image", "audio", "video"}
         if unknown:
             raise ValueError(f"sizes has unknown modalities {sorted(unknown)}; expected image, audio, video")
+        for m, size in self.sizes.items():
+            dims = (size,) if m == "audio" else tuple(size) if isinstance(size, (tuple, list)) else ()
+            ok = len(dims) == {"image": 2, "audio": 1, "video": 3}[m] and all(
+                isinstance(d, int) and d > 0 for d in dims
+            )
+            if not ok:
+                want = {"image": "(h, w)", "audio": "frames", "video": "(t, h, w)"}[m]
+                raise ValueError(f"sizes[{m!r}] must be {want} of positive ints, got {size!r}")
+            if m != "audio":
+                self.sizes[m] = dims
         L = vocab.layout
         self.row, self.frame = L.specials.get("<|row|>"), L.specials.get("<|frame|>")
         self.openers = {L.special(OPEN[m]): m for m in OPEN if m in vocab.tokenizers}
@@ -42,6 +52,8 @@ class LayoutConstraint:
             ids = (
                 [vocab.allowed_ids(m, c) for c in range(L.audio_codebooks)] if m == "audio" else [vocab.allowed_ids(m)]
             )
+            if m == "text":  # ids a text tokenizer reserves but cannot decode (a model's padded rows): never generated
+                ids = [ids[0][: vocab.tokenizers["text"].generatable_size]]
             for c, group in enumerate(ids):
                 mask = torch.zeros(len(vocab), dtype=torch.bool)
                 mask[group] = True

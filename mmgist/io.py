@@ -45,12 +45,12 @@ def to_rgb(im):
     """A PIL image as 8-bit RGB: 16-bit grayscale is scaled down, transparency composited on white."""
     from PIL import Image
 
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.int32 if im.mode == "I" else torch.int16)
-        arr = arr.to(torch.int64) & (0xFFFFFFFF if im.mode == "I" else 0xFFFF)
-        peak = 65535 if im.mode != "I" else max(int(arr.max()), 1)
-        arr = (arr * 255 // peak).clamp(0, 255).to(torch.uint8).reshape(im.height, im.width)
-        im = Image.fromarray(arr.numpy(), mode="L")
+    if im.mode.startswith("I"):  # 16- or 32-bit integer grayscale: scale the 16-bit range to 8 bits
+        import numpy as np
+
+        arr = np.asarray(im).astype(np.float64)  # numpy honours the byte order of I;16B
+        peak = 65535.0 if arr.max(initial=0) <= 65535 else float(arr.max())
+        im = Image.fromarray((arr * 255 / peak).round().clip(0, 255).astype(np.uint8), mode="L")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -80,7 +80,12 @@ def save_image(im, path: PathLike) -> None:
     """Save a PIL image or (3, H, W) tensor atomically; the format follows the file suffix."""
     if isinstance(im, torch.Tensor):
         im = tensor_to_image(im)
+    from PIL import Image
+
+    suffix = Path(path).suffix.lower()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None:
+        raise ValueError(f"cannot tell an image format from the suffix {suffix!r} of {str(path)!r}; use .png or .jpg")
     buf = io.BytesIO()
-    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(Path(path).suffix.lower(), "PNG")
     im.save(buf, format=fmt)
     write_bytes_atomic(path, buf.getvalue())

@@ -128,7 +128,7 @@ class IdLayout:
 
     def allowed_ids(self, modality: str, codebook: int | None = None) -> torch.Tensor:
         """The code ids of `modality` (all codebooks, or one), as a sorted LongTensor."""
-        if modality == "audio" and codebook is None:
+        if modality == "audio" and codebook is None and self.audio_codebooks:
             return torch.cat([self.allowed_ids("audio", c) for c in range(self.audio_codebooks)])
         r = self._range(modality, codebook or 0)
         return torch.arange(r.start, r.stop)

@@ -10,6 +10,7 @@ The progress bar shows the loss per modality of the predicted token: loss_text, 
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,7 @@ def train_lm(
     **train: Any,
 ) -> TrainResult:
     """Train `model` on `manifest`; saves model + vocabulary to `out` (rank 0) when all steps are done."""
-    rank, _ = init_distributed()
+    rank, world = init_distributed()
     check_model(model, vocab)
     out = Path(out)
     shards = TokenShards.build(manifest, vocab, cache_dir or out.parent / ".token-cache")
@@ -103,6 +104,12 @@ def train_lm(
         checkpoint_every=train.pop("checkpoint_every", max(1, min(250, steps // 4))),
         **train,
     )
+    run = {
+        "manifest_sha256": hashlib.sha256(Path(manifest).read_bytes()).hexdigest(),
+        "vocab": vocab.fingerprint(),
+        "batch_size": batch_size,
+        "processes": world,
+    }
     result = fit(
         step_module,
         batches,
@@ -111,6 +118,7 @@ def train_lm(
         progress=progress,
         stop_at=stop_at,
         description="lm",
+        run=run,
     )
     if rank == 0 and result.steps == steps:
         save_model(model, vocab, out)

@@ -53,6 +53,24 @@ def _segment(item: Any, base: Path, where: str) -> Any:
     raise ValueError(f"{where}: segment {item!r} must be a string or {{'image'|'audio'|'video': path}}")
 
 
+def media_files(path: str | os.PathLike) -> set[Path]:
+    """Every media file a manifest names (those that exist)."""
+    path = Path(path)
+    files = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            obj = json.loads(line) if line.strip() else {}
+        except json.JSONDecodeError:
+            continue  # read_manifest reports it
+        segments = [*obj.get("prompt", []), *(obj.get("completion") or [])] if isinstance(obj, dict) else []
+        for seg in segments:
+            if isinstance(seg, dict) and len(seg) == 1 and isinstance(next(iter(seg.values())), str):
+                f = path.parent / next(iter(seg.values()))
+                if f.is_file():
+                    files.add(f)
+    return files
+
+
 def read_manifest(path: str | os.PathLike) -> list[tuple[Prompt, Prompt | None]]:
     """(prompt, completion or None) per line, media loaded. Errors name the line."""
     path = Path(path)
@@ -107,8 +125,10 @@ class TokenShards:
     @staticmethod
     def build(manifest: str | os.PathLike, vocab: SharedVocabulary, cache_dir: str | os.PathLike) -> TokenShards:
         """Load the shards for (manifest, vocab) from `cache_dir`, tokenizing and saving them first if absent."""
-        key = hashlib.sha256(Path(manifest).read_bytes() + vocab.fingerprint().encode()).hexdigest()[:16]
-        folder = Path(cache_dir) / key
+        key = hashlib.sha256(Path(manifest).read_bytes() + vocab.fingerprint().encode())
+        for media in sorted(media_files(manifest)):  # an edited image must not reuse stale tokens
+            key.update(media.read_bytes())
+        folder = Path(cache_dir) / key.hexdigest()[:16]
         if (folder / "index.json").is_file():
             return TokenShards.load(folder)
         shards = TokenShards.tokenize(read_manifest(manifest), vocab)

@@ -46,7 +46,7 @@ class MultimodalProcessor:
         """The Prompts that placeholders and media describe (one per text)."""
         texts = [text] if isinstance(text, str) else list(text)
         if not texts or not all(isinstance(t, str) for t in texts):
-            raise TypeError("text must be a string or a non-empty list of strings")
+            raise TypeError(f"text must be a string or a non-empty list of strings, got {text!r:.80}")
         media = {"image": list(images or []), "audio": list(audio or []), "video": list(videos or [])}
         for modality, items in media.items():
             wanted = sum(t.count(f"<{modality}>") for t in texts)

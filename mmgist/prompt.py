@@ -124,13 +124,17 @@ class Video:
 Segment = Text | Image | Audio | Video
 
 
+def _is_audio_pair(item: Any) -> bool:
+    return isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], torch.Tensor)
+
+
 def as_segment(item: Any) -> Segment:
     """Turn one plain value into a segment (see the module docstring for the rules)."""
     if isinstance(item, (Text, Image, Audio, Video)):
         return item
     if isinstance(item, str):
         return Text(item)
-    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], torch.Tensor):
+    if _is_audio_pair(item):
         return Audio(item[0], item[1])
     if isinstance(item, torch.Tensor):
         if item.ndim == 3:
@@ -156,8 +160,10 @@ class Prompt(Sequence[Segment]):
     """An ordered, immutable list of segments: `Prompt(["Describe", image, "briefly."])`."""
 
     def __init__(self, items: Iterable[Any] = ()) -> None:
-        if isinstance(items, (str, Prompt)) or not isinstance(items, Iterable):
-            items = [items] if not isinstance(items, Prompt) else list(items)
+        if isinstance(items, Prompt):
+            items = list(items)
+        elif isinstance(items, (str, torch.Tensor)) or not isinstance(items, Iterable) or _is_audio_pair(items):
+            items = [items]  # one value: a tensor or a (waveform, rate) pair is one item, not a list
         self._segments: tuple[Segment, ...] = tuple(as_segment(x) for x in items)
 
     def __getitem__(self, i: Any) -> Any:

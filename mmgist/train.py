@@ -120,6 +120,19 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def _rng_states() -> dict[str, torch.Tensor]:
+    """Every rank's CPU (and CUDA) RNG state, gathered so rank 0 can save them all."""
+    _, world = rank_and_world()
+    local = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        local["cuda"] = torch.cuda.get_rng_state()
+    gathered = [local] * world
+    if world > 1:
+        gathered = [None] * world
+        dist.all_gather_object(gathered, local)
+    return {f"rng.{kind}.{r}": state for r, states in enumerate(gathered) for kind, state in states.items()}
+
+
 def save_checkpoint(
     directory: Path,
     model: nn.Module,
@@ -127,8 +140,14 @@ def save_checkpoint(
     step: int,
     config: TrainConfig,
     history: list[dict[str, float]],
+    rng: dict[str, torch.Tensor],
+    run: dict[str, Any] | None = None,
 ) -> None:
-    """Weights, optimizer and RNG in one safetensors file; the JSON header (written last) names its hash."""
+    """Weights, optimizer and RNG in state-<step>.safetensors; trainer.json (written last) names it and its hash.
+
+    The previous state file is deleted only once the new header is in place, so a kill at any
+    moment leaves a header that names a complete state file.
+    """
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     tensors, aliases, seen = {}, {}, {}
     for k, v in model.state_dict().items():  # tied weights (an LM's embedding and head) are stored once
@@ -139,29 +158,55 @@ def save_checkpoint(
             tensors[f"model.{k}"] = v
             seen[key] = k
     tensors.update(opt_tensors)
-    tensors["rng.torch"] = torch.get_rng_state()
-    sha = save_tensors_atomic(tensors, directory / "state.safetensors")
+    tensors.update(rng)
+    name = f"state-{step:08d}.safetensors"
+    sha = save_tensors_atomic(tensors, directory / name)
     header = versioned(
         CHECKPOINT_FORMAT,
         CHECKPOINT_VERSION,
         step=step,
         config=asdict(config),
+        run=run or {},
         optimizer=opt_meta,
         history=history,
         aliases=aliases,
+        state_file=name,
         state_sha256=sha,
     )
     write_json_atomic(directory / "trainer.json", header)
+    for old in directory.glob("state-*.safetensors"):
+        if old.name != name:
+            old.unlink(missing_ok=True)
 
 
-def load_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, list]:
+def load_checkpoint(
+    directory: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig | None = None,
+    run: dict[str, Any] | None = None,
+) -> tuple[int, list]:
+    """Restore a checkpoint; refuses one made with other settings (`config`, `run`) than this run's."""
     header = read_versioned_json(directory / "trainer.json", CHECKPOINT_FORMAT, (CHECKPOINT_VERSION,))
-    tensors = load_tensors(directory / "state.safetensors", header["state_sha256"])
+    for what, mine, saved in (("config", asdict(config) if config else None, header["config"]),
+                              ("run", run or {}, header.get("run", {}))):  # fmt: skip
+        if mine is not None and mine != saved:
+            diff = {
+                k: (saved.get(k), mine.get(k)) for k in sorted(set(mine) | set(saved)) if mine.get(k) != saved.get(k)
+            }
+            raise ValueError(
+                f"the checkpoint in {str(directory)!r} was made with other settings ({what}: checkpoint vs now "
+                f"{diff}); resume with the same settings, or delete that folder to start over"
+            )
+    tensors = load_tensors(directory / header["state_file"], header["state_sha256"])
     state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     state.update({alias: state[original] for alias, original in header.get("aliases", {}).items()})
     model.load_state_dict(state)
     optimizer.load_state_dict(_unflatten_optimizer(tensors, header["optimizer"]))
-    torch.set_rng_state(tensors["rng.torch"])
+    rank, _ = rank_and_world()
+    torch.set_rng_state(tensors.get(f"rng.torch.{rank}", tensors["rng.torch.0"]))
+    if torch.cuda.is_available() and f"rng.cuda.{rank}" in tensors:
+        torch.cuda.set_rng_state(tensors[f"rng.cuda.{rank}"])
     return int(header["step"]), header["history"]
 
 
@@ -173,16 +218,20 @@ def fit(
     progress: bool = True,
     stop_at: int | None = None,
     description: str = "train",
+    run: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train `model` for `config.steps` steps (see the module docstring).
 
     `stop_at`: stop after this many steps in total though the schedule spans `config.steps`
     (a job split across time limits); running `fit` again resumes from the checkpoint.
+    `run`: what identifies the run beyond `config` (data, model settings), JSON-able; a checkpoint
+    made with a different `config` or `run` is refused rather than silently resumed.
     """
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
     ckpt = out_dir / "checkpoint"
+    run = json.loads(json.dumps(run or {}))  # as it will read back from JSON (tuples become lists)
     rank, world = rank_and_world()
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +240,10 @@ def fit(
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, betas=(0.9, 0.99))
     start, history = 0, []
     if (ckpt / "trainer.json").exists():
-        start, history = load_checkpoint(ckpt, model, optimizer)
+        start, history = load_checkpoint(ckpt, model, optimizer, config, run)
+        if rank == 0:  # the log is rewritten from the checkpoint: lines logged after it are dropped
+            lines = "".join(json.dumps(h) + "\n" for h in history)
+            (out_dir / "log.jsonl").write_text(lines, encoding="utf-8")
     wrapped = model
     if world > 1:
         device_ids = [torch.cuda.current_device()] if next(model.parameters()).is_cuda else None
@@ -201,14 +253,21 @@ def fit(
         total=config.steps, initial=start, desc=description, disable=not progress or rank != 0, dynamic_ncols=True
     )
     sums: dict[str, float] = {}
+    counts: dict[str, int] = {}  # a metric may be missing from some steps (a modality absent from a batch)
     t0 = time.perf_counter()
     model.train()
     for step in range(start, end):
         for group in optimizer.param_groups:
             group["lr"] = config.lr * _lr_factor(step, config)
         out: StepOutput = wrapped(batches(step, rank))
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(f"loss became {out.loss.item()} at step {step}; last checkpoint is kept in {ckpt}")
+        finite = torch.isfinite(out.loss.detach()).float().cpu()
+        if world > 1:  # every rank stops together rather than the others hanging in the next all-reduce
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not finite.item():
+            raise FloatingPointError(
+                f"loss became {out.loss.item()} at step {step} (on this rank or another); "
+                f"the last checkpoint is kept in {ckpt}"
+            )
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         if config.grad_clip > 0:
@@ -216,19 +275,21 @@ def fit(
         optimizer.step()
         for k, v in {"loss": out.loss.item(), **out.metrics}.items():
             sums[k] = sums.get(k, 0.0) + float(v)
+            counts[k] = counts.get(k, 0) + 1
         bar.update(1)
         done = step + 1
         if done % config.log_every == 0 or done == end:
-            n = config.log_every if done % config.log_every == 0 else done % config.log_every
-            means = {k: v / n for k, v in sums.items()}
-            sums = {}
+            means = {k: v / counts[k] for k, v in sums.items()}
+            sums, counts = {}, {}
             bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()})
             history.append({"step": done, "lr": optimizer.param_groups[0]["lr"], **means})
             if rank == 0:
                 with open(out_dir / "log.jsonl", "a", encoding="utf-8") as f:
                     f.write(json.dumps(history[-1]) + "\n")
-        if rank == 0 and (done % config.checkpoint_every == 0 or done == end):
-            save_checkpoint(ckpt, model, optimizer, done, config, history)
+        if done % config.checkpoint_every == 0 or done == end:
+            rng = _rng_states()  # a collective: every rank takes part
+            if rank == 0:
+                save_checkpoint(ckpt, model, optimizer, done, config, history, rng, run)
     bar.close()
     if world > 1:
         dist.barrier()

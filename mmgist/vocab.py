@@ -10,7 +10,7 @@ How a prompt becomes ids (the id ranges themselves are in `mmgist.layout`):
 Worked example, bytes + a 16-code image tokenizer (text 0-255, image 256-271, <|image|> 272,
 <|/image|> 273, <|row|> 274, <|pad|> 275, <|bos|> 276, <|eos|> 277):
 
-    Prompt(["Hi", Image(codes=[[1, 2], [3, 4]])])
+    Prompt(["Hi", Image(codes=torch.tensor([[1, 2], [3, 4]]))])
     -> [72, 105,  272,  257, 258, 274,  259, 260, 274,  273]
         H   i     img   row 0     row   row 1     row   /img
 

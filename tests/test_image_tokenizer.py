@@ -134,3 +134,12 @@ def _tmp():
     import tempfile
 
     return tempfile.mkdtemp()
+
+
+def test_explicit_fields_override_the_preset():
+    from mmgist.tokenizers.image import ImageVQConfig
+
+    assert ImageVQConfig(preset="tiny").codebook_size == 32
+    assert ImageVQConfig(preset="tiny", codebook_size=4096).codebook_size == 4096
+    assert ImageVQConfig(preset="tiny", quantizer="fsq", fsq_levels=(8, 8, 8, 8)).codebook_size == 4096
+    assert ImageVQConfig(preset="f8").codebook_size == 4096 and ImageVQConfig(preset="f8").channels[0] == 48

@@ -80,3 +80,27 @@ def test_save_image_round_trip(tmp_path):
     io.save_image(x, tmp_path / "x.png")
     back = io.image_to_tensor(io.load_image(tmp_path / "x.png"))
     assert (back - x).abs().max() <= 0.5 / 255 + 1e-6
+
+
+def test_16_bit_images_keep_their_level_in_either_byte_order(tmp_path):
+    import numpy as np
+
+    half = np.full((2, 2), 32768, dtype=np.uint16)
+    for mode, data in (("I;16", half), ("I;16B", half.astype(">u2"))):
+        im = PILImage.frombytes(mode, (2, 2), data.tobytes())
+        assert io.image_to_tensor(im).mean().item() == pytest.approx(128 / 255, abs=1 / 255)
+    (tmp_path / "half.pgm").write_bytes(b"P5 2 2 65535\n" + half.astype(">u2").tobytes())  # opens as mode I
+    assert io.image_to_tensor(io.load_image(tmp_path / "half.pgm")).mean().item() == pytest.approx(0.5, abs=0.01)
+
+
+def test_save_image_follows_the_suffix_and_refuses_unknown_ones(tmp_path):
+    io.save_image(torch.rand(3, 4, 4), tmp_path / "x.bmp")
+    assert PILImage.open(tmp_path / "x.bmp").format == "BMP"
+    with pytest.raises(ValueError, match=r"suffix '.txt'"):
+        io.save_image(torch.rand(3, 4, 4), tmp_path / "x.txt")
+
+
+def test_saved_files_are_readable_by_others(tmp_path):
+    storage.write_json_atomic(tmp_path / "x.json", {})
+    mode = (tmp_path / "x.json").stat().st_mode & 0o777
+    assert mode & 0o044 == 0o044  # group and others can read (umask 022 in CI gives 0644)

@@ -77,6 +77,11 @@ class ModalityTokenizer(nn.Module):
     def num_codebooks(self) -> int:
         return 1
 
+    @property
+    def generatable_size(self) -> int:
+        """Codes [0, generatable_size) decode to something; ids past it are reserved (padding), never generated."""
+        return self.codebook_size
+
     def encode(self, x: Any, **kwargs: Any) -> torch.Tensor:
         raise NotImplementedError
 

@@ -35,6 +35,7 @@ from .base import ImageTokenizer
 from .conv import Decoder, Encoder
 from .registry import register_tokenizer
 
+DEFAULTS = {"codebook_size": 4096, "fsq_levels": (8, 8, 8, 8)}  # unless a preset says otherwise
 USAGE_WINDOW = 50  # training steps over which the progress bar's codebook usage is counted
 FITS = ("pad", "crop", "resize", "error")
 QUANTIZERS = ("vq", "fsq", "plain-vq")
@@ -55,9 +56,9 @@ class ImageVQConfig:
     blocks: int | None = None  # residual blocks per level
     z_dim: int | None = None  # latent width fed to the quantizer
     quantizer: str = "vq"  # see the module docstring
-    codebook_size: int | None = 4096  # "vq" and "plain-vq"; "fsq" uses prod(fsq_levels)
+    codebook_size: int | None = None  # "vq" and "plain-vq" (default 4096); "fsq" uses prod(fsq_levels)
     code_dim: int = 8  # "vq": lookup dimension (low-dim codes are what keep usage high)
-    fsq_levels: tuple[int, ...] | None = (8, 8, 8, 8)  # "fsq": 4096 codes
+    fsq_levels: tuple[int, ...] | None = None  # "fsq" (default (8, 8, 8, 8): 4096 codes)
     commitment_weight: float = 0.25
     ema_decay: float = 0.99
     dead_code_threshold: float = 0.03  # "vq": restart codes whose EMA count per step falls below this (a 16 x 64px
@@ -67,9 +68,8 @@ class ImageVQConfig:
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
             raise ValueError(f"unknown image-vq preset {self.preset!r}; choose one of {list(PRESETS)}")
-        defaults = {"codebook_size": 4096, "fsq_levels": (8, 8, 8, 8)}
-        for key, value in PRESETS[self.preset].items():
-            if getattr(self, key) is None or (key in defaults and getattr(self, key) == defaults[key]):
+        for key, value in {**DEFAULTS, **PRESETS[self.preset]}.items():
+            if getattr(self, key) is None:  # fields given explicitly win over the preset
                 setattr(self, key, value)
         self.channels = tuple(self.channels)
         self.fsq_levels = tuple(self.fsq_levels)

@@ -101,6 +101,10 @@ class HFTextTokenizer(TextTokenizer):
     def codebook_size(self) -> int:
         return self.config.size or len(self.hf)
 
+    @property
+    def generatable_size(self) -> int:
+        return len(self.hf)
+
     def encode(self, text: str, **kwargs: Any) -> torch.Tensor:
         if not isinstance(text, str):
             raise TypeError(f"HFTextTokenizer.encode takes a str, got {type(text).__name__}")

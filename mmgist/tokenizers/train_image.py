@@ -66,6 +66,14 @@ def train_image_tokenizer(
         steps=steps, lr=lr, warmup_steps=min(200, steps // 10), seed=seed, checkpoint_every=max(1, min(250, steps // 4))
     )
     t0 = time.perf_counter()
+    run = {
+        "data": str(data),
+        "images": [p.name for p in files],
+        "tokenizer": dataclasses.asdict(tok.config),
+        "batch_size": batch_size,
+        "crop_size": crop_size,
+        "processes": world,
+    }
     result = fit(
         tok,
         lambda step, r: crops.crops(step, r, batch_size).to(device),
@@ -74,6 +82,7 @@ def train_image_tokenizer(
         progress=progress,
         stop_at=stop_at,
         description=f"image-vq {preset}",
+        run=run,
     )
     if rank == 0 and result.steps == steps:
         tok.cpu().eval().save_pretrained(out)

@@ -19,10 +19,10 @@ import argparse
 import re
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from timing import best_of
 
 from mmgist import load_tokenizer
 from mmgist.datasets import image_files, split_photos
@@ -42,15 +42,6 @@ def heldout_crops(folder: Path) -> tuple[torch.Tensor, list[torch.Tensor]]:
         for x in range(0, im.shape[2] - CROP + 1, CROP)
     ]
     return torch.stack(crops), photos
-
-
-def best_of(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def measure(name: str, tok, crops: torch.Tensor, photos: list[torch.Tensor]) -> dict:

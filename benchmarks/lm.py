@@ -11,21 +11,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 import torch
+from timing import best_of
 
 from mmgist import ByteTokenizer, SharedVocabulary, build_lm, load_model, load_tokenizer
 from mmgist.lm_train import CausalLMStep
-
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def matmul_gflops(n: int = 1024) -> float:

@@ -71,14 +71,20 @@ def cmd_decode(args: argparse.Namespace) -> None:
                 save_image(seg.pixels, Path(args.media_dir) / f"segment{k}.png")
 
 
+def _training_output(args: argparse.Namespace, marker: str, what: str) -> Path:
+    """--out of a training command: refused if it holds `what` unless --force, which also starts the run over."""
+    out = Path(args.out)
+    if (out / marker).exists() and not args.force:
+        raise FileExistsError(f"{str(out)!r} already holds {what}; pass --force to overwrite")
+    if args.force:  # start over: an earlier run's checkpoint (out/../.NAME-run) must not be resumed
+        shutil.rmtree(out.parent / f".{out.name}-run", ignore_errors=True)
+    return out
+
+
 def cmd_train_tokenizer(args: argparse.Namespace) -> None:
     from .tokenizers.train_image import train_image_tokenizer
 
-    out = Path(args.out)
-    if (out / "config.json").exists() and not args.force:
-        raise FileExistsError(f"{str(out)!r} already holds a tokenizer; pass --force to overwrite")
-    if args.force:  # start over: an earlier run's checkpoint must not be resumed
-        shutil.rmtree(out.parent / f".{out.name}-run", ignore_errors=True)
+    out = _training_output(args, "config.json", "a tokenizer")
     extra = {"quantizer": args.quantizer} if args.quantizer else {}
     if args.codebook_size:
         extra["codebook_size"] = args.codebook_size
@@ -101,11 +107,7 @@ def cmd_train_lm(args: argparse.Namespace) -> None:
     from .lm import build_lm, load_model
     from .lm_train import train_lm
 
-    out = Path(args.out)
-    if (out / "mmgist_vocab.json").exists() and not args.force:
-        raise FileExistsError(f"{str(out)!r} already holds a model; pass --force to overwrite")
-    if args.force:  # start over: an earlier run's checkpoint must not be resumed
-        shutil.rmtree(out.parent / f".{out.name}-run", ignore_errors=True)
+    out = _training_output(args, "mmgist_vocab.json", "a model")
     if (args.vocab is None) == (args.model is None):
         raise ValueError("pass exactly one of --vocab (a new model) or --model (continue training a saved one)")
     if args.model:

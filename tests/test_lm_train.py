@@ -1,13 +1,11 @@
 """LM training: manifest parsing, token shards (cached equals fresh), loss goes down, resume, 2-process DDP."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from ddp import run_ddp
 
 from mmgist.io import save_image
 from mmgist.lm import build_lm
@@ -106,21 +104,6 @@ def test_training_lowers_the_loss_and_resume_matches(vocab, tmp_path):
 
 def test_two_process_ddp_lm(tmp_path):
     write_manifest(tmp_path)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(Path(__file__).parent / "ddp_worker.py"),
-        "lm",
-        str(tmp_path),
-        str(tmp_path),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
+    ranks = run_ddp("lm", tmp_path, tmp_path)
     assert ranks[0] == ranks[1] and ranks[0][0] == "2"  # same weights on both ranks
     assert (tmp_path / "lm" / "model.safetensors").exists()

@@ -1,13 +1,10 @@
 """The shared training loop: resume equals an uninterrupted run; 2-process DDP keeps ranks identical."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from ddp import run_ddp
 
 from mmgist import create_tokenizer
 from mmgist.io import save_image
@@ -90,22 +87,7 @@ def test_two_process_ddp_keeps_ranks_identical(tmp_path):
     data = tmp_path / "images"
     for i in range(3):
         save_image(torch.rand(3, 20, 24), data / f"im{i}.png")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        str(Path(__file__).parent / "ddp_worker.py"),
-        "image",
-        str(data),
-        str(tmp_path),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
+    ranks = run_ddp("image", data, tmp_path)
     assert ranks[0][0] == ranks[1][0] == "2"
     assert ranks[0][1] == ranks[1][1]  # same weights and the same codebook on both ranks
     assert (tmp_path / "tok" / "config.json").exists() and (tmp_path / "tok" / "training.json").exists()

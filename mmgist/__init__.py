@@ -1,6 +1,7 @@
 """mmgist: multimodal tokenization and gist compression for decoder-only Transformers."""
 
 from .generate import LayoutConstraint, generate
+from .gist import GistConfig, GistPrefix, distill_gist
 from .layout import IdLayout
 from .lm import build_lm, extend_lm, load_model, save_model
 from .processor import MultimodalProcessor
@@ -26,6 +27,8 @@ __all__ = [
     "Audio",
     "AudioTokenizer",
     "ByteTokenizer",
+    "GistConfig",
+    "GistPrefix",
     "HFTextTokenizer",
     "IdLayout",
     "Image",
@@ -41,6 +44,7 @@ __all__ = [
     "VideoTokenizer",
     "build_lm",
     "create_tokenizer",
+    "distill_gist",
     "extend_lm",
     "generate",
     "list_tokenizers",

@@ -73,6 +73,20 @@ def extend_lm(model: Any, vocab: SharedVocabulary):
     return vocab.resize_model(model)
 
 
+def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
+    """The forward keyword for a KV cache: `cache` in recent transformers 5.x, `past_key_values` before."""
+    import inspect
+
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return {name: cache, "use_cache": True}
+
+
+def output_cache(out: Any) -> Any:
+    """The KV cache of a forward's output, under either of its names."""
+    cache = out.get("cache") if hasattr(out, "get") else None
+    return cache if cache is not None else out.past_key_values
+
+
 def check_model(model: Any, vocab: SharedVocabulary) -> None:
     """Refuse a model whose embedding size does not match the vocabulary."""
     rows = model.get_input_embeddings().weight.shape[0]

@@ -10,8 +10,7 @@ import toy_tokenizers  # noqa: F401  (registers toy-image, toy-audio, toy-video)
 from mmgist import ByteTokenizer, SharedVocabulary, create_tokenizer
 
 
-@pytest.fixture
-def vocab() -> SharedVocabulary:
+def make_vocab() -> SharedVocabulary:
     """Bytes + every toy media tokenizer: all four modalities in one id space."""
     return SharedVocabulary(
         text=ByteTokenizer(),
@@ -19,6 +18,11 @@ def vocab() -> SharedVocabulary:
         audio=create_tokenizer("toy-audio"),
         video=create_tokenizer("toy-video"),
     )
+
+
+@pytest.fixture
+def vocab() -> SharedVocabulary:
+    return make_vocab()
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,46 @@
+"""GistConfig: how a prefix is distilled into gist tokens (after peft's PromptTuningConfig).
+
+GistConfig(num_gist_tokens=4, init="prefix_mean", steps=300)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INITS = ("prefix_mean", "text", "vocab_sample", "random")
+
+
+@dataclass
+class GistConfig:
+    num_gist_tokens: int = 4  # k: embeddings that replace the prefix (1 to 16 is the useful range)
+    init: str = "prefix_mean"  # prefix_mean: every gist starts at the mean prefix embedding (plus small noise);
+    # text: the embeddings of init_text's ids (cycled to k); vocab_sample: embeddings of k random ids;
+    # random: normal with the embedding matrix's std
+    init_text: str | None = None  # for init="text"
+    steps: int = 300  # optimizer steps at most
+    lr: float = 1e-2  # Adam on the k x d gist embeddings only
+    batch_size: int = 8  # continuations per step
+    num_continuations: int = 48  # teacher samples drawn after the prefix (per query, when queries are given)
+    continuation_length: int = 24  # tokens per sampled continuation
+    heldout_fraction: float = 0.25  # share of continuations kept for the fidelity report, never trained on
+    temperature: float = 1.0  # teacher sampling temperature
+    early_stopping: float | None = 0.95  # stop once the training gap closed reaches this (None: run all steps)
+    eval_every: int = 25  # steps between early-stopping checks
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.num_gist_tokens, int) or self.num_gist_tokens < 1:
+            raise ValueError(f"GistConfig.num_gist_tokens must be a positive int, got {self.num_gist_tokens!r}")
+        if self.init not in INITS:
+            raise ValueError(f"GistConfig.init must be one of {list(INITS)}, got {self.init!r}")
+        if self.init == "text" and not self.init_text:
+            raise ValueError("GistConfig.init='text' needs init_text, got none")
+        for name in ("steps", "batch_size", "num_continuations", "continuation_length", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"GistConfig.{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 < self.heldout_fraction < 1:
+            raise ValueError(f"GistConfig.heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        if self.lr <= 0 or self.temperature <= 0:
+            raise ValueError(f"GistConfig.lr and temperature must be positive, got {self.lr}, {self.temperature}")
+        if self.early_stopping is not None and not 0 < self.early_stopping <= 1:
+            raise ValueError(f"GistConfig.early_stopping must be in (0, 1] or None, got {self.early_stopping}")

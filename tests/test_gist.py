@@ -1,0 +1,95 @@
+"""Gist distillation on a tiny model: frozen weights, falling loss, fidelity above baselines, cache paths, files."""
+
+import pytest
+import torch
+
+from mmgist import Prompt
+from mmgist.gist import GistConfig, GistPrefix, distill_gist
+from mmgist.lm import build_lm, cache_kwargs
+
+PREFIX = Prompt(["The secret word is zebra. ", torch.rand(3, 16, 16), " Always answer with the secret word."])
+FAST = dict(num_gist_tokens=2, steps=60, lr=3e-2, num_continuations=16, continuation_length=8, eval_every=20,
+            early_stopping=None)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def setup():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from conftest import make_vocab
+
+    vocab = make_vocab()
+    torch.manual_seed(0)
+    model = build_lm(vocab, preset="tiny").eval()
+    for p in model.parameters():
+        p.requires_grad_(True)  # as a user's model may be; distillation must not change or train it
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    gist = distill_gist(model, vocab, PREFIX, GistConfig(**FAST))
+    return model, vocab, gist, before
+
+
+def test_model_is_untouched(setup):
+    model, _, _, before = setup
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(p.requires_grad for p in model.parameters())  # flags restored
+    assert all(p.grad is None for p in model.parameters())  # nothing accumulated
+
+
+def test_loss_falls_and_gist_beats_its_baselines(setup):
+    _, _, gist, _ = setup
+    history, rows = gist.report["history"], gist.report["baselines"]
+    assert history[-1]["train_kl"] < history[0]["train_kl"]
+    assert rows["gist"]["kl"] < rows["init"]["kl"] and rows["gist"]["kl"] < rows["no_prefix"]["kl"]
+    assert rows["gist"]["gap_closed"] > rows["init"]["gap_closed"]
+    assert rows["no_prefix"]["gap_closed"] == 0.0
+    assert gist.k == 2 and gist.embeddings.shape == (2, 32)
+    assert gist.report["heldout_continuations"] == 4 and gist.report["train_continuations"] == 12
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_cached_gist_logits_equal_uncached(setup, batch):
+    model, _, gist, _ = setup
+    queries = torch.randint(0, 256, (batch, 5))
+    with torch.no_grad():
+        uncached = model(inputs_embeds=gist.inputs_embeds(model, queries)).logits[:, gist.k + 1 :]
+        cache = gist.cache_for(model, batch)
+        attn = torch.ones(batch, gist.k + 1 + 5, dtype=torch.long)
+        cached = model(input_ids=queries, attention_mask=attn, **cache_kwargs(model, cache)).logits
+    assert torch.allclose(cached, uncached, atol=1e-5)
+
+
+def test_save_load_and_refusals(setup, tmp_path):
+    model, vocab, gist, _ = setup
+    gist.save(tmp_path / "g.safetensors")
+    loaded = GistPrefix.load(tmp_path / "g.safetensors", model=model, vocab=vocab)
+    assert torch.equal(loaded.embeddings, gist.embeddings) and loaded.report == gist.report
+    torch.manual_seed(1)
+    other = build_lm(vocab, preset="tiny")
+    with pytest.raises(ValueError, match="distilled for model"):
+        GistPrefix.load(tmp_path / "g.safetensors", model=other)
+    (tmp_path / "bad.safetensors").write_bytes(b"nonsense")
+    with pytest.raises(ValueError, match="not a readable gist file"):
+        GistPrefix.load(tmp_path / "bad.safetensors")
+    with pytest.raises(FileNotFoundError):
+        GistPrefix.load(tmp_path / "missing.safetensors")
+
+
+def test_bad_requests(setup, monkeypatch):
+    model, vocab, _, _ = setup
+    with pytest.raises(ValueError, match="num_gist_tokens must be a positive int, got 0"):
+        GistConfig(num_gist_tokens=0)
+    with pytest.raises(ValueError, match="num_gist_tokens 5 must be smaller than the prefix \\(3 tokens"):
+        distill_gist(model, vocab, Prompt(["abc"]), GistConfig(num_gist_tokens=5))
+    with pytest.raises(ValueError, match="empty prefix"):
+        distill_gist(model, vocab, [vocab.bos_id])
+    with pytest.raises(ValueError, match="exceed the model's context of 512"):
+        distill_gist(model, vocab, Prompt(["x" * 600]))
+    import mmgist.gist.distill as distill_module
+
+    real_kl = distill_module._kl
+    monkeypatch.setattr(distill_module, "_kl", lambda t, s, m: real_kl(t, s, m) * float("nan"))
+    with pytest.raises(FloatingPointError, match="loss became nan at step 0; nothing was saved"):
+        distill_gist(model, vocab, PREFIX, GistConfig(**{**FAST, "steps": 5}))

@@ -157,19 +157,31 @@ def generate(
     temperature: float = 1.0,
     top_k: int | None = None,
     media: bool = True,
+    gist: Any = None,
+    gist_cache: Any = None,
 ) -> Prompt:
     """Continue `prompt` with the model; returns the generated segments as a Prompt.
 
     `modality="image"` (or "audio", "video") makes the continuation start with a segment of that
     modality; `sizes` fixes segment sizes: {"image": (h, w), "audio": frames, "video": (t, h, w)}
     (video needs one). With `media=False` media segments hold codes only.
+
+    With `gist` (a GistPrefix) the model sees `<|bos|> gist query` instead of `<|bos|> query`: the
+    gist's k + 1 positions come from its KV cache (`gist_cache`, from `gist.cache(model)`, to reuse it
+    across calls), and `prompt` is the query that follows them (it may be empty).
     """
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
 
-    from .lm import check_model, context_length
+    from .lm import cache_kwargs, check_model, context_length
 
     check_model(model, vocab)
-    ids = vocab.encode(prompt if isinstance(prompt, Prompt) else Prompt(prompt), add_bos=True)
+    query = prompt if isinstance(prompt, Prompt) else Prompt(prompt if prompt not in ("", None) else [])
+    if gist is None:
+        ids = vocab.encode(query, add_bos=True)
+    else:
+        gist.check(model, vocab)
+        # <|pad|> stands in for the k gist positions, which come from the cache and are never embedded
+        ids = [vocab.bos_id] + [vocab.pad_id] * gist.k + (vocab.encode(query) if len(query) else [])
     if modality is not None:
         if modality not in OPEN or modality not in vocab.tokenizers:
             raise ValueError(f"modality {modality!r} cannot be generated; this vocabulary has {list(vocab.tokenizers)}")
@@ -200,7 +212,9 @@ def generate(
         processors.append(TemperatureLogitsWarper(temperature))
     if do_sample and top_k:
         processors.append(TopKLogitsWarper(top_k))
+    extra = cache_kwargs(model, gist.cache_for(model, 1, gist_cache)) if gist is not None else {}
     out = model.generate(
+        **extra,
         input_ids=input_ids,
         attention_mask=torch.ones_like(input_ids),
         max_new_tokens=max_new_tokens,

@@ -93,3 +93,23 @@ def test_bad_requests(setup, monkeypatch):
     monkeypatch.setattr(distill_module, "_kl", lambda t, s, m: real_kl(t, s, m) * float("nan"))
     with pytest.raises(FloatingPointError, match="loss became nan at step 0; nothing was saved"):
         distill_gist(model, vocab, PREFIX, GistConfig(**{**FAST, "steps": 5}))
+
+
+def test_generate_with_a_gist_matches_greedy_decoding_over_its_inputs_embeds(setup):
+    from mmgist import generate
+
+    model, vocab, gist, _ = setup
+    query = vocab.encode(Prompt([" Q: word?"]))
+    ids = list(query)
+    with torch.no_grad():
+        for _ in range(6):  # plain greedy over exactly what the gist layout feeds the model, no cache
+            logits = model(inputs_embeds=gist.inputs_embeds(model, torch.tensor([ids]))).logits[0, -1]
+            mask = torch.zeros_like(logits, dtype=torch.bool)
+            mask[:256] = True  # a greedy text continuation: the layout allows text, openers and eos
+            ids.append(int(logits.masked_fill(~mask, float("-inf")).argmax()))
+    out = generate(model, vocab, Prompt([" Q: word?"]), max_new_tokens=6, gist=gist, sizes={"image": (1, 1)})
+    expected = vocab.decode(ids[len(query) :]).text()
+    assert out.text() == expected
+    cache = gist.cache(model)  # reused across calls, never modified by them
+    assert generate(model, vocab, " Q: word?", max_new_tokens=6, gist=gist, gist_cache=cache).text() == expected
+    assert generate(model, vocab, " Q: word?", max_new_tokens=6, gist=gist, gist_cache=cache).text() == expected

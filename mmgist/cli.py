@@ -6,6 +6,9 @@
     mmgist decode --vocab DIR IDS.json [--media-dir D]  the prompt behind ids; media written to D
     mmgist train-tokenizer image --data DIR --preset f8 --steps N --out DIR    train an image tokenizer
     mmgist train-lm --manifest M.jsonl (--vocab DIR | --model DIR) --steps N --out DIR   train the LM
+    mmgist distill PREFIX.json --model DIR --k 4 --out gist.safetensors        compress a prefix into k gist tokens
+    mmgist distill PREFIXES.jsonl --model DIR --k 4 --out DIR                   one gist per line (torchrun shards)
+    mmgist generate --model DIR [--gist G.safetensors] "query"                continue a query (after a gist)
 
 A prompt file is a JSON list whose items are strings or {"image": "path/to/file.png"}.
 """
@@ -122,6 +125,49 @@ def cmd_train_lm(args: argparse.Namespace) -> None:
         print(f"done: {result.steps} steps, {result.wall_seconds:.0f} s; last: {result.history[-1]}")
 
 
+def cmd_distill(args: argparse.Namespace) -> None:
+    from .gist import GistConfig, distill_gist
+    from .gist.batch import distill_many
+    from .lm import load_model
+
+    model, vocab = load_model(args.model)
+    config = GistConfig(num_gist_tokens=args.k, steps=args.steps, lr=args.lr, seed=args.seed)
+    out = Path(args.out)
+    if args.prefix.endswith(".jsonl"):
+        written = distill_many(model, vocab, args.prefix, out, config)
+        print(f"wrote {len(written)} gist files to {out}")
+        return
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{str(out)!r} exists; pass --force to overwrite")
+    gist = distill_gist(
+        model,
+        vocab,
+        _load_prompt(Path(args.prefix)),
+        config,
+        queries=[Prompt([q]) for q in args.query] or None,
+        progress=True,
+    )
+    gist.save(out)
+    rows = gist.report["baselines"]
+    print(
+        f"wrote {out}: k={gist.k}, {gist.report['prefix_tokens']} prefix tokens, {gist.report['steps']} steps, "
+        f"{gist.report['wall_seconds']} s"
+    )
+    for name, r in rows.items():
+        print(f"  {name:<10} KL {r['kl']:.4f}  gap closed {r['gap_closed']:+.3f}  top-1 agreement {r['agreement']:.3f}")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from .generate import generate
+    from .gist import GistPrefix
+    from .lm import load_model
+
+    model, vocab = load_model(args.model)
+    gist = GistPrefix.load(args.gist, model=model, vocab=vocab) if args.gist else None
+    out = generate(model, vocab, args.query, max_new_tokens=args.max_new_tokens, gist=gist)
+    print(out.text() if all(s.modality == "text" for s in out) else out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmgist", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,6 +217,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--force", action="store_true", help="overwrite an existing model")
     p.set_defaults(func=cmd_train_lm)
+    p = sub.add_parser("distill", help="compress a prefix (prompt JSON, or a JSONL of them) into gist tokens")
+    p.add_argument("prefix", help="a prompt JSON file, or a .jsonl of {id, prefix, queries}")
+    p.add_argument("--model", required=True)
+    p.add_argument("--k", type=int, default=4, help="gist tokens")
+    p.add_argument("--query", action="append", default=[], help="a query the gist must serve (repeatable)")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="gist file (or folder, for a .jsonl)")
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_distill)
+    p = sub.add_parser("generate", help="continue a query with the model, after a gist if given")
+    p.add_argument("query")
+    p.add_argument("--model", required=True)
+    p.add_argument("--gist")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.set_defaults(func=cmd_generate)
     return parser
 
 
@@ -178,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
         print(f"mmgist {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -92,3 +92,25 @@ def test_train_lm_from_a_vocabulary_folder(tmp_path, capsys):
     assert main(args) == 2 and "pass --force" in capsys.readouterr().err
     assert main([*args[:5], "--model", str(tmp_path / "lm"), "--out", str(tmp_path / "x")]) == 2
     assert "exactly one of --vocab" in capsys.readouterr().err
+
+
+def test_distill_and_generate_with_a_gist(tmp_path, capsys):
+    import torch
+
+    from mmgist import ByteTokenizer, SharedVocabulary, build_lm, save_model
+
+    torch.manual_seed(0)
+    vocab = SharedVocabulary(text=ByteTokenizer())
+    save_model(build_lm(vocab, preset="tiny"), vocab, tmp_path / "lm")
+    (tmp_path / "p.json").write_text(json.dumps(["A long instruction that the gist replaces."]))
+    args = ["distill", str(tmp_path / "p.json"), "--model", str(tmp_path / "lm"), "--k", "2", "--steps", "3",
+            "--out", str(tmp_path / "g.safetensors")]  # fmt: skip
+    assert main(args) == 0
+    assert "no_prefix" in capsys.readouterr().out
+    assert main(args) == 2 and "pass --force" in capsys.readouterr().err
+    assert main(["generate", "--model", str(tmp_path / "lm"), "--gist", str(tmp_path / "g.safetensors"),
+                 "--max-new-tokens", "4", "Q:"]) == 0  # fmt: skip
+    (tmp_path / "many.jsonl").write_text('{"id": "a", "prefix": ["first long prefix"]}\n'
+                                         '{"id": "b", "prefix": ["second long prefix"]}\n')  # fmt: skip
+    assert main([*args[:1], str(tmp_path / "many.jsonl"), *args[2:-1], str(tmp_path / "gists")]) == 0
+    assert sorted(p.name for p in (tmp_path / "gists").iterdir()) == ["a.safetensors", "b.safetensors"]

@@ -229,7 +229,7 @@ def distill_gist(
             "wall_seconds": round(wall, 2),
             "prefix_tokens": len(prefix_ids),
             "k": k,
-            "compression": len(prefix_ids) / (k + 1),
+            "compression": (len(prefix_ids) - 1) / k,
             "baselines": rows,
             "history": history,
             "config": asdict(config),

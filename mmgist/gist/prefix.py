@@ -47,7 +47,7 @@ class GistPrefix:
 
     @property
     def compression(self) -> float:
-        return self.prefix_length / (self.k + 1)  # the prefix's tokens (with bos) vs bos + k gist positions
+        return (self.prefix_length - 1) / self.k  # prefix tokens per gist token (<|bos|> stays in both layouts)
 
     def check(self, model: Any, vocab: Any = None) -> None:
         """Refuse a model (or vocabulary) other than the one this gist was distilled for."""

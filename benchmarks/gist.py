@@ -1,0 +1,182 @@
+"""Gist benchmark: fidelity by k and prefix length, distillation cost, and latency with full prefix vs KV cache vs gist.
+
+    python benchmarks/gist.py [--model models/demo-brightness] [--prefix-tokens 128 256 512 1024] [--ks 1 2 4 8 16]
+
+Prefixes are mixed: held-out photographs (tokenized by the model's image tokenizer, when it has one)
+then instruction text, filled to the requested length. Every figure is measured in this run on
+held-out continuations (see mmgist.gist.distill). Latency is measured side by side for one prefix:
+(a) the full prefix recomputed with each query, (b) the prefix's KV cache reused, (c) the gist's cache,
+(d) no prefix at all; time to first token (TTFT) and per-token generation latency, best of 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+
+import torch
+from timing import best_of
+
+from mmgist import Prompt, distill_gist, load_model
+from mmgist.gist import GistConfig
+from mmgist.lm import cache_kwargs, output_cache
+
+INSTRUCTION = (" Instruction: look at the reference photo above and answer questions about how bright each "
+               "region is, in one word, dark, medium or bright, without any other text.")  # fmt: skip
+
+
+def make_prefix(vocab, n_tokens: int, seed: int = 0) -> list[int]:
+    """About `n_tokens` ids (bos included): photos while they fit in half the budget, then instruction text."""
+    ids = [vocab.bos_id]
+    if "image" in vocab.tokenizers:
+        from mmgist.datasets import HELDOUT, photo_paths
+        from mmgist.io import image_to_tensor, load_image
+
+        photos = [image_to_tensor(load_image(photo_paths()[n])) for n in HELDOUT]
+        g = torch.Generator().manual_seed(seed)
+        for size in (128, 64):
+            while True:
+                im = photos[int(torch.randint(0, len(photos), (1,), generator=g))]
+                y = int(torch.randint(0, im.shape[1] - size + 1, (1,), generator=g))
+                x = int(torch.randint(0, im.shape[2] - size + 1, (1,), generator=g))
+                seg_ids = vocab.encode([im[:, y : y + size, x : x + size]])
+                if len(ids) + len(seg_ids) > n_tokens // 2 + 16:
+                    break
+                ids += seg_ids
+    text = INSTRUCTION
+    while len(ids) + len(vocab.encode([text])) < n_tokens:
+        text += INSTRUCTION
+    text_ids = vocab.encode([text])[: n_tokens - len(ids)]
+    return ids + text_ids
+
+
+def kv_bytes(cache) -> int:
+    total = 0
+    for layer in getattr(cache, "layers", []):
+        for t in (getattr(layer, "keys", None), getattr(layer, "values", None)):
+            if isinstance(t, torch.Tensor):
+                total += t.numel() * t.element_size()
+    return total
+
+
+def latency(model, vocab, prefix: list[int], gist, query: list[int], new_tokens: int) -> dict[str, dict[str, float]]:
+    """TTFT and per-token latency for the four ways of serving a query."""
+    with torch.no_grad():
+        prefix_cache = output_cache(model(input_ids=torch.tensor([prefix]), use_cache=True))
+        gist_cache = gist.cache(model)
+    setups = {
+        "(a) full prefix, recomputed": (None, prefix + query),
+        "(b) full prefix, KV cache reused": (prefix_cache, prefix + query),
+        "(c) gist cache": (gist_cache, [vocab.bos_id] + [vocab.pad_id] * gist.k + query),
+        "(d) no prefix": (None, [vocab.bos_id, *query]),
+    }
+    rows = {}
+    for name, (cache, ids) in setups.items():
+        past = len(ids) - len(query) if cache is not None else 0
+        x = torch.tensor([ids])
+
+        def first(cache=cache, x=x, past=past):
+            kw = cache_kwargs(model, copy.deepcopy(cache)) if cache is not None else {}
+            with torch.no_grad():
+                return model(input_ids=x[:, past:], attention_mask=torch.ones_like(x), **kw).logits[:, -1].argmax()
+
+        def full(cache=cache, x=x):
+            kw = cache_kwargs(model, copy.deepcopy(cache)) if cache is not None else {}
+            model.generate(
+                input_ids=x,
+                attention_mask=torch.ones_like(x),
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+                pad_token_id=vocab.pad_id,
+                **kw,
+            )
+
+        ttft = best_of(first, 3)
+        total = best_of(full, 3)
+        rows[name] = {
+            "ttft_ms": 1e3 * ttft,
+            "per_token_ms": 1e3 * (total - ttft) / max(1, new_tokens - 1),
+            "total_ms": 1e3 * total,
+            "kv_bytes": kv_bytes(cache) if cache is not None else 0,
+        }
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="models/demo-brightness")
+    ap.add_argument("--prefix-tokens", type=int, nargs="+", default=[128, 256, 512, 1024])
+    ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--continuations", type=int, default=48)
+    ap.add_argument("--latency-prefix", type=int, default=512)
+    ap.add_argument("--latency-k", type=int, default=4)
+    ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model, vocab = load_model(args.model)
+    print(
+        f"model {args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
+        f"{args.threads} CPU threads; figures on held-out continuations\n"
+    )
+    print(
+        "| prefix tokens | k | compression | G gist | G init | G truncated | agreement gist | agreement none "
+        "| steps | steps to G=0.9 (train) | distill s |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    gists = {}
+    for n in args.prefix_tokens:
+        prefix = make_prefix(vocab, n)
+        for k in args.ks:
+            config = GistConfig(
+                num_gist_tokens=k, steps=args.steps, num_continuations=args.continuations, early_stopping=None
+            )
+            gist = distill_gist(model, vocab, prefix, config)
+            gists[(n, k)] = (prefix, gist)
+            r, b = gist.report, gist.report["baselines"]
+            reach = next((h["step"] for h in r["history"] if h["train_gap_closed"] >= 0.9), None)
+            print(
+                f"| {len(prefix)} | {k} | {r['compression']:.0f}x | {b['gist']['gap_closed']:.3f} | "
+                f"{b['init']['gap_closed']:.3f} | {b['truncated']['gap_closed']:.3f} | {b['gist']['agreement']:.3f} | "
+                f"{b['no_prefix']['agreement']:.3f} | {r['steps']} | {reach or '-'} | {r['wall_seconds']:.1f} |",
+                flush=True,
+            )
+    key = (args.latency_prefix, args.latency_k)
+    if key not in gists:
+        prefix = make_prefix(vocab, args.latency_prefix)
+        gists[key] = (
+            prefix,
+            distill_gist(model, vocab, prefix, GistConfig(num_gist_tokens=args.latency_k, steps=args.steps)),
+        )
+    prefix, gist = gists[key]
+    query = vocab.encode(Prompt([" Q: top left? A:"]))
+    rows = latency(model, vocab, prefix, gist, query, args.new_tokens)
+    print(
+        f"\nlatency, prefix {len(prefix)} tokens, gist k={gist.k}, query {len(query)} tokens, "
+        f"{args.new_tokens} new tokens (best of 3)\n"
+    )
+    print("| setup | TTFT ms | per-token ms | total ms | KV-cache bytes |\n|---|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['ttft_ms']:.1f} | {r['per_token_ms']:.2f} | {r['total_ms']:.1f} | {r['kv_bytes']:,} |")
+    a, b, c, d = rows.values()
+    saved = (a["total_ms"] - c["total_ms"]) / 1e3
+    print(
+        f"\nTTFT gist / no prefix: {c['ttft_ms'] / d['ttft_ms']:.2f}x (aim: within 1.1x); "
+        f"TTFT full / gist: {a['ttft_ms'] / c['ttft_ms']:.1f}x"
+    )
+    if c["kv_bytes"]:
+        print(
+            f"KV bytes prefix / gist: {b['kv_bytes'] / c['kv_bytes']:.1f}x (compression ratio {gist.compression:.1f}x)"
+        )
+    payback = gist.report["wall_seconds"] / saved if saved > 0 else float("inf")
+    print(
+        f"distillation {gist.report['wall_seconds']:.1f} s is paid back after {payback:.0f} queries "
+        f"(each saves {1e3 * saved:.0f} ms against recomputing the prefix)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

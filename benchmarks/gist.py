@@ -168,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if c["kv_bytes"]:
         print(
-            f"KV bytes prefix / gist: {b['kv_bytes'] / c['kv_bytes']:.1f}x (compression ratio {gist.compression:.1f}x)"
+            f"KV bytes prefix / gist: {b['kv_bytes'] / c['kv_bytes']:.1f}x (positions {len(prefix)} / {gist.k + 1}; "
+            f"the compression ratio {gist.compression:.1f}x leaves out the <|bos|> both keep)"
         )
     payback = gist.report["wall_seconds"] / saved if saved > 0 else float("inf")
     print(

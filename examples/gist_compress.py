@@ -54,7 +54,7 @@ def main() -> None:
     timings = {"full": 0.0, "gist": 0.0}
     for region, q in zip(REGIONS, queries):
         t0 = time.perf_counter()
-        full = generate(model, vocab, prefix + [q], max_new_tokens=8).text().strip()
+        full = generate(model, vocab, Prompt([*prefix, q]), max_new_tokens=8).text().strip()
         t1 = time.perf_counter()
         short = generate(model, vocab, q, max_new_tokens=8, gist=gist, gist_cache=cache).text().strip()
         t2 = time.perf_counter()

@@ -41,4 +41,4 @@ def test_image_vq_f8_reconstructs_a_held_out_photo():
     assert torch.equal(tok.encode(recon), tok.encode(recon))  # deterministic
 
 
-PSNR_FLOOR = 20.0  # dB on a 256x256 crop of a held-out photo; the card has the measured figures
+PSNR_FLOOR = 24.0  # dB on chelsea's top-left 256x256 crop (held out); measured 26.2 when shipped, see the card

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from .io import image_to_tensor, load_image
-from .prompt import Prompt
+from .prompt import Image, Prompt
 from .storage import load_tensors, read_versioned_json, save_tensors_atomic, versioned, write_json_atomic
 from .vocab import SharedVocabulary
 
@@ -36,13 +36,20 @@ FORMAT_VERSION = 1
 SHARD_SIZE = 10_000  # samples per shard
 
 
-def _segment(item: Any, base: Path, where: str) -> Any:
+def _segment(item: Any, base: Path, where: str, loaded: dict | None = None) -> Any:
+    """A prompt item from a manifest segment; `loaded` shares one segment per media file across lines."""
     if isinstance(item, str):
         return item
     if isinstance(item, dict) and len(item) == 1:
         ((kind, path),) = item.items()
+        key = (kind, str(base / path))
+        if loaded is not None and key in loaded:
+            return loaded[key]
         if kind == "image":
-            return image_to_tensor(load_image(base / path))
+            segment = Image(image_to_tensor(load_image(base / path)))
+            if loaded is not None:
+                loaded[key] = segment
+            return segment
         if kind in ("audio", "video"):
             from . import io
 
@@ -74,7 +81,7 @@ def media_files(path: str | os.PathLike) -> set[Path]:
 def read_manifest(path: str | os.PathLike) -> list[tuple[Prompt, Prompt | None]]:
     """(prompt, completion or None) per line, media loaded. Errors name the line."""
     path = Path(path)
-    samples = []
+    samples, loaded = [], {}  # a media file named on many lines is loaded (and later tokenized) once
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -85,11 +92,13 @@ def read_manifest(path: str | os.PathLike) -> list[tuple[Prompt, Prompt | None]]
             raise ValueError(f"{where}: not valid JSON ({e})") from e
         if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), list) or not obj["prompt"]:
             raise ValueError(f"{where}: expected {{'prompt': [segments...], 'completion'?: [segments...]}}")
-        prompt = Prompt([_segment(s, path.parent, where) for s in obj["prompt"]])
+        prompt = Prompt([_segment(s, path.parent, where, loaded) for s in obj["prompt"]])
         completion = obj.get("completion")
         if completion is not None and (not isinstance(completion, list) or not completion):
             raise ValueError(f"{where}: 'completion' must be a non-empty list of segments")
-        samples.append((prompt, Prompt([_segment(s, path.parent, where) for s in completion]) if completion else None))
+        samples.append(
+            (prompt, Prompt([_segment(s, path.parent, where, loaded) for s in completion]) if completion else None)
+        )
     if not samples:
         raise ValueError(f"manifest {str(path)!r} has no samples")
     return samples
@@ -112,11 +121,24 @@ class TokenShards:
     @staticmethod
     def tokenize(samples: list[tuple[Prompt, Prompt | None]], vocab: SharedVocabulary) -> TokenShards:
         ids, offsets, prompt_lengths = [], [0], []
+        memo: dict[int, list[int]] = {}  # media segments shared between samples are encoded once
+
+        def encode(p: Prompt) -> list[int]:
+            out = []
+            for seg in p:
+                if seg.modality == "text":
+                    out += vocab.encode_segment(seg)
+                else:
+                    if id(seg) not in memo:
+                        memo[id(seg)] = vocab.encode_segment(seg)
+                    out += memo[id(seg)]
+            return out
+
         for prompt, completion in samples:
-            row = vocab.encode(prompt, add_bos=True)
+            row = [vocab.bos_id, *encode(prompt)]
             prompt_lengths.append(len(row) if completion is not None else 0)
             if completion is not None:
-                row += vocab.encode(completion)
+                row += encode(completion)
             row.append(vocab.eos_id)
             ids += row
             offsets.append(len(ids))

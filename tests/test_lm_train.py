@@ -32,13 +32,13 @@ def test_cached_shards_equal_fresh_tokenization_and_skip_the_encoders(vocab, tmp
     manifest = write_manifest(tmp_path)
     fresh = TokenShards.tokenize(read_manifest(manifest), vocab)
     built = TokenShards.build(manifest, vocab, tmp_path / "cache")
+    prompt, completion = read_manifest(manifest)[0]  # the shared-media shortcut changes no id
+    assert fresh.sample(0)[0] == [*vocab.encode(prompt, add_bos=True), *vocab.encode(completion), vocab.eos_id]
     monkeypatch.setattr(type(vocab.tokenizers["image"]), "encode", lambda *a, **k: pytest.fail("encoder ran again"))
     cached = TokenShards.build(manifest, vocab, tmp_path / "cache")
     for a in (built, cached):
         assert torch.equal(a.ids, fresh.ids) and torch.equal(a.offsets, fresh.offsets)
         assert torch.equal(a.prompt_lengths, fresh.prompt_lengths)
-    prompt, completion = read_manifest(manifest)[0]  # the shared-media shortcut changes no id
-    assert fresh.sample(0)[0] == [*vocab.encode(prompt, add_bos=True), *vocab.encode(completion), vocab.eos_id]
     ids, prompt_len = cached.sample(0)
     assert ids[0] == vocab.bos_id and ids[-1] == vocab.eos_id
     assert vocab.decode(ids[prompt_len:]).text() == " light"

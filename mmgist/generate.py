@@ -212,6 +212,7 @@ def generate(
         processors.append(TemperatureLogitsWarper(temperature))
     if do_sample and top_k:
         processors.append(TopKLogitsWarper(top_k))
+    sampling = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0} if do_sample else {"do_sample": False}
     extra = cache_kwargs(model, gist.cache_for(model, 1, gist_cache)) if gist is not None else {}
     out = model.generate(
         **extra,
@@ -219,10 +220,7 @@ def generate(
         attention_mask=torch.ones_like(input_ids),
         max_new_tokens=max_new_tokens,
         logits_processor=processors,
-        do_sample=do_sample,
-        temperature=1.0,
-        top_k=0,
-        top_p=1.0,
+        **sampling,
         eos_token_id=vocab.eos_id,
         pad_token_id=vocab.pad_id,
     )

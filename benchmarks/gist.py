@@ -19,6 +19,7 @@ import torch
 from timing import best_of
 
 from mmgist import Prompt, distill_gist, load_model
+from mmgist.demo_task import REGIONS, TaskSample
 from mmgist.gist import GistConfig
 from mmgist.lm import cache_kwargs, output_cache
 
@@ -115,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-k", type=int, default=4)
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--no-queries",
+        action="store_true",
+        help="sample continuations straight after the prefix instead of after the task's region queries",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, vocab = load_model(args.model)
@@ -126,14 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         "| prefix tokens | k | compression | G gist | G init | G truncated | agreement gist | agreement none "
         "| steps | steps to G=0.9 (train) | distill s |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )
+    # The demo model answers queries about the prefix: continuations are sampled after each of them
+    queries = None if args.no_queries else [Prompt([TaskSample.query(r)]) for r in REGIONS]
+    per_query = args.continuations // (len(queries) if queries else 1)
     gists = {}
     for n in args.prefix_tokens:
         prefix = make_prefix(vocab, n)
         for k in args.ks:
-            config = GistConfig(
-                num_gist_tokens=k, steps=args.steps, num_continuations=args.continuations, early_stopping=None
-            )
-            gist = distill_gist(model, vocab, prefix, config)
+            config = GistConfig(num_gist_tokens=k, steps=args.steps, num_continuations=per_query, early_stopping=None)
+            gist = distill_gist(model, vocab, prefix, config, queries=queries)
             gists[(n, k)] = (prefix, gist)
             r, b = gist.report, gist.report["baselines"]
             reach = next((h["step"] for h in r["history"] if h["train_gap_closed"] >= 0.9), None)
@@ -148,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         prefix = make_prefix(vocab, args.latency_prefix)
         gists[key] = (
             prefix,
-            distill_gist(model, vocab, prefix, GistConfig(num_gist_tokens=args.latency_k, steps=args.steps)),
+            distill_gist(model, vocab, prefix, GistConfig(num_gist_tokens=args.latency_k, steps=args.steps), queries),
         )
     prefix, gist = gists[key]
     query = vocab.encode(Prompt([" Q: top left? A:"]))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,10 +79,8 @@ def media_files(path: str | os.PathLike) -> set[Path]:
     return files
 
 
-def read_manifest(path: str | os.PathLike) -> list[tuple[Prompt, Prompt | None]]:
-    """(prompt, completion or None) per line, media loaded. Errors name the line."""
-    path = Path(path)
-    samples, loaded = [], {}  # a media file named on many lines is loaded (and later tokenized) once
+def jsonl_objects(path: Path, key: str, shape: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(line number, "file:line", object) for each non-empty line whose object has a non-empty list `key`."""
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -90,8 +89,17 @@ def read_manifest(path: str | os.PathLike) -> list[tuple[Prompt, Prompt | None]]
             obj = json.loads(line)
         except json.JSONDecodeError as e:
             raise ValueError(f"{where}: not valid JSON ({e})") from e
-        if not isinstance(obj, dict) or not isinstance(obj.get("prompt"), list) or not obj["prompt"]:
-            raise ValueError(f"{where}: expected {{'prompt': [segments...], 'completion'?: [segments...]}}")
+        if not isinstance(obj, dict) or not isinstance(obj.get(key), list) or not obj[key]:
+            raise ValueError(f"{where}: expected {shape}")
+        yield n, where, obj
+
+
+def read_manifest(path: str | os.PathLike) -> list[tuple[Prompt, Prompt | None]]:
+    """(prompt, completion or None) per line, media loaded. Errors name the line."""
+    path = Path(path)
+    samples, loaded = [], {}  # a media file named on many lines is loaded (and later tokenized) once
+    shape = "{'prompt': [segments...], 'completion'?: [segments...]}"
+    for _, where, obj in jsonl_objects(path, "prompt", shape):
         prompt = Prompt([_segment(s, path.parent, where, loaded) for s in obj["prompt"]])
         completion = obj.get("completion")
         if completion is not None and (not isinstance(completion, list) or not completion):

@@ -8,13 +8,12 @@ that already exists is skipped, so a killed job rerun with the same command pick
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
-from ..manifest import _segment
+from ..manifest import _segment, jsonl_objects
 from ..prompt import Prompt
 from ..train import init_distributed
 from .config import GistConfig
@@ -27,16 +26,7 @@ def read_prefixes(path: str | os.PathLike) -> list[tuple[str, Prompt, list[str]]
     """(id, prefix, queries) per line; ids must be unique and safe as file names."""
     path = Path(path)
     out, seen = [], set()
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{where}: not valid JSON ({e})") from e
-        if not isinstance(obj, dict) or not isinstance(obj.get("prefix"), list) or not obj["prefix"]:
-            raise ValueError(f"{where}: expected {{'id': ..., 'prefix': [segments...], 'queries'?: [str...]}}")
+    for n, where, obj in jsonl_objects(path, "prefix", "{'id': ..., 'prefix': [segments...], 'queries'?: [str...]}"):
         gid = str(obj.get("id", n))
         if not _SAFE_ID.match(gid) or gid in seen:
             raise ValueError(f"{where}: id {gid!r} must be unique and use only letters, digits, '.', '_', '-'")

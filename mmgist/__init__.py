@@ -6,6 +6,7 @@ from .layout import IdLayout
 from .lm import build_lm, extend_lm, load_model, save_model
 from .processor import MultimodalProcessor
 from .prompt import Audio, Image, Prompt, Text, Video
+from .scoring import OptionScores, Question, score_options
 from .tokenizers import (
     AudioTokenizer,
     ByteTokenizer,
@@ -36,7 +37,9 @@ __all__ = [
     "LayoutConstraint",
     "ModalityTokenizer",
     "MultimodalProcessor",
+    "OptionScores",
     "Prompt",
+    "Question",
     "SharedVocabulary",
     "Text",
     "TextTokenizer",
@@ -52,4 +55,5 @@ __all__ = [
     "load_tokenizer",
     "register_tokenizer",
     "save_model",
+    "score_options",
 ]

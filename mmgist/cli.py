@@ -155,6 +155,9 @@ def cmd_distill(args: argparse.Namespace) -> None:
     )
     for name, r in rows.items():
         print(f"  {name:<10} KL {r['kl']:.4f}  gap closed {r['gap_closed']:+.3f}  top-1 agreement {r['agreement']:.3f}")
+    for name, r in gist.report.get("task", {}).get("rows", {}).items():
+        acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        print(f"  {name:<11} task accuracy {acc}  option KL {r['option_kl']:.4f}  as full {r['agreement']:.3f}")
 
 
 def cmd_generate(args: argparse.Namespace) -> None:

@@ -25,6 +25,7 @@ import torch
 from .datasets import RandomCrops
 from .io import save_image
 from .prompt import Prompt
+from .scoring import Question, score_options
 
 CROP = 128
 LEVELS = ("dark", "medium", "bright")
@@ -50,6 +51,11 @@ class TaskSample:
     @staticmethod
     def query(region: str) -> str:
         return f" Q: {region}? A:"
+
+    def questions(self) -> list[Question]:
+        """One multiple-choice question per region, its options written as the instruction asks."""
+        words = INSTRUCTIONS[self.instruction][1]
+        return [Question(self.query(r), [" " + w for w in words], words.index(self.answers[r])) for r in REGIONS]
 
 
 def level(image: torch.Tensor, region: str) -> int:
@@ -93,37 +99,17 @@ class TaskScore:
     probs: torch.Tensor  # (queries, 3) probabilities of the three answer options
 
 
-@torch.no_grad()
-def option_probs(model, vocab, context: list[int], options: list[list[int]]) -> torch.Tensor:
-    """P(option | context) renormalized over the options, from the sum of each option's token log-probs."""
-    rows = [context + o for o in options]
-    width = max(map(len, rows))
-    ids = torch.full((len(rows), width), vocab.pad_id, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for b, r in enumerate(rows):
-        ids[b, : len(r)] = torch.tensor(r)
-        mask[b, : len(r)] = 1
-    device = next(model.parameters()).device
-    logp = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float().log_softmax(-1).cpu()
-    scores = torch.stack([
-        sum(logp[b, len(context) + t - 1, tok] for t, tok in enumerate(o)) for b, o in enumerate(options)
-    ])  # fmt: skip
-    return scores.softmax(0)
-
-
 def evaluate(
     model, vocab, samples: list[TaskSample], with_prefix: bool = True, reference: torch.Tensor | None = None
 ) -> TaskScore:
     """Accuracy over every (sample, region) query, with or without the prefix in front of the query."""
     probs, right = [], 0
     for s in samples:
-        prefix = vocab.encode(s.prefix(), add_bos=True) if with_prefix else [vocab.bos_id]
-        words = INSTRUCTIONS[s.instruction][1]
-        options = [vocab.encode([" " + w]) for w in words]
-        for region in REGIONS:
-            p = option_probs(model, vocab, prefix + vocab.encode([TaskSample.query(region)]), options)
-            probs.append(p)
-            right += int(words[int(p.argmax())] == s.answers[region])
+        prefix = s.prefix() if with_prefix else None
+        for q in s.questions():
+            scores = score_options(model, vocab, q.query, q.options, prefix=prefix)
+            probs.append(scores.probs)
+            right += int(scores.best == q.answer)
     probs_t = torch.stack(probs)
     kl = 0.0
     if reference is not None:

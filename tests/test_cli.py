@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from PIL import Image as PILImage
 
 from mmgist.cli import main
@@ -110,7 +111,41 @@ def test_distill_and_generate_with_a_gist(tmp_path, capsys):
     assert main(args) == 2 and "pass --force" in capsys.readouterr().err
     assert main(["generate", "--model", str(tmp_path / "lm"), "--gist", str(tmp_path / "g.safetensors"),
                  "--max-new-tokens", "4", "Q:"]) == 0  # fmt: skip
-    (tmp_path / "many.jsonl").write_text('{"id": "a", "prefix": ["first long prefix"]}\n'
-                                         '{"id": "b", "prefix": ["second long prefix"]}\n')  # fmt: skip
+    question = {"query": " Q:", "options": [" x", " y"], "answer": 1}
+    (tmp_path / "many.jsonl").write_text(json.dumps({"id": "a", "prefix": ["first long prefix"]}) + "\n"
+                                         + json.dumps({"id": "b", "prefix": ["second long prefix"], "queries": [" Z"],
+                                                       "questions": [question]}) + "\n")  # fmt: skip
     assert main([*args[:1], str(tmp_path / "many.jsonl"), *args[2:-1], str(tmp_path / "gists")]) == 0
     assert sorted(p.name for p in (tmp_path / "gists").iterdir()) == ["a.safetensors", "b.safetensors"]
+    from mmgist import GistPrefix
+
+    assert GistPrefix.load(tmp_path / "gists" / "b.safetensors").report["task"]["answered"] == 1
+    assert "task" not in GistPrefix.load(tmp_path / "gists" / "a.safetensors").report
+
+
+def test_batch_distillation_shards_by_rank_and_checks_its_lines(tmp_path, monkeypatch):
+    import torch
+
+    from mmgist import ByteTokenizer, SharedVocabulary, build_lm
+    from mmgist.gist import GistConfig, batch
+
+    torch.manual_seed(0)
+    vocab = SharedVocabulary(text=ByteTokenizer())
+    model = build_lm(vocab, preset="tiny")
+    lines = [json.dumps({"id": f"p{n}", "prefix": [f"prefix number {n} to compress"]}) for n in range(5)]
+    (tmp_path / "many.jsonl").write_text("\n".join(lines) + "\n")
+    config = GistConfig(num_gist_tokens=2, steps=1, num_continuations=4, continuation_length=2)
+    written = {}
+    for rank in (0, 1):  # what two torchrun processes do, one after the other
+        monkeypatch.setattr(batch, "init_distributed", lambda rank=rank: (rank, 2))
+        written[rank] = {
+            p.name for p in batch.distill_many(model, vocab, tmp_path / "many.jsonl", tmp_path / "g", config)
+        }
+    assert written[0] == {"p0.safetensors", "p2.safetensors", "p4.safetensors"}
+    assert written[1] == {"p1.safetensors", "p3.safetensors"}
+    monkeypatch.setattr(batch, "init_distributed", lambda: (0, 1))
+    assert batch.distill_many(model, vocab, tmp_path / "many.jsonl", tmp_path / "g", config) == []  # all done: resumed
+    bad = {"id": "q", "prefix": ["x y z w"], "questions": [{"query": " Q:", "options": [" a"]}]}
+    (tmp_path / "bad.jsonl").write_text(json.dumps(bad) + "\n")
+    with pytest.raises(ValueError, match=r"bad\.jsonl.*at least 2 options"):
+        batch.read_prefixes(tmp_path / "bad.jsonl")

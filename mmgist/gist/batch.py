@@ -1,6 +1,10 @@
 """Distill many prefixes from a JSONL file, sharded across processes under torchrun.
 
-    {"id": "cat-1", "prefix": [{"image": "cat.png"}, "Instruction: ..."], "queries": [" Q: top left? A:"]}
+    {"id": "cat-1", "prefix": [{"image": "cat.png"}, "Instruction: ..."], "queries": [" Q: top left? A:"],
+     "questions": [{"query": " Q: centre? A:", "options": [" dark", " bright"], "answer": 1}]}
+
+Queries and questions are optional; questions are served like queries and add task accuracy to the
+gist's report (see mmgist.scoring).
 
 Each line's gist goes to OUT/<id>.safetensors. Rank r of N takes lines r, r + N, ...; a gist file
 that already exists is skipped, so a killed job rerun with the same command picks up where it was.
@@ -15,6 +19,7 @@ from typing import Any
 
 from ..manifest import _segment, jsonl_objects
 from ..prompt import Prompt
+from ..scoring import Question
 from ..train import init_distributed
 from .config import GistConfig
 from .distill import distill_gist
@@ -22,8 +27,21 @@ from .distill import distill_gist
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
-def read_prefixes(path: str | os.PathLike) -> list[tuple[str, Prompt, list[str]]]:
-    """(id, prefix, queries) per line; ids must be unique and safe as file names."""
+def _question(obj: Any, where: str) -> Question:
+    if not isinstance(obj, dict) or not isinstance(obj.get("query"), str) or not isinstance(obj.get("options"), list):
+        raise ValueError(
+            f"{where}: a question is {{'query': str, 'options': [str...], 'answer'?: int}}, got {obj!r:.80}"
+        )
+    if not all(isinstance(o, str) for o in obj["options"]) or not isinstance(obj.get("answer", 0), int):
+        raise ValueError(f"{where}: question options must be strings and answer an int, got {obj!r:.80}")
+    try:
+        return Question(obj["query"], obj["options"], obj.get("answer"))
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from e
+
+
+def read_prefixes(path: str | os.PathLike) -> list[tuple[str, Prompt, list[str | Question]]]:
+    """(id, prefix, queries and questions) per line; ids must be unique and safe as file names."""
     path = Path(path)
     out, seen = [], set()
     for n, where, obj in jsonl_objects(path, "prefix", "{'id': ..., 'prefix': [segments...], 'queries'?: [str...]}"):
@@ -34,6 +52,7 @@ def read_prefixes(path: str | os.PathLike) -> list[tuple[str, Prompt, list[str]]
         queries = obj.get("queries") or []
         if not all(isinstance(q, str) for q in queries):
             raise ValueError(f"{where}: queries must be strings, got {queries!r:.80}")
+        queries = [*queries, *(_question(q, where) for q in obj.get("questions") or [])]
         out.append((gid, Prompt([_segment(s, path.parent, where) for s in obj["prefix"]]), queries))
     return out
 
@@ -49,6 +68,6 @@ def distill_many(
         target = out_dir / f"{gid}.safetensors"
         if target.exists():
             continue
-        gist = distill_gist(model, vocab, prefix, config, queries=[Prompt([q]) for q in queries] or None)
+        gist = distill_gist(model, vocab, prefix, config, queries=queries or None)
         written.append(gist.save(target))
     return written

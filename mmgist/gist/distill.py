@@ -11,7 +11,10 @@
    runs and restored to their requires_grad flags after; their values never change.
 4. Report (held-out continuations only): KL(full || gist), KL(full || no prefix), the gap closed
    G = 1 - KL_gist / KL_none, top-1 agreement, for the gist, its initialization, a truncated prefix
-   of the same length (the last k prefix tokens) and no prefix.
+   of the same length (the last k prefix tokens) and no prefix. Queries given as `Question`s (options,
+   and the answer where known) add a task section: accuracy, and KL(full || each) over the options,
+   for the full prefix and every baseline. The answers are never trained on: only the teacher's
+   sampled continuations are.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..prompt import Prompt
+from ..scoring import Question, option_logprobs, to_ids
 from .config import GistConfig
 from .prefix import GistPrefix, model_fingerprint
 
@@ -33,14 +36,6 @@ class Continuations:
     ids: torch.Tensor  # (n, T) right-padded with 0
     mask: torch.Tensor  # (n, T) bool, True on real tokens
     teacher: torch.Tensor  # (n, T, V) teacher log-probs of the token at each position, given everything before
-
-
-def _as_ids(vocab: Any, x: Any, add_bos: bool) -> list[int]:
-    if isinstance(x, torch.Tensor):
-        return [int(i) for i in x.reshape(-1)]
-    if isinstance(x, list) and x and all(isinstance(i, int) for i in x):
-        return list(x)
-    return vocab.encode(x if isinstance(x, Prompt) else Prompt(x), add_bos=add_bos)
 
 
 @torch.no_grad()
@@ -115,6 +110,30 @@ def _sample(model: Any, vocab: Any, prefix: list[int], queries: list[list[int]],
     return seqs
 
 
+def _task_report(model: Any, vocab: Any, heads: dict[str, torch.Tensor], questions: list[Question]) -> dict[str, Any]:
+    """Per head (heads["full_prefix"] first): accuracy where answers are known, option KL and agreement vs full."""
+    probs = {
+        name: [
+            option_logprobs(model, head, to_ids(vocab, q.query), [to_ids(vocab, o) for o in q.options]).softmax(0)
+            for q in questions
+        ]
+        for name, head in heads.items()
+    }
+    answered = [n for n, q in enumerate(questions) if q.answer is not None]
+    rows = {}
+    for name, ps in probs.items():
+        full = probs["full_prefix"]
+        kl = [(f * (f.clamp_min(1e-12).log() - p.clamp_min(1e-12).log())).sum().item() for f, p in zip(full, ps)]
+        rows[name] = {
+            "accuracy": sum(int(ps[n].argmax()) == questions[n].answer for n in answered) / len(answered)
+            if answered
+            else None,
+            "option_kl": sum(kl) / len(kl),
+            "agreement": sum(int(p.argmax() == f.argmax()) for f, p in zip(full, ps)) / len(ps),
+        }
+    return {"questions": len(questions), "answered": len(answered), "rows": rows}
+
+
 def _pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(map(len, seqs))
     ids = torch.zeros(len(seqs), width, dtype=torch.long)
@@ -147,12 +166,16 @@ def distill_gist(
     queries: list[Any] | None = None,
     progress: bool = False,
 ) -> GistPrefix:
-    """Compress `prefix` (a Prompt, or ids starting with <|bos|>) into `config.num_gist_tokens` embeddings."""
+    """Compress `prefix` (a Prompt, or ids starting with <|bos|>) into `config.num_gist_tokens` embeddings.
+
+    `queries`: what the gist must serve, each a Prompt, a string, ids or a `Question` (whose options
+    and answer add task accuracy to the report); teacher continuations are sampled after each.
+    """
     from ..lm import check_model, context_length
 
     config = config or GistConfig()
     check_model(model, vocab)
-    prefix_ids = _as_ids(vocab, prefix, add_bos=True)
+    prefix_ids = to_ids(vocab, prefix, add_bos=True)
     if not prefix_ids or prefix_ids == [vocab.bos_id]:
         raise ValueError("cannot distill an empty prefix")
     if prefix_ids[0] != vocab.bos_id:
@@ -162,7 +185,8 @@ def distill_gist(
             f"num_gist_tokens {config.num_gist_tokens} must be smaller than the prefix "
             f"({len(prefix_ids) - 1} tokens after <|bos|>): there is nothing to compress"
         )
-    query_ids = [_as_ids(vocab, q, add_bos=False) for q in queries or []]
+    questions = [q for q in queries or [] if isinstance(q, Question)]
+    query_ids = [to_ids(vocab, q.query if isinstance(q, Question) else q) for q in queries or []]
     longest = len(prefix_ids) + max((len(q) for q in query_ids), default=0) + config.continuation_length
     if longest > context_length(model):
         raise ValueError(
@@ -214,12 +238,13 @@ def distill_gist(
                     break
         wall = time.perf_counter() - t0
         k = config.num_gist_tokens
-        rows = {
-            "gist": _score(model, torch.cat([bos, gist.detach()]), held),
-            "init": _score(model, torch.cat([bos, init.to(bos)]), held),
-            "truncated": _score(model, emb(torch.tensor([vocab.bos_id, *prefix_ids[-k:]], device=bos.device)), held),
-            "no_prefix": _score(model, bos, held),
+        heads = {
+            "gist": torch.cat([bos, gist.detach()]),
+            "init": torch.cat([bos, init.to(bos)]),
+            "truncated": emb(torch.tensor([vocab.bos_id, *prefix_ids[-k:]], device=bos.device)),
+            "no_prefix": bos,
         }
+        rows = {name: _score(model, head, held) for name, head in heads.items()}
         for r in rows.values():
             r["gap_closed"] = 1 - r["kl"] / max(rows["no_prefix"]["kl"], 1e-12)
         report = {
@@ -234,6 +259,9 @@ def distill_gist(
             "history": history,
             "config": asdict(config),
         }
+        if questions:
+            full = emb(torch.tensor(prefix_ids, device=bos.device))
+            report["task"] = _task_report(model, vocab, {"full_prefix": full, **heads}, questions)
         return GistPrefix(
             gist.detach().cpu(), model_fingerprint(model), vocab.fingerprint(), len(prefix_ids), vocab.bos_id, report
         )

@@ -1,0 +1,109 @@
+"""Multiple-choice scoring: which of a few answers the model prefers after a context.
+
+    q = Question(" Q: centre? A:", [" dark", " medium", " bright"], answer=2)
+    score_options(model, vocab, q.query, q.options, prefix=photo_prompt).probs   # after the full prefix
+    score_options(model, vocab, q.query, q.options, gist=gist).probs             # after the gist instead
+    accuracy(model, vocab, [q, ...], gist=gist)
+
+The context is one of: the full prefix (a Prompt or ids; <|bos|> is added when missing), a GistPrefix
+(<|bos|> then its k embeddings), or nothing (<|bos|> alone); then the query, then each option. An
+option's score is the sum of its tokens' log-probs; `probs` renormalizes over the options. Every
+context is handed to the model as embeddings, so the prefix, the gist and any baseline go through
+one code path and can be compared exactly. Open-ended answers are left to `mmgist.generate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .prompt import Prompt
+
+
+@dataclass
+class Question:
+    query: Any  # what follows the prefix: a Prompt, a string or ids
+    options: list[Any]  # the candidate answers, each a Prompt, a string or ids
+    answer: int | None = None  # index of the right option, where the task knows it
+
+    def __post_init__(self) -> None:
+        if len(self.options) < 2:
+            raise ValueError(f"a Question needs at least 2 options, got {len(self.options)}")
+        if self.answer is not None and not 0 <= self.answer < len(self.options):
+            raise ValueError(f"Question.answer must index the {len(self.options)} options, got {self.answer}")
+
+
+@dataclass
+class OptionScores:
+    logprobs: torch.Tensor  # (n_options,) sum of each option's token log-probs given the context
+    probs: torch.Tensor  # (n_options,) the same renormalized over the options
+
+    @property
+    def best(self) -> int:
+        return int(self.logprobs.argmax())
+
+
+def to_ids(vocab: Any, x: Any, add_bos: bool = False) -> list[int]:
+    """A Prompt, a string, a list of segments, a list of ids or an id tensor -> ids."""
+    if isinstance(x, torch.Tensor):
+        return [int(i) for i in x.reshape(-1)]
+    if isinstance(x, list) and x and all(isinstance(i, int) for i in x):
+        return list(x)
+    return vocab.encode(x if isinstance(x, Prompt) else Prompt(x), add_bos=add_bos)
+
+
+def head_embeddings(model: Any, vocab: Any, prefix: Any = None, gist: Any = None) -> torch.Tensor:
+    """(h, d): what the model sees before the query: <|bos|> + prefix, <|bos|> + gist, or <|bos|> alone."""
+    if prefix is not None and gist is not None:
+        raise ValueError("give a prefix or a gist, not both: the gist stands in for the prefix")
+    if gist is not None:
+        gist.check(model, vocab)
+        return gist.head(model)
+    ids = to_ids(vocab, prefix, add_bos=True) if prefix is not None else [vocab.bos_id]
+    if ids[0] != vocab.bos_id:
+        ids = [vocab.bos_id, *ids]
+    emb = model.get_input_embeddings()
+    return emb(torch.tensor(ids, device=emb.weight.device))
+
+
+@torch.no_grad()
+def option_logprobs(model: Any, head: torch.Tensor, query: list[int], options: list[list[int]]) -> torch.Tensor:
+    """(n_options,): log P(option | head, query), one batch of `head query option` rows, right-padded."""
+    if any(len(o) == 0 for o in options):
+        raise ValueError("an answer option encodes to no tokens")
+    emb = model.get_input_embeddings()
+    rows = [query + o for o in options]
+    width = max(map(len, rows))
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), head.shape[0] + width, dtype=torch.long)
+    for b, r in enumerate(rows):
+        ids[b, : len(r)] = torch.tensor(r)
+        mask[b, : head.shape[0] + len(r)] = 1
+    x = torch.cat([head.expand(len(rows), -1, -1), emb(ids.to(emb.weight.device))], dim=1)  # (n, h + T, d)
+    logp = model(inputs_embeds=x, attention_mask=mask.to(x.device)).logits.float().log_softmax(-1).cpu()
+    start = head.shape[0] + len(query) - 1  # this position predicts each option's first token
+    return torch.stack([
+        logp[b, start + torch.arange(len(o)), torch.tensor(o)].sum() for b, o in enumerate(options)
+    ])  # fmt: skip
+
+
+def score_options(
+    model: Any, vocab: Any, query: Any, options: list[Any], *, prefix: Any = None, gist: Any = None
+) -> OptionScores:
+    """Score each option after `prefix` (or `gist`, or neither) and `query`."""
+    head = head_embeddings(model, vocab, prefix, gist)
+    logprobs = option_logprobs(model, head, to_ids(vocab, query), [to_ids(vocab, o) for o in options])
+    return OptionScores(logprobs, logprobs.softmax(0))
+
+
+def accuracy(model: Any, vocab: Any, questions: list[Question], *, prefix: Any = None, gist: Any = None) -> float:
+    """Share of the questions with a known answer whose best option is that answer."""
+    known = [q for q in questions if q.answer is not None]
+    if not known:
+        raise ValueError("none of the questions has a known answer")
+    right = sum(
+        score_options(model, vocab, q.query, q.options, prefix=prefix, gist=gist).best == q.answer for q in known
+    )
+    return right / len(known)

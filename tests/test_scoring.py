@@ -1,0 +1,83 @@
+"""Multiple-choice scoring: by-hand agreement, prefix vs gist paths, and the task section of a gist report."""
+
+import pytest
+import torch
+from conftest import make_vocab
+
+from mmgist import Prompt
+from mmgist.gist import GistConfig, GistPrefix, distill_gist, model_fingerprint
+from mmgist.lm import build_lm
+from mmgist.scoring import Question, accuracy, score_options
+
+PREFIX = Prompt(["The secret word is zebra. ", torch.rand(3, 16, 16), " Say it."])
+OPTIONS = [" zebra", " horse", " a"]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    vocab = make_vocab()
+    torch.manual_seed(0)
+    return build_lm(vocab, preset="tiny").eval(), vocab
+
+
+def test_scores_match_one_forward_pass_per_option(setup):
+    model, vocab = setup
+    context = vocab.encode(PREFIX, add_bos=True) + vocab.encode([" The word:"])
+    by_hand = []
+    for o in OPTIONS:
+        ids = vocab.encode([o])
+        with torch.no_grad():
+            logp = model(torch.tensor([context + ids])).logits[0].log_softmax(-1)
+        by_hand.append(sum(logp[len(context) + t - 1, tok] for t, tok in enumerate(ids)))
+    scores = score_options(model, vocab, " The word:", OPTIONS, prefix=PREFIX)
+    assert torch.allclose(scores.logprobs, torch.stack(by_hand), atol=1e-4)
+    assert torch.allclose(scores.probs.sum(), torch.tensor(1.0)) and scores.best == int(torch.stack(by_hand).argmax())
+    # ids and a Prompt name the same prefix; no prefix means <|bos|> alone
+    ids = vocab.encode(PREFIX, add_bos=True)
+    assert torch.allclose(score_options(model, vocab, " The word:", OPTIONS, prefix=ids).logprobs, scores.logprobs)
+    bare = score_options(model, vocab, " The word:", OPTIONS, prefix=[vocab.bos_id]).logprobs
+    assert torch.allclose(score_options(model, vocab, " The word:", OPTIONS).logprobs, bare)
+
+
+def test_a_gist_of_the_prefix_own_embeddings_scores_like_the_prefix(setup):
+    model, vocab = setup
+    ids = vocab.encode(PREFIX, add_bos=True)
+    own = model.get_input_embeddings().weight[torch.tensor(ids[1:])].detach()  # k = prefix length: no compression
+    gist = GistPrefix(own, model_fingerprint(model), vocab.fingerprint(), len(ids), vocab.bos_id)
+    via_gist = score_options(model, vocab, " The word:", OPTIONS, gist=gist).logprobs
+    assert torch.allclose(
+        via_gist, score_options(model, vocab, " The word:", OPTIONS, prefix=PREFIX).logprobs, atol=1e-5
+    )
+
+
+def test_accuracy_and_bad_questions(setup):
+    model, vocab = setup
+    best = score_options(model, vocab, " The word:", OPTIONS, prefix=PREFIX).best
+    right, wrong = Question(" The word:", OPTIONS, best), Question(" The word:", OPTIONS, (best + 1) % 3)
+    assert accuracy(model, vocab, [right, wrong, Question(" x", OPTIONS)], prefix=PREFIX) == 0.5
+    with pytest.raises(ValueError, match="at least 2 options"):
+        Question(" q", [" a"])
+    with pytest.raises(ValueError, match="must index the 2 options, got 2"):
+        Question(" q", [" a", " b"], answer=2)
+    with pytest.raises(ValueError, match="none of the questions has a known answer"):
+        accuracy(model, vocab, [Question(" q", [" a", " b"])])
+    gist = GistPrefix(torch.zeros(2, 32), model_fingerprint(model), vocab.fingerprint(), 9, vocab.bos_id)
+    with pytest.raises(ValueError, match="not both"):
+        score_options(model, vocab, " q", OPTIONS, prefix=PREFIX, gist=gist)
+
+
+def test_questions_add_a_task_section_to_the_gist_report(setup):
+    model, vocab = setup
+    questions = [Question(" The word:", OPTIONS, 0), Question(" Say:", OPTIONS[:2])]
+    config = GistConfig(num_gist_tokens=2, steps=5, num_continuations=4, continuation_length=4, eval_every=5)
+    gist = distill_gist(model, vocab, PREFIX, config, queries=[*questions, " Again:"])
+    task = gist.report["task"]
+    assert task["questions"] == 2 and task["answered"] == 1
+    assert set(task["rows"]) == {"full_prefix", "gist", "init", "truncated", "no_prefix"}
+    full = task["rows"]["full_prefix"]
+    assert full["option_kl"] == 0.0 and full["agreement"] == 1.0
+    assert full["accuracy"] == float(score_options(model, vocab, " The word:", OPTIONS, prefix=PREFIX).best == 0)
+    assert task["rows"]["gist"]["accuracy"] == float(
+        score_options(model, vocab, " The word:", OPTIONS, gist=gist).best == 0
+    )
+    assert gist.report["train_continuations"] + gist.report["heldout_continuations"] == 12  # 4 per query

@@ -1,12 +1,17 @@
-"""Gist benchmark: fidelity by k and prefix length, distillation cost, and latency with full prefix vs KV cache vs gist.
+"""Gist benchmark: fidelity by k and prefix length, task accuracy, distillation cost, and latency.
 
     python benchmarks/gist.py [--model models/demo-brightness] [--prefix-tokens 128 256 512 1024] [--ks 1 2 4 8 16]
 
-Prefixes are mixed: held-out photographs (tokenized by the model's image tokenizer, when it has one)
-then instruction text, filled to the requested length. Every figure is measured in this run on
-held-out continuations (see mmgist.gist.distill). Latency is measured side by side for one prefix:
-(a) the full prefix recomputed with each query, (b) the prefix's KV cache reused, (c) the gist's cache,
-(d) no prefix at all; time to first token (TTFT) and per-token generation latency, best of 3.
+1. Fidelity: mixed prefixes of held-out photographs (tokenized by the model's image tokenizer) then
+   instruction text, filled to the requested length; G, agreement and cost on held-out continuations
+   (see mmgist.gist.distill).
+2. Task accuracy: the demo task's own prefixes (a held-out photo crop + instruction, about 350
+   tokens) and its 5 region questions with their true answers, with the full prefix, the gist, its
+   initialization, the truncated prefix and no prefix (see mmgist.demo_task, mmgist.scoring).
+3. Latency, side by side for one prefix: (a) the full prefix recomputed with each query, (b) the
+   prefix's KV cache reused, (c) the gist's cache, (d) no prefix at all; time to first token (TTFT,
+   best of 20) and per-token generation latency (best of 5).
+The functions are shared with notebooks/gist_benchmark.ipynb.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+import tempfile
+from pathlib import Path
 
 import torch
 from timing import best_of
 
 from mmgist import Prompt, distill_gist, load_model
-from mmgist.demo_task import REGIONS, TaskSample
+from mmgist.datasets import split_photos
+from mmgist.demo_task import REGIONS, TaskSample, make_samples
 from mmgist.gist import GistConfig
 from mmgist.lm import cache_kwargs, output_cache
 
@@ -62,7 +70,7 @@ def kv_bytes(cache) -> int:
 
 
 def latency(model, vocab, prefix: list[int], gist, query: list[int], new_tokens: int) -> dict[str, dict[str, float]]:
-    """TTFT and per-token latency for the four ways of serving a query."""
+    """TTFT and per-token latency (ms) and KV-cache bytes for the four ways of serving a query."""
     with torch.no_grad():
         prefix_cache = output_cache(model(input_ids=torch.tensor([prefix]), use_cache=True))
         gist_cache = gist.cache(model)
@@ -94,8 +102,8 @@ def latency(model, vocab, prefix: list[int], gist, query: list[int], new_tokens:
                 **kw,
             )
 
-        ttft = best_of(first, 3)
-        total = best_of(full, 3)
+        ttft = best_of(first, 20)
+        total = best_of(full, 5)
         rows[name] = {
             "ttft_ms": 1e3 * ttft,
             "per_token_ms": 1e3 * (total - ttft) / max(1, new_tokens - 1),
@@ -103,6 +111,71 @@ def latency(model, vocab, prefix: list[int], gist, query: list[int], new_tokens:
             "kv_bytes": kv_bytes(cache) if cache is not None else 0,
         }
     return rows
+
+
+def markdown(rows: list[dict], columns: dict[str, str]) -> str:
+    """A markdown table of `rows`, one column per key of `columns` (key -> format spec, or "" for str)."""
+
+    def cell(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
+    return "\n".join([head] + ["| " + " | ".join(cell(r[c], f) for c, f in columns.items()) + " |" for r in rows])
+
+
+FIDELITY_COLUMNS = {"prefix tokens": "", "k": "", "compression": ".0f", "G gist": ".3f", "G init": ".3f",
+                    "G truncated": ".3f", "agreement gist": ".3f", "agreement none": ".3f", "steps": "",
+                    "steps to G=0.9 (train)": "", "distill s": ".1f"}  # fmt: skip
+TASK_COLUMNS = {"k": "", "questions": "", "acc full": ".3f", "acc gist": ".3f", "acc init": ".3f",
+                "acc truncated": ".3f", "acc none": ".3f", "option KL gist": ".3f", "option KL none": ".3f",
+                "same answer as full": ".3f", "G gist": ".3f", "distill s": ".1f"}  # fmt: skip
+
+
+def fidelity_row(prefix: list[int], gist) -> dict:
+    r, b = gist.report, gist.report["baselines"]
+    return {
+        "prefix tokens": len(prefix),
+        "k": gist.k,
+        "compression": r["compression"],
+        "G gist": b["gist"]["gap_closed"],
+        "G init": b["init"]["gap_closed"],
+        "G truncated": b["truncated"]["gap_closed"],
+        "agreement gist": b["gist"]["agreement"],
+        "agreement none": b["no_prefix"]["agreement"],
+        "steps": r["steps"],
+        "steps to G=0.9 (train)": next((h["step"] for h in r["history"] if h["train_gap_closed"] >= 0.9), None),
+        "distill s": r["wall_seconds"],
+    }
+
+
+def task_samples(n: int, seed: int = 1) -> list[TaskSample]:
+    """`n` demo-task samples cut from the held-out photos (never seen in training)."""
+    return make_samples(split_photos(Path(tempfile.mkdtemp()))[1], n, seed=seed)
+
+
+HEADS = {"full": "full_prefix", "gist": "gist", "init": "init", "truncated": "truncated", "none": "no_prefix"}
+
+
+def task_row(model, vocab, samples: list[TaskSample], k: int, steps: int) -> dict:
+    """One gist per sample, its 5 region questions as the queries; figures averaged over the samples."""
+    reports = []
+    for s in samples:
+        config = GistConfig(num_gist_tokens=k, steps=steps)
+        reports.append(distill_gist(model, vocab, s.prefix(), config, queries=s.questions()).report)
+
+    def mean(get):
+        return sum(get(r) for r in reports) / len(reports)
+
+    return {
+        "k": k,
+        "questions": sum(r["task"]["questions"] for r in reports),
+        **{f"acc {short}": mean(lambda r, h=head: r["task"]["rows"][h]["accuracy"]) for short, head in HEADS.items()},
+        "option KL gist": mean(lambda r: r["task"]["rows"]["gist"]["option_kl"]),
+        "option KL none": mean(lambda r: r["task"]["rows"]["no_prefix"]["option_kl"]),
+        "same answer as full": mean(lambda r: r["task"]["rows"]["gist"]["agreement"]),
+        "G gist": mean(lambda r: r["baselines"]["gist"]["gap_closed"]),
+        "distill s": mean(lambda r: r["wall_seconds"]),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-k", type=int, default=4)
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--task-samples", type=int, default=6, help="demo-task prefixes per k for task accuracy (0: skip)")
     ap.add_argument(
         "--no-queries",
         action="store_true",
@@ -128,10 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         f"model {args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
         f"{args.threads} CPU threads; figures on held-out continuations\n"
     )
-    print(
-        "| prefix tokens | k | compression | G gist | G init | G truncated | agreement gist | agreement none "
-        "| steps | steps to G=0.9 (train) | distill s |\n|---|---|---|---|---|---|---|---|---|---|---|"
-    )
+    print(markdown([], FIDELITY_COLUMNS))
     # The demo model answers queries about the prefix: continuations are sampled after each of them
     queries = None if args.no_queries else [Prompt([TaskSample.query(r)]) for r in REGIONS]
     per_query = args.continuations // (len(queries) if queries else 1)
@@ -142,14 +213,18 @@ def main(argv: list[str] | None = None) -> int:
             config = GistConfig(num_gist_tokens=k, steps=args.steps, num_continuations=per_query, early_stopping=None)
             gist = distill_gist(model, vocab, prefix, config, queries=queries)
             gists[(n, k)] = (prefix, gist)
-            r, b = gist.report, gist.report["baselines"]
-            reach = next((h["step"] for h in r["history"] if h["train_gap_closed"] >= 0.9), None)
-            print(
-                f"| {len(prefix)} | {k} | {r['compression']:.0f}x | {b['gist']['gap_closed']:.3f} | "
-                f"{b['init']['gap_closed']:.3f} | {b['truncated']['gap_closed']:.3f} | {b['gist']['agreement']:.3f} | "
-                f"{b['no_prefix']['agreement']:.3f} | {r['steps']} | {reach or '-'} | {r['wall_seconds']:.1f} |",
-                flush=True,
-            )
+            print(markdown([fidelity_row(prefix, gist)], FIDELITY_COLUMNS).split("\n")[-1], flush=True)
+    if args.task_samples:
+        samples = task_samples(args.task_samples)
+        print(
+            f"\ntask accuracy: {len(samples)} demo-task prefixes from held-out photos "
+            f"({min(len(vocab.encode(s.prefix(), add_bos=True)) for s in samples)} to "
+            f"{max(len(vocab.encode(s.prefix(), add_bos=True)) for s in samples)} tokens), 5 region questions each, "
+            "one gist per prefix (early stopping at train G 0.95)\n"
+        )
+        print(markdown([], TASK_COLUMNS))
+        for k in args.ks:
+            print(markdown([task_row(model, vocab, samples, k, args.steps)], TASK_COLUMNS).split("\n")[-1], flush=True)
     key = (args.latency_prefix, args.latency_k)
     if key not in gists:
         prefix = make_prefix(vocab, args.latency_prefix)
@@ -162,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = latency(model, vocab, prefix, gist, query, args.new_tokens)
     print(
         f"\nlatency, prefix {len(prefix)} tokens, gist k={gist.k}, query {len(query)} tokens, "
-        f"{args.new_tokens} new tokens (best of 3)\n"
+        f"{args.new_tokens} new tokens (TTFT best of 20, generation best of 5)\n"
     )
     print("| setup | TTFT ms | per-token ms | total ms | KV-cache bytes |\n|---|---|---|---|---|")
     for name, r in rows.items():

@@ -156,11 +156,11 @@ def task_samples(n: int, seed: int = 1) -> list[TaskSample]:
 HEADS = {"full": "full_prefix", "gist": "gist", "init": "init", "truncated": "truncated", "none": "no_prefix"}
 
 
-def task_row(model, vocab, samples: list[TaskSample], k: int, steps: int) -> dict:
+def task_row(model, vocab, samples: list[TaskSample], k: int, steps: int, continuations: int = 48) -> dict:
     """One gist per sample, its 5 region questions as the queries; figures averaged over the samples."""
     reports = []
     for s in samples:
-        config = GistConfig(num_gist_tokens=k, steps=steps)
+        config = GistConfig(num_gist_tokens=k, steps=steps, num_continuations=max(1, continuations // len(REGIONS)))
         reports.append(distill_gist(model, vocab, s.prefix(), config, queries=s.questions()).report)
 
     def mean(get):
@@ -224,7 +224,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(markdown([], TASK_COLUMNS))
         for k in args.ks:
-            print(markdown([task_row(model, vocab, samples, k, args.steps)], TASK_COLUMNS).split("\n")[-1], flush=True)
+            print(
+                markdown([task_row(model, vocab, samples, k, args.steps, args.continuations)], TASK_COLUMNS).split(
+                    "\n"
+                )[-1],
+                flush=True,
+            )
     key = (args.latency_prefix, args.latency_k)
     if key not in gists:
         prefix = make_prefix(vocab, args.latency_prefix)

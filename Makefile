@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(PY) -m ruff check mmgist tests examples benchmarks
-	$(PY) -m ruff format --check mmgist tests examples benchmarks
+	$(PY) -m ruff check mmgist tests examples benchmarks notebooks
+	$(PY) -m ruff format --check mmgist tests examples benchmarks notebooks
 
 test: lint
 	$(PY) -m pytest -q -m "not slow"

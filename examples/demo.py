@@ -68,27 +68,34 @@ def main() -> None:
 
 def gist_demo(photo: torch.Tensor) -> None:
     from mmgist import GistConfig, distill_gist, generate, load_model
-    from mmgist.demo_task import CROP, INSTRUCTIONS, REGIONS, TaskSample
+    from mmgist.demo_task import CROP, INSTRUCTIONS, REGIONS, TaskSample, level
 
     model, vocab = load_model("models/demo-brightness")
     crop = photo[:, 64 : 64 + CROP, 64 : 64 + CROP]
-    prefix = Prompt([crop, " " + INSTRUCTIONS[0][0]])
+    words = INSTRUCTIONS[0][1]
+    sample = TaskSample(crop, 0, {r: words[level(crop, r)] for r in REGIONS})  # true answers from the pixels
+    prefix = sample.prefix()
     queries = [TaskSample.query(r) for r in REGIONS]
     n = len(vocab.encode(prefix, add_bos=True))
     print(f"\ngist: a {CROP}x{CROP} crop of the photo + instruction = {n} tokens, compressed into 4 gist tokens")
-    gist = distill_gist(model, vocab, prefix, GistConfig(num_gist_tokens=4, steps=200),
-                        queries=[Prompt([q]) for q in queries])  # fmt: skip
+    gist = distill_gist(model, vocab, prefix, GistConfig(num_gist_tokens=4, steps=200), queries=sample.questions())
     for name, r in gist.report["baselines"].items():
         print(f"  {name:<10} KL {r['kl']:.3f}  gap closed {r['gap_closed']:+.3f}  top-1 agreement {r['agreement']:.3f}")
+    rows = gist.report["task"]["rows"]
+    print(
+        "  right answers of 5: "
+        + ", ".join(f"{name} {round(5 * rows[name]['accuracy'])}" for name in ("full_prefix", "gist", "no_prefix"))
+    )
     cache = gist.cache(model)
     t_full = t_gist = 0.0
-    for q in queries:
+    for region, q in zip(REGIONS, queries):
         t0 = time.perf_counter()
         full = generate(model, vocab, Prompt([*prefix, q]), max_new_tokens=8).text().strip()
         t1 = time.perf_counter()
         short = generate(model, vocab, q, max_new_tokens=8, gist=gist, gist_cache=cache).text().strip()
         t_full, t_gist = t_full + t1 - t0, t_gist + time.perf_counter() - t1
-        print(f"  {q.strip():<22} full prefix: {full!r:<10} gist: {short!r}")
+        truth = sample.answers[region]
+        print(f"  {q.strip():<22} full prefix: {full!r:<10} gist: {short!r:<10} pixels: {truth!r}")
     print(
         f"distilled in {gist.report['wall_seconds']:.0f} s; per query {1e3 * t_full / len(queries):.0f} ms with "
         f"the full prefix, {1e3 * t_gist / len(queries):.0f} ms with the gist ({t_full / t_gist:.1f}x)"

@@ -2,8 +2,9 @@
 
     python examples/gist_compress.py [--model models/demo-brightness] [--k 4] [--photo coffee]
 
-Prints the fidelity report (held-out continuations), the answers with the full prefix and with the
-gist side by side, and the time per query each way, measured here.
+Prints the fidelity report (held-out continuations), task accuracy on the photo's 5 region questions
+(full prefix, gist, baselines), the answers with the full prefix and with the gist side by side, and
+the time per query each way, measured here.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ def main() -> None:
     photo = image_to_tensor(load_image(photo_paths()[args.photo]))
     top, left = (photo.shape[1] - CROP) // 2, (photo.shape[2] - CROP) // 2
     photo = photo[:, top : top + CROP, left : left + CROP]
-    instruction, words = INSTRUCTIONS[0]
-    prefix = Prompt([photo, " " + instruction])
+    words = INSTRUCTIONS[0][1]
+    sample = TaskSample(photo, 0, {r: words[level(photo, r)] for r in REGIONS})
+    prefix = sample.prefix()
     queries = [TaskSample.query(r) for r in REGIONS]
     n_prefix = len(vocab.encode(prefix, add_bos=True))
     print(f"prefix: a {CROP}x{CROP} photo ({args.photo}) + instruction = {n_prefix} tokens -> {args.k} gist tokens")
@@ -40,13 +42,20 @@ def main() -> None:
         vocab,
         prefix,
         GistConfig(num_gist_tokens=args.k, steps=args.steps),
-        queries=[Prompt([q]) for q in queries],
+        queries=sample.questions(),  # the region queries, with their options and true answers
         progress=True,
     )
     print(f"\nfidelity on held-out continuations ({gist.report['steps']} steps, {gist.report['wall_seconds']:.1f} s):")
     for name, r in gist.report["baselines"].items():
         print(
             f"  {name:<10} KL {r['kl']:.4f}   gap closed {r['gap_closed']:+.3f}   top-1 agreement {r['agreement']:.3f}"
+        )
+
+    print(f"\ntask: {gist.report['task']['answered']} region questions with known answers (never trained on)")
+    for name, r in gist.report["task"]["rows"].items():
+        print(
+            f"  {name:<11} accuracy {r['accuracy']:.2f}   option KL vs full {r['option_kl']:.4f}   "
+            f"same answer as full {r['agreement']:.2f}"
         )
 
     cache = gist.cache(model)

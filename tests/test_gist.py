@@ -113,3 +113,62 @@ def test_generate_with_a_gist_matches_greedy_decoding_over_its_inputs_embeds(set
     cache = gist.cache(model)  # reused across calls, never modified by them
     assert generate(model, vocab, " Q: word?", max_new_tokens=6, gist=gist, gist_cache=cache).text() == expected
     assert generate(model, vocab, " Q: word?", max_new_tokens=6, gist=gist, gist_cache=cache).text() == expected
+
+
+def _tiny(arch: str, vocab_size: int):
+    import transformers as tf
+
+    common = dict(vocab_size=vocab_size, max_position_embeddings=256)
+    layers = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+    config = {
+        "gpt2": lambda: tf.GPT2Config(vocab_size=vocab_size, n_positions=256, n_embd=32, n_layer=2, n_head=2),
+        "qwen2": lambda: tf.Qwen2Config(**common, **layers, num_key_value_heads=1),
+        "gemma": lambda: tf.GemmaConfig(**common, **layers, num_key_value_heads=1, head_dim=16),  # scales embeddings
+        "gpt_neox": lambda: tf.GPTNeoXConfig(**common, **layers),
+    }[arch]()
+    torch.manual_seed(0)
+    return tf.AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "qwen2", "gemma", "gpt_neox"])
+def test_other_hugging_face_architectures(setup, arch):
+    from mmgist.scoring import score_options
+
+    _, vocab, _, _ = setup
+    model = _tiny(arch, len(vocab))
+    config = GistConfig(**{**FAST, "steps": 20, "eval_every": 10, "num_continuations": 8})
+    gist = distill_gist(model, vocab, PREFIX, config)
+    history = gist.report["history"]
+    assert history[-1]["train_kl"] < history[0]["train_kl"]
+    queries = torch.randint(0, 256, (3, 4))
+    with torch.no_grad():
+        uncached = model(inputs_embeds=gist.inputs_embeds(model, queries)).logits[:, gist.k + 1 :]
+        attn = torch.ones(3, gist.k + 1 + 4, dtype=torch.long)
+        cached = model(input_ids=queries, attention_mask=attn, **cache_kwargs(model, gist.cache_for(model, 3))).logits
+    assert torch.allclose(cached, uncached, atol=1e-4)
+    # scoring after the prefix as ids equals scoring after a "gist" made of the prefix's own embeddings
+    from mmgist.gist import model_fingerprint
+
+    ids = vocab.encode(PREFIX, add_bos=True)
+    with torch.no_grad():  # the embedding module's output: Gemma scales its rows there
+        own = model.get_input_embeddings()(torch.tensor(ids[1:]))
+    same = GistPrefix(own, model_fingerprint(model), vocab.fingerprint(), len(ids), vocab.bos_id)
+    full = score_options(model, vocab, " Say:", [" zebra", " horse"], prefix=ids).logprobs
+    assert torch.allclose(
+        score_options(model, vocab, " Say:", [" zebra", " horse"], gist=same).logprobs, full, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma"])
+def test_teacher_and_student_paths_agree_when_the_head_is_the_whole_prefix(setup, arch):
+    """The teacher (ids, prefix KV cache, batched) and the student (embeddings, no cache) are one model."""
+    from mmgist.gist.distill import _pad, _student_logprobs, _teacher_logprobs
+    from mmgist.scoring import head_embeddings
+
+    model, vocab = (setup[0], setup[1]) if arch == "llama" else (_tiny(arch, len(setup[1])), setup[1])
+    prefix = vocab.encode(PREFIX, add_bos=True)
+    ids, mask = _pad([[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]])  # ragged: right padding must not leak
+    teacher = _teacher_logprobs(model, prefix, ids, mask)
+    with torch.no_grad():
+        student = _student_logprobs(model, head_embeddings(model, vocab, prefix=prefix), ids, mask)
+    assert torch.allclose(teacher[mask], student[mask], atol=1e-4)

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..scoring import Question, option_logprobs, to_ids
+from ..scoring import Question, head_embeddings, option_logprobs, to_ids
 from .config import GistConfig
 from .prefix import GistPrefix, model_fingerprint
 
@@ -143,19 +143,27 @@ def _pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
+@torch.no_grad()
 def _init(model: Any, vocab: Any, prefix: list[int], config: GistConfig) -> torch.Tensor:
-    weight = model.get_input_embeddings().weight.detach().float()
+    """(k, d) starting gist embeddings, in the space of the embedding module's output (what inputs_embeds
+    takes: some models, such as Gemma, scale their embedding rows inside that module)."""
+    emb = model.get_input_embeddings()
+
+    def embed(ids: list[int] | torch.Tensor) -> torch.Tensor:
+        return emb(torch.as_tensor(ids, device=emb.weight.device)).float()
+
     g = torch.Generator().manual_seed(config.seed)
-    k, d = config.num_gist_tokens, weight.shape[1]
+    k = config.num_gist_tokens
+    std = embed(torch.arange(min(vocab.layout.text_size, 4096))).std()  # the spread of ordinary token embeddings
     if config.init == "prefix_mean":
-        mean = weight[torch.tensor(prefix)].mean(0)
-        return mean + 0.01 * weight.std() * torch.randn(k, d, generator=g).to(weight)
+        mean = embed(prefix).mean(0)
+        return mean + 0.01 * std * torch.randn(k, mean.shape[0], generator=g).to(mean)
     if config.init == "text":
         ids = vocab.encode([config.init_text])
-        return weight[torch.tensor([ids[i % len(ids)] for i in range(k)])].clone()
+        return embed([ids[i % len(ids)] for i in range(k)])
     if config.init == "vocab_sample":
-        return weight[torch.randint(0, vocab.layout.text_size, (k,), generator=g)].clone()
-    return torch.randn(k, d, generator=g).to(weight) * weight.std()
+        return embed(torch.randint(0, vocab.layout.text_size, (k,), generator=g))
+    return torch.randn(k, emb.weight.shape[1], generator=g).to(std.device) * std
 
 
 def distill_gist(
@@ -206,7 +214,7 @@ def distill_gist(
         held = Continuations(ids[order[:n_held]], mask[order[:n_held]], teacher[order[:n_held]])
         train = Continuations(ids[order[n_held:]], mask[order[n_held:]], teacher[order[n_held:]])
         emb = model.get_input_embeddings()
-        bos = emb.weight[vocab.bos_id].detach()[None]
+        bos = head_embeddings(model, vocab).detach()  # (1, d) <|bos|> as the embedding module outputs it
         init = _init(model, vocab, prefix_ids, config)
         gist = torch.nn.Parameter(init.clone().to(emb.weight))
         opt = torch.optim.Adam([gist], lr=config.lr)
@@ -241,7 +249,7 @@ def distill_gist(
         heads = {
             "gist": torch.cat([bos, gist.detach()]),
             "init": torch.cat([bos, init.to(bos)]),
-            "truncated": emb(torch.tensor([vocab.bos_id, *prefix_ids[-k:]], device=bos.device)),
+            "truncated": head_embeddings(model, vocab, prefix=prefix_ids[-k:]).detach(),
             "no_prefix": bos,
         }
         rows = {name: _score(model, head, held) for name, head in heads.items()}
@@ -260,7 +268,7 @@ def distill_gist(
             "config": asdict(config),
         }
         if questions:
-            full = emb(torch.tensor(prefix_ids, device=bos.device))
+            full = head_embeddings(model, vocab, prefix=prefix_ids).detach()
             report["task"] = _task_report(model, vocab, {"full_prefix": full, **heads}, questions)
         return GistPrefix(
             gist.detach().cpu(), model_fingerprint(model), vocab.fingerprint(), len(prefix_ids), vocab.bos_id, report

@@ -70,6 +70,14 @@ def test_save_load_and_refusals(setup, tmp_path):
     other = build_lm(vocab, preset="tiny")
     with pytest.raises(ValueError, match="distilled for model"):
         GistPrefix.load(tmp_path / "g.safetensors", model=other)
+    from mmgist import ByteTokenizer, SharedVocabulary
+
+    with pytest.raises(ValueError, match="distilled for vocabulary"):
+        GistPrefix.load(tmp_path / "g.safetensors", model=model, vocab=SharedVocabulary(text=ByteTokenizer()))
+    data = (tmp_path / "g.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])  # a copy cut off half way
+    with pytest.raises(ValueError, match="not a readable gist file"):
+        GistPrefix.load(tmp_path / "cut.safetensors")
     (tmp_path / "bad.safetensors").write_bytes(b"nonsense")
     with pytest.raises(ValueError, match="not a readable gist file"):
         GistPrefix.load(tmp_path / "bad.safetensors")

@@ -193,7 +193,10 @@ def generate(
             f"prompt ({len(ids)} tokens) plus max_new_tokens ({max_new_tokens}) exceeds the model's "
             f"context of {context_length(model)}"
         )
-    constraint = LayoutConstraint(vocab, len(ids) + max_new_tokens, sizes)
+    # With a gist and nothing after it there is no token to feed on top of the gist's cache: the k + 1
+    # head embeddings go in as inputs_embeds instead, and Hugging Face then returns the new tokens only.
+    from_embeds = gist is not None and len(ids) == gist.k + 1
+    constraint = LayoutConstraint(vocab, (0 if from_embeds else len(ids)) + max_new_tokens, sizes)
     if modality is not None:
         cost = constraint.segment_cost(modality)
         if modality == "video" and cost is None:
@@ -213,18 +216,21 @@ def generate(
     if do_sample and top_k:
         processors.append(TopKLogitsWarper(top_k))
     sampling = {"do_sample": True, "temperature": 1.0, "top_k": 0, "top_p": 1.0} if do_sample else {"do_sample": False}
-    extra = cache_kwargs(model, gist.cache_for(model, 1, gist_cache)) if gist is not None else {}
+    if from_embeds:
+        feed = {"inputs_embeds": gist.head(model)[None], "attention_mask": torch.ones_like(input_ids)}
+    else:
+        feed = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+        if gist is not None:
+            feed.update(cache_kwargs(model, gist.cache_for(model, 1, gist_cache)))
     out = model.generate(
-        **extra,
-        input_ids=input_ids,
-        attention_mask=torch.ones_like(input_ids),
+        **feed,
         max_new_tokens=max_new_tokens,
         logits_processor=processors,
         **sampling,
         eos_token_id=vocab.eos_id,
         pad_token_id=vocab.pad_id,
     )
-    new = out[0, len(ids) :].tolist()
+    new = out[0, (0 if from_embeds else len(ids)) :].tolist()
     if modality is not None:
         new = [ids[-1], *new]
     return vocab.decode(new, media=media)

@@ -66,6 +66,13 @@ def test_save_load_and_refusals(setup, tmp_path):
     gist.save(tmp_path / "g.safetensors")
     loaded = GistPrefix.load(tmp_path / "g.safetensors", model=model, vocab=vocab)
     assert torch.equal(loaded.embeddings, gist.embeddings) and loaded.report == gist.report
+    # the same weights loaded from a folder (another name, another config path) or cast to bf16 are the same model
+    from mmgist import load_model, save_model
+
+    save_model(model, vocab, tmp_path / "copy")
+    reloaded, reloaded_vocab = load_model(tmp_path / "copy")
+    GistPrefix.load(tmp_path / "g.safetensors", model=reloaded, vocab=reloaded_vocab)
+    GistPrefix.load(tmp_path / "g.safetensors", model=reloaded.to(torch.bfloat16))
     torch.manual_seed(1)
     other = build_lm(vocab, preset="tiny")
     with pytest.raises(ValueError, match="distilled for model"):
@@ -97,10 +104,15 @@ def test_bad_requests(setup, monkeypatch):
         distill_gist(model, vocab, Prompt(["x" * 600]))
     import mmgist.gist.distill as distill_module
 
-    real_kl = distill_module._kl
-    monkeypatch.setattr(distill_module, "_kl", lambda t, s, m: real_kl(t, s, m) * float("nan"))
-    with pytest.raises(FloatingPointError, match="loss became nan at step 0; nothing was saved"):
+    real_kl = distill_module.report.kl
+    monkeypatch.setattr(distill_module.report, "kl", lambda t, s, m: real_kl(t, s, m) * float("nan"))
+    with pytest.raises(FloatingPointError, match=r"loss became nan at step 0 .*nothing was saved"):
         distill_gist(model, vocab, PREFIX, GistConfig(**{**FAST, "steps": 5}))
+    # a finite loss whose gradient is not: caught on the step it happens, the last one included
+    nan_grad = lambda t, s, m: real_kl(t, s, m) + (0 * s.sum()).abs().sqrt()  # noqa: E731  d sqrt(x)/dx at 0 = inf
+    monkeypatch.setattr(distill_module.report, "kl", nan_grad)
+    with pytest.raises(FloatingPointError, match=r"at step 0 \(gist finite: False\)"):
+        distill_gist(model, vocab, PREFIX, GistConfig(**{**FAST, "steps": 1}))
 
 
 def test_generate_with_a_gist_matches_greedy_decoding_over_its_inputs_embeds(setup):
@@ -121,6 +133,20 @@ def test_generate_with_a_gist_matches_greedy_decoding_over_its_inputs_embeds(set
     cache = gist.cache(model)  # reused across calls, never modified by them
     assert generate(model, vocab, " Q: word?", max_new_tokens=6, gist=gist, gist_cache=cache).text() == expected
     assert generate(model, vocab, " Q: word?", max_new_tokens=6, gist=gist, gist_cache=cache).text() == expected
+
+
+def test_generate_straight_after_a_gist(setup):
+    """An empty query: nothing to feed on top of the gist's cache, so its embeddings go in directly."""
+    from mmgist import generate
+
+    model, vocab, gist, _ = setup
+    ids: list[int] = []
+    with torch.no_grad():
+        for _ in range(5):  # plain greedy over the gist's inputs_embeds, text ids only (as the layout allows here)
+            logits = model(inputs_embeds=gist.inputs_embeds(model, torch.tensor([ids], dtype=torch.long))).logits[0, -1]
+            ids.append(int(logits[:256].argmax()))
+    out = generate(model, vocab, "", max_new_tokens=5, gist=gist, sizes={"image": (1, 1)})
+    assert out.text() == vocab.decode(ids).text()
 
 
 def _tiny(arch: str, vocab_size: int):
@@ -170,13 +196,15 @@ def test_other_hugging_face_architectures(setup, arch):
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "gemma"])
 def test_teacher_and_student_paths_agree_when_the_head_is_the_whole_prefix(setup, arch):
     """The teacher (ids, prefix KV cache, batched) and the student (embeddings, no cache) are one model."""
-    from mmgist.gist.distill import _pad, _student_logprobs, _teacher_logprobs
+    from mmgist.gist.data import pad, teacher_logprobs
+    from mmgist.gist.report import student_logprobs
     from mmgist.scoring import head_embeddings
 
     model, vocab = (setup[0], setup[1]) if arch == "llama" else (_tiny(arch, len(setup[1])), setup[1])
     prefix = vocab.encode(PREFIX, add_bos=True)
-    ids, mask = _pad([[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]])  # ragged: right padding must not leak
-    teacher = _teacher_logprobs(model, prefix, ids, mask)
+    ids, real, counted = pad([[5, 6, 7, 8, 9], [10, 11], [12, 0, 14]], starts=[2, 0, 1])  # ragged, a 0 inside
+    assert counted.sum() == 3 + 2 + 2 and torch.equal(real.sum(1), torch.tensor([5, 2, 3]))
+    teacher = teacher_logprobs(model, prefix, ids, real)
     with torch.no_grad():
-        student = _student_logprobs(model, head_embeddings(model, vocab, prefix=prefix), ids, mask)
-    assert torch.allclose(teacher[mask], student[mask], atol=1e-4)
+        student = student_logprobs(model, head_embeddings(model, vocab, prefix=prefix), ids, real)
+    assert torch.allclose(teacher[real], student[real], atol=1e-4)  # right padding never leaks into real positions

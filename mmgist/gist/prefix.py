@@ -23,12 +23,21 @@ FORMAT = "mmgist-gist"
 FORMAT_VERSION = 1
 
 
+_NOT_THE_MODEL = ("_name_or_path", "transformers_version", "_commit_hash", "dtype", "torch_dtype", "architectures")
+
+
 def model_fingerprint(model: Any) -> str:
-    """SHA-256 of the model's config and a strided sample of every parameter (cheap even for large models)."""
-    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    """SHA-256 of the model's config and a strided sample of every parameter (cheap even for large models).
+
+    Where the model was loaded from, the transformers version and the dtype are left out, and the
+    sampled values are rounded to bfloat16: the same weights loaded from another folder or cast to
+    bf16 keep their fingerprint, other weights do not."""
+    config = {k: v for k, v in model.config.to_dict().items() if k not in _NOT_THE_MODEL}
+    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     for name, p in model.named_parameters():
         flat = p.detach().reshape(-1)
-        h.update(name.encode() + flat[:: max(1, flat.numel() // 4096)].float().cpu().numpy().tobytes())
+        sample = flat[:: max(1, flat.numel() // 4096)].to(torch.bfloat16).float().cpu()
+        h.update(name.encode() + sample.numpy().tobytes())
     return h.hexdigest()
 
 
@@ -57,7 +66,10 @@ class GistPrefix:
                 f"({model_fingerprint(model)[:12]}...)"
             )
         if vocab is not None and vocab.fingerprint() != self.vocab_fingerprint:
-            raise ValueError(f"this gist was distilled for vocabulary {self.vocab_fingerprint[:12]}..., not this one")
+            raise ValueError(
+                f"this gist was distilled for vocabulary {self.vocab_fingerprint[:12]}..., not this one "
+                f"({vocab.fingerprint()[:12]}...)"
+            )
         d = model.get_input_embeddings().weight.shape[1]
         if self.embeddings.shape[1] != d:
             raise ValueError(f"gist embeddings have width {self.embeddings.shape[1]}, the model {d}")
@@ -92,6 +104,8 @@ class GistPrefix:
     def save(self, path: str | os.PathLike) -> Path:
         from safetensors.torch import save
 
+        if not torch.isfinite(self.embeddings.float()).all():
+            raise ValueError(f"refusing to save a gist with non-finite embeddings to {str(path)!r}")
         header = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -122,24 +136,33 @@ class GistPrefix:
                 meta = f.metadata() or {}
                 embeddings = f.get_tensor("embeddings")
             header = json.loads(meta["mmgist"])
+            if not isinstance(header, dict):
+                raise TypeError(f"header is a {type(header).__name__}, not an object")
         except Exception as e:
-            raise ValueError(f"{str(path)!r} is not a readable gist file: {e}") from e
+            raise ValueError(f"{str(path)!r} is not a readable gist file: {type(e).__name__}: {e}") from e
         if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
             raise ValueError(
                 f"{str(path)!r} has format {header.get('format')!r} version {header.get('format_version')!r};"
                 f" this mmgist reads {FORMAT!r} version {FORMAT_VERSION}"
             )
-        if embeddings.ndim != 2 or embeddings.shape[0] != header["k"] or not torch.isfinite(embeddings).all():
+        needed = ("model_fingerprint", "vocab_fingerprint", "prefix_length", "bos_id", "k")
+        if missing := [key for key in needed if key not in header]:
+            raise ValueError(f"{str(path)!r}: the gist header lacks {missing}")
+        fields = {key: header[key] for key in needed}
+        if embeddings.ndim != 2 or embeddings.shape[0] != fields["k"]:
             raise ValueError(
-                f"{str(path)!r}: embeddings of shape {tuple(embeddings.shape)} do not match k={header['k']}"
-                " or are not finite"
+                f"{str(path)!r}: embeddings of shape {tuple(embeddings.shape)}, expected ({fields['k']}, d)"
             )
+        if not torch.isfinite(embeddings.float()).all():
+            raise ValueError(f"{str(path)!r}: the embeddings hold NaN or inf")
+        if header.get("dtype", str(embeddings.dtype)) != str(embeddings.dtype):
+            raise ValueError(f"{str(path)!r}: embeddings are {embeddings.dtype}, the header says {header['dtype']}")
         gist = cls(
             embeddings,
-            header["model_fingerprint"],
-            header["vocab_fingerprint"],
-            header["prefix_length"],
-            header["bos_id"],
+            fields["model_fingerprint"],
+            fields["vocab_fingerprint"],
+            fields["prefix_length"],
+            fields["bos_id"],
             header.get("report", {}),
         )
         if model is not None:

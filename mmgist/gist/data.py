@@ -1,0 +1,127 @@
+"""The distillation data: teacher continuations, their log-probs, and an honest train / held-out split.
+
+A row is `query + continuation`: the query is given (never predicted, so never in the loss), the
+continuation was sampled from the model after the full prefix and the query. The teacher's
+log-probs are computed once with the prefix's KV cache and kept on the CPU.
+
+Held-out rows are only honest where their context was never trained on: every row of a query starts
+with the same context (the query itself), and two samples can share their first tokens. So a
+held-out position counts only if no training row has the same tokens before it (`split`). Rows
+sampled after held-out queries (never trained on) join the held-out part whole, and are what
+measures the answer position of a query: a served query's first position is always seen.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .config import GistConfig
+
+
+@dataclass
+class Continuations:
+    ids: torch.Tensor  # (n, T) query then continuation, right-padded with 0
+    real: torch.Tensor  # (n, T) bool: True on real tokens (the attention mask)
+    mask: torch.Tensor  # (n, T) bool: True on the positions that count (sampled continuation tokens)
+    teacher: torch.Tensor  # (n, T, V) teacher log-probs of each position's token given the prefix and the tokens before
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, rows: torch.Tensor) -> Continuations:
+        return Continuations(self.ids[rows], self.real[rows], self.mask[rows], self.teacher[rows])
+
+
+def sample(
+    model: Any, vocab: Any, prefix: list[int], queries: list[list[int]], config: GistConfig, seed: int = 0
+) -> list[list[int]]:
+    """config.num_continuations rows per query: query + sampled continuation (deterministic in config.seed
+    and `seed`). No queries: rows straight after the prefix."""
+    from ..generate import LayoutConstraint
+
+    device = model.get_input_embeddings().weight.device
+    g = torch.Generator().manual_seed(config.seed * 1000 + seed)
+    rows = []
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the caller's RNG is left alone
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+        for q in queries or [[]]:
+            ctx = prefix + q
+            out = model.generate(
+                input_ids=torch.tensor([ctx] * config.num_continuations, device=device),
+                attention_mask=torch.ones(config.num_continuations, len(ctx), dtype=torch.long, device=device),
+                max_new_tokens=config.continuation_length,
+                do_sample=True,
+                top_k=0,
+                top_p=1.0,
+                temperature=config.temperature,
+                logits_processor=[LayoutConstraint(vocab, len(ctx) + config.continuation_length)],
+                pad_token_id=vocab.pad_id,
+                eos_token_id=vocab.eos_id,
+            )
+            for row in out[:, len(ctx) :].tolist():
+                cut = row.index(vocab.eos_id) + 1 if vocab.eos_id in row else len(row)
+                rows.append(q + row[:cut])
+    return rows
+
+
+def pad(rows: list[list[int]], starts: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(n, T) ids right-padded with 0, the (n, T) mask of real tokens, and the (n, T) mask of the positions
+    that count: from `starts[b]` (the query's length; 0 by default) to the row's end."""
+    width = max(map(len, rows))
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    real = torch.zeros(len(rows), width, dtype=torch.bool)
+    counted = torch.zeros(len(rows), width, dtype=torch.bool)
+    for b, r in enumerate(rows):
+        ids[b, : len(r)], real[b, : len(r)], counted[b, (starts[b] if starts else 0) : len(r)] = torch.tensor(r), 1, 1
+    return ids, real, counted
+
+
+@torch.no_grad()
+def teacher_logprobs(model: Any, prefix: list[int], ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """(n, T, V) on the CPU: log P(ids[:, t] | prefix, ids[:, :t]) with the prefix's KV cache computed once."""
+    from ..lm import cache_kwargs, output_cache
+
+    device = model.get_input_embeddings().weight.device
+    out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
+    first, cache = out.logits[:, -1:].float(), output_cache(out)  # (1, 1, V): predicts ids[:, 0]
+    chunks = []
+    for start in range(0, len(ids), 16):
+        part, preal = ids[start : start + 16], real[start : start + 16]
+        c = copy.deepcopy(cache)
+        c.batch_repeat_interleave(len(part))
+        attn = torch.cat([torch.ones(len(part), len(prefix), dtype=torch.long), preal.long()], 1).to(device)
+        logits = model(input_ids=part.to(device), attention_mask=attn, **cache_kwargs(model, c)).logits.float()
+        chunks.append(torch.cat([first.expand(len(part), -1, -1), logits[:, :-1]], 1).log_softmax(-1).cpu())
+    return torch.cat(chunks)
+
+
+def split(
+    data: Continuations, heldout_fraction: float, seed: int, unseen: int = 0
+) -> tuple[Continuations, Continuations, int]:
+    """(train, held-out, positions dropped). The last `unseen` rows (after held-out queries) are held out
+    whole; the others are split at random. Held-out positions whose context (every token before them)
+    also occurs in a training row are dropped from the held-out mask."""
+    served = len(data) - unseen
+    n_held = round(served * heldout_fraction)
+    if not 1 <= n_held < served:
+        raise ValueError(
+            f"{served} continuations with heldout_fraction {heldout_fraction} leave {n_held} held out and "
+            f"{served - n_held} to train on; both need at least one (raise num_continuations)"
+        )
+    order = torch.randperm(served, generator=torch.Generator().manual_seed(seed))
+    train = data.subset(order[n_held:])
+    held = data.subset(torch.cat([order[:n_held], torch.arange(served, len(data))]))
+    seen = {tuple(row[:t].tolist()) for row, m in zip(train.ids, train.mask) for t in m.nonzero().flatten().tolist()}
+    keep = held.mask.clone()
+    for b, t in held.mask.nonzero().tolist():
+        keep[b, t] = tuple(held.ids[b, :t].tolist()) not in seen
+    if not keep.any():
+        raise ValueError(
+            "every held-out position has a context seen in training (the samples repeat each other, as short "
+            "answers do); pass heldout_queries, or raise continuation_length or num_continuations"
+        )
+    return train, Continuations(held.ids, held.real, keep, held.teacher), int(held.mask.sum() - keep.sum())

@@ -1,0 +1,97 @@
+"""How closely a head (the gist, a baseline, or the full prefix) reproduces the full prefix.
+
+A head is the (h, d) input embeddings placed before a query: `<|bos|> g_1..g_k` for a gist,
+`<|bos|>` alone for no prefix, `<|bos|>` + the last k prefix tokens for the truncated baseline. Every
+measure runs the same embeddings path, so the figures of different heads compare exactly:
+
+    fidelity   KL(full || head) and top-1 agreement on held-out continuation positions
+    greedy     exact match of the greedy continuation after each query with the full prefix's
+    task       multiple-choice accuracy and option KL on `Question`s (see mmgist.scoring)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..scoring import Question, option_logprobs, to_ids
+from .data import Continuations
+
+
+def student_logprobs(model: Any, head: torch.Tensor, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """(n, T, V) on the model's device: log-probs of each position's token given `head` (h, d) and the tokens before."""
+    emb = model.get_input_embeddings()
+    device = emb.weight.device
+    x = torch.cat([head.expand(len(ids), -1, -1), emb(ids.to(device))], dim=1)  # (n, h + T, d)
+    attn = torch.cat([torch.ones(len(ids), head.shape[0], dtype=torch.long), real.long()], 1).to(device)
+    logits = model(inputs_embeds=x, attention_mask=attn).logits.float()
+    return logits[:, head.shape[0] - 1 : -1].log_softmax(-1)  # position h - 1 predicts ids[:, 0]
+
+
+def kl(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the masked positions of KL(teacher || student); both (n, T, V) log-probs on one device."""
+    per_position = (teacher.exp() * (teacher - student)).sum(-1)
+    return per_position[mask].mean()
+
+
+@torch.no_grad()
+def fidelity(model: Any, head: torch.Tensor, data: Continuations) -> dict[str, float]:
+    """{"kl", "agreement"} over data.mask, in chunks of 16 rows."""
+    total = agree = 0.0
+    for s in range(0, len(data), 16):
+        part = data.subset(torch.arange(s, min(s + 16, len(data))))
+        student = student_logprobs(model, head, part.ids, part.real).cpu()
+        per_position = (part.teacher.exp() * (part.teacher - student)).sum(-1)
+        total += per_position[part.mask].sum().item()
+        agree += (student.argmax(-1) == part.teacher.argmax(-1))[part.mask].sum().item()
+    n = int(data.mask.sum())
+    return {"kl": total / n, "agreement": agree / n}
+
+
+@torch.no_grad()
+def greedy(model: Any, head: torch.Tensor, query: list[int], n: int, eos_id: int) -> list[int]:
+    """The greedy continuation (up to n tokens, eos included) after `head` then `query`, with a KV cache."""
+    from ..lm import cache_kwargs, output_cache
+
+    emb = model.get_input_embeddings()
+    x = torch.cat([head, emb(torch.tensor(query, dtype=torch.long, device=emb.weight.device))])[None]
+    out = model(inputs_embeds=x, use_cache=True)
+    seq: list[int] = []
+    while True:
+        seq.append(int(out.logits[0, -1].argmax()))
+        if len(seq) == n or seq[-1] == eos_id:
+            return seq
+        step = torch.tensor([seq[-1:]], device=emb.weight.device)
+        out = model(input_ids=step, **cache_kwargs(model, output_cache(out)))
+
+
+def greedy_match(model: Any, heads: dict[str, torch.Tensor], queries: list[list[int]], n: int, eos_id: int) -> dict:
+    """Per head: the share of queries whose greedy continuation equals the full prefix's (heads["full_prefix"])."""
+    runs = {name: [greedy(model, head, q, n, eos_id) for q in queries or [[]]] for name, head in heads.items()}
+    full = runs["full_prefix"]
+    return {name: sum(a == b for a, b in zip(full, seqs)) / len(full) for name, seqs in runs.items()}
+
+
+def task(model: Any, vocab: Any, heads: dict[str, torch.Tensor], questions: list[Question]) -> dict[str, Any]:
+    """Per head (heads["full_prefix"] among them): accuracy where answers are known, and against the full
+    prefix's option probabilities, KL over the options and agreement of the chosen option."""
+    probs = {
+        name: [
+            option_logprobs(model, head, to_ids(vocab, q.query), [to_ids(vocab, o) for o in q.options]).softmax(0)
+            for q in questions
+        ]
+        for name, head in heads.items()
+    }
+    answered = [n for n, q in enumerate(questions) if q.answer is not None]
+    full = probs["full_prefix"]
+    rows = {}
+    for name, ps in probs.items():
+        option_kl = [(f * (f.clamp_min(1e-12).log() - p.clamp_min(1e-12).log())).sum().item() for f, p in zip(full, ps)]
+        right = sum(int(ps[n].argmax()) == questions[n].answer for n in answered)
+        rows[name] = {
+            "accuracy": right / len(answered) if answered else None,
+            "option_kl": sum(option_kl) / len(option_kl),
+            "agreement": sum(int(p.argmax() == f.argmax()) for f, p in zip(full, ps)) / len(ps),
+        }
+    return {"questions": len(questions), "answered": len(answered), "rows": rows}

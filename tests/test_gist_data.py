@@ -1,0 +1,94 @@
+"""Distillation data and report: the held-out split is honest, greedy decoding paths agree, low precision works."""
+
+import pytest
+import torch
+from conftest import make_vocab
+
+from mmgist import Prompt, Question
+from mmgist.gist import GistConfig, distill_gist
+from mmgist.gist.data import Continuations, pad, split
+from mmgist.gist.report import greedy
+from mmgist.lm import build_lm
+from mmgist.scoring import head_embeddings
+
+PREFIX = Prompt(["The secret word is zebra. ", torch.rand(3, 8, 8), " Always answer with the secret word."])
+
+
+@pytest.fixture(scope="module")
+def setup():
+    vocab = make_vocab()
+    torch.manual_seed(0)
+    return build_lm(vocab, preset="tiny").eval(), vocab
+
+
+def test_split_drops_heldout_positions_whose_context_was_trained_on():
+    # two queries ([1, 2] and [3]) with continuations that share their starts
+    rows = [[1, 2, 7, 8], [1, 2, 7, 9], [1, 2, 5], [3, 7, 8], [3, 7, 8, 1], [3, 6, 6, 6], [1, 2, 7, 8, 4], [3, 5, 9]]
+    starts = [2, 2, 2, 1, 1, 1, 2, 1]
+    ids, real, mask = pad(rows, starts)
+    data = Continuations(ids, real, mask, torch.zeros(len(rows), ids.shape[1], 4))
+    for seed in range(5):
+        train, held, dropped = split(data, 0.5, seed)
+        assert len(train) == len(held) == 4
+        seen = {tuple(r[:t].tolist()) for r, m in zip(train.ids, train.mask) for t in m.nonzero().flatten().tolist()}
+        kept = [(b, t) for b, t in held.mask.nonzero().tolist()]
+        assert all(tuple(held.ids[b, :t].tolist()) not in seen for b, t in kept)
+        assert dropped + len(kept) == int(
+            data.mask[:0].sum() + sum(len(r) - s for r, s in zip(rows, starts)) - train.mask.sum()
+        )
+    with pytest.raises(ValueError, match="leave 8 held out and 0 to train on"):
+        split(data, 0.99, 0)
+
+
+def test_greedy_with_a_cache_equals_plain_argmax_over_ids(setup):
+    model, vocab = setup
+    prefix = vocab.encode(PREFIX, add_bos=True)
+    query = vocab.encode([" Q:"])
+    seq = greedy(model, head_embeddings(model, vocab, prefix=prefix), query, 8, vocab.eos_id)
+    ids = prefix + query
+    with torch.no_grad():
+        for _ in range(8):
+            ids.append(int(model(torch.tensor([ids])).logits[0, -1].argmax()))
+            if ids[-1] == vocab.eos_id:
+                break
+    assert seq == ids[len(prefix) + len(query) :]
+
+
+def test_report_counts_only_unseen_continuation_positions_and_heldout_queries(setup):
+    model, vocab = setup
+    config = GistConfig(num_gist_tokens=2, steps=10, num_continuations=8, continuation_length=6, eval_every=5)
+    served = [Question(" Q: word?", [" zebra", " horse"], 0), " Again:"]
+    unseen = [Question(" Name it:", [" zebra", " horse", " cat"], 0), " More:"]
+    gist = distill_gist(model, vocab, PREFIX, config, queries=served, heldout_queries=unseen)
+    r = gist.report
+    # 16 served rows split 12 / 4, and the 16 rows after the held-out queries all held out
+    assert r["train_continuations"] == 12 and r["heldout_continuations"] == 4 + 16 and r["heldout_queries"] == 2
+    # at most continuation_length positions per held-out row, never the query's tokens
+    assert 0 < r["heldout_positions"] <= 6 * r["heldout_continuations"] - r["heldout_positions_dropped"]
+    assert r["heldout_positions_dropped"] >= 1  # the first position after a served query is shared with training rows
+    assert r["task"]["questions"] == 1 and r["heldout_task"]["questions"] == 1
+    assert r["heldout_task"]["rows"]["full_prefix"]["agreement"] == 1.0
+    assert all(0 <= b["greedy_exact_match"] <= 1 for b in r["baselines"].values())
+    assert all("heldout_gap_closed" in h for h in r["history"])
+    with pytest.raises(ValueError, match="held-out query must not be empty"):
+        distill_gist(model, vocab, PREFIX, config, heldout_queries=[torch.tensor([], dtype=torch.long)])
+
+
+def test_repeating_samples_leave_nothing_held_out_and_say_so(setup):
+    model, vocab = setup
+    config = GistConfig(num_gist_tokens=2, steps=2, num_continuations=4, continuation_length=1, temperature=0.01)
+    with pytest.raises(ValueError, match="pass heldout_queries"):
+        distill_gist(model, vocab, PREFIX, config, queries=[" Q:"])
+
+
+def test_a_bfloat16_model_gets_a_finite_gist_trained_in_float32(setup):
+    model, vocab = setup
+    low = build_lm(vocab, preset="tiny").eval()
+    low.load_state_dict(model.state_dict())
+    low = low.to(torch.bfloat16)
+    config = GistConfig(num_gist_tokens=2, steps=20, lr=3e-2, num_continuations=8, continuation_length=6, eval_every=10,
+                        early_stopping=None)  # fmt: skip
+    gist = distill_gist(low, vocab, PREFIX, config)
+    assert gist.embeddings.dtype == torch.bfloat16 and torch.isfinite(gist.embeddings.float()).all()
+    history = gist.report["history"]
+    assert history[-1]["train_kl"] < history[0]["train_kl"]

@@ -145,6 +145,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
         _load_prompt(Path(args.prefix)),
         config,
         queries=[Prompt([q]) for q in args.query] or None,
+        heldout_queries=[Prompt([q]) for q in args.heldout_query] or None,
         progress=True,
     )
     gist.save(out)
@@ -225,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--k", type=int, default=4, help="gist tokens")
     p.add_argument("--query", action="append", default=[], help="a query the gist must serve (repeatable)")
+    p.add_argument(
+        "--heldout-query",
+        action="append",
+        default=[],
+        help="a query never trained on, to measure the gist (repeatable)",
+    )
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--seed", type=int, default=0)

@@ -105,7 +105,7 @@ def test_distill_and_generate_with_a_gist(tmp_path, capsys):
     save_model(build_lm(vocab, preset="tiny"), vocab, tmp_path / "lm")
     (tmp_path / "p.json").write_text(json.dumps(["A long instruction that the gist replaces."]))
     args = ["distill", str(tmp_path / "p.json"), "--model", str(tmp_path / "lm"), "--k", "2", "--steps", "3",
-            "--out", str(tmp_path / "g.safetensors")]  # fmt: skip
+            "--heldout-query", " B:", "--out", str(tmp_path / "g.safetensors")]  # fmt: skip
     assert main(args) == 0
     assert "no_prefix" in capsys.readouterr().out
     assert main(args) == 2 and "pass --force" in capsys.readouterr().err

@@ -22,7 +22,7 @@ class GistConfig:
     batch_size: int = 8  # continuations per step
     num_continuations: int = 48  # teacher samples drawn after the prefix (per query, when queries are given)
     continuation_length: int = 24  # tokens per sampled continuation
-    heldout_fraction: float = 0.25  # share of continuations kept for the fidelity report, never trained on
+    heldout_fraction: float = 0.25  # share of the served continuation rows kept for the report, never trained on
     temperature: float = 1.0  # teacher sampling temperature
     early_stopping: float | None = 0.95  # stop once the training gap closed reaches this (None: run all steps)
     eval_every: int = 25  # steps between early-stopping checks

@@ -75,6 +75,13 @@ def test_save_load_and_refusals(setup, tmp_path):
     GistPrefix.load(tmp_path / "g.safetensors", model=reloaded.to(torch.bfloat16))
     torch.manual_seed(1)
     other = build_lm(vocab, preset="tiny")
+    changed = build_lm(vocab, preset="tiny")
+    changed.load_state_dict(model.state_dict())
+    GistPrefix.load(tmp_path / "g.safetensors", model=changed)  # remembered fingerprint...
+    with torch.no_grad():
+        changed.get_input_embeddings().weight[0, 0] += 1.0  # ...forgotten once a weight changes in place
+    with pytest.raises(ValueError, match="distilled for model"):
+        GistPrefix.load(tmp_path / "g.safetensors", model=changed)
     with pytest.raises(ValueError, match="distilled for model"):
         GistPrefix.load(tmp_path / "g.safetensors", model=other)
     from mmgist import ByteTokenizer, SharedVocabulary

@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import os
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,18 +27,29 @@ FORMAT_VERSION = 1
 _NOT_THE_MODEL = ("_name_or_path", "transformers_version", "_commit_hash", "dtype", "torch_dtype", "architectures")
 
 
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (state, fingerprint)
+
+
 def model_fingerprint(model: Any) -> str:
     """SHA-256 of the model's config and a strided sample of every parameter (cheap even for large models).
 
     Where the model was loaded from, the transformers version and the dtype are left out, and the
     sampled values are rounded to bfloat16: the same weights loaded from another folder or cast to
-    bf16 keep their fingerprint, other weights do not."""
+    bf16 keep their fingerprint, other weights do not. The result is remembered per model until a
+    parameter is replaced or changed in place (its storage or version counter moves), so checking a
+    gist before each query costs no device round trips."""
     config = {k: v for k, v in model.config.to_dict().items() if k not in _NOT_THE_MODEL}
-    h = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    config_json = json.dumps(config, sort_keys=True, default=str)
+    state = (config_json, tuple((p.data_ptr(), p._version, p.dtype) for p in model.parameters()))
+    cached = _FINGERPRINTS.get(model)
+    if cached is not None and cached[0] == state:
+        return cached[1]
+    h = hashlib.sha256(config_json.encode())
     for name, p in model.named_parameters():
         flat = p.detach().reshape(-1)
         sample = flat[:: max(1, flat.numel() // 4096)].to(torch.bfloat16).float().cpu()
         h.update(name.encode() + sample.numpy().tobytes())
+    _FINGERPRINTS[model] = (state, h.hexdigest())
     return h.hexdigest()
 
 

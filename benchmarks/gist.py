@@ -125,17 +125,23 @@ def markdown(rows: list[dict], columns: dict[str, str]) -> str:
 
 
 FIDELITY_COLUMNS = {"prefix tokens": "", "k": "", "compression": ".0f", "G gist": ".3f", "G init": ".3f",
-                    "G truncated": ".3f", "agreement gist": ".3f", "agreement none": ".3f", "greedy match gist": ".2f",
-                    "steps": "", "steps to G=0.9": "", "distill s": ".1f"}  # fmt: skip
+                    "G truncated": ".3f", "agreement gist": ".3f", "agreement none": ".3f", "greedy match": ".2f",
+                    "G gist (served, held-out rows)": ".3f", "positions": "", "steps": "", "steps to G=0.9": "",
+                    "distill s": ".1f"}  # fmt: skip
 TASK_COLUMNS = {"k": "", "served q": "", "served acc full": ".3f", "served acc gist": ".3f", "served acc none": ".3f",
                 "served same as full": ".3f", "unseen q": "", "unseen acc full": ".3f", "unseen acc gist": ".3f",
                 "unseen acc truncated": ".3f", "unseen acc none": ".3f", "unseen same as full": ".3f",
-                "unseen option KL gist": ".3f", "unseen option KL none": ".3f", "G gist": ".3f",
+                "unseen option KL gist": ".3f", "unseen option KL none": ".3f", "G gist (unseen)": ".3f",
                 "distill s": ".1f"}  # fmt: skip
 
 
 def fidelity_row(prefix: list[int], gist) -> dict:
-    r, b = gist.report, gist.report["baselines"]
+    """G, agreement and greedy match on the unseen queries (or, without them, on the held-out rows)."""
+    r = gist.report
+    part, key = (
+        ("unseen_queries", "unseen_queries_gap_closed") if r["unseen_queries"] else ("baselines", "heldout_gap_closed")
+    )
+    b, served = r[part], r["baselines"]
     return {
         "prefix tokens": len(prefix),
         "k": gist.k,
@@ -145,9 +151,11 @@ def fidelity_row(prefix: list[int], gist) -> dict:
         "G truncated": b["truncated"]["gap_closed"],
         "agreement gist": b["gist"]["agreement"],
         "agreement none": b["no_prefix"]["agreement"],
-        "greedy match gist": b["gist"]["greedy_exact_match"],
+        "greedy match": b["gist"]["greedy_exact_match"],
+        "G gist (served, held-out rows)": served["gist"]["gap_closed"] if served else None,
+        "positions": r["heldout_positions"],
         "steps": r["steps"],
-        "steps to G=0.9": next((h["step"] for h in r["history"] if h["heldout_gap_closed"] >= 0.9), None),
+        "steps to G=0.9": next((h["step"] for h in r["history"] if h[key] >= 0.9), None),
         "distill s": r["wall_seconds"],
     }
 
@@ -191,7 +199,7 @@ def task_row(model, vocab, samples: list[TaskSample], k: int, steps: int, contin
         "unseen same as full": mean("heldout_task", "gist", "agreement"),
         "unseen option KL gist": mean("heldout_task", "gist", "option_kl"),
         "unseen option KL none": mean("heldout_task", "no_prefix", "option_kl"),
-        "G gist": sum(r["baselines"]["gist"]["gap_closed"] for r in reports) / len(reports),
+        "G gist (unseen)": sum(r["unseen_queries"]["gist"]["gap_closed"] for r in reports) / len(reports),
         "distill s": sum(r["wall_seconds"] for r in reports) / len(reports),
     }
 

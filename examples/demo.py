@@ -69,6 +69,7 @@ def main() -> None:
 def gist_demo(photo: torch.Tensor) -> None:
     from mmgist import GistConfig, distill_gist, generate, load_model
     from mmgist.demo_task import CROP, INSTRUCTIONS, REGIONS, TaskSample, level
+    from mmgist.gist.report import summary
 
     model, vocab = load_model("models/demo-brightness")
     crop = photo[:, 64 : 64 + CROP, 64 : 64 + CROP]
@@ -81,15 +82,7 @@ def gist_demo(photo: torch.Tensor) -> None:
     questions = sample.questions()  # served: the first 3; the last 2 are held out, never trained on
     gist = distill_gist(model, vocab, prefix, GistConfig(num_gist_tokens=4, steps=200), queries=questions[:3],
                         heldout_queries=questions[3:])  # fmt: skip
-    for name, r in gist.report["baselines"].items():
-        print(f"  {name:<10} KL {r['kl']:.3f}  gap closed {r['gap_closed']:+.3f}  top-1 agreement {r['agreement']:.3f}")
-    for section, what in (("task", "3 served"), ("heldout_task", "2 unseen")):
-        rows = gist.report[section]["rows"]
-        n = gist.report[section]["answered"]
-        print(
-            f"  right answers, {what} questions: "
-            + ", ".join(f"{name} {round(n * rows[name]['accuracy'])}" for name in ("full_prefix", "gist", "no_prefix"))
-        )
+    print("\n".join("  " + line for line in summary(gist.report).splitlines()))
     cache = gist.cache(model)
     t_full = t_gist = 0.0
     for region, q in zip(REGIONS, queries):

@@ -15,6 +15,7 @@ import time
 from mmgist import GistConfig, Prompt, distill_gist, generate, load_model
 from mmgist.datasets import photo_paths
 from mmgist.demo_task import CROP, INSTRUCTIONS, REGIONS, TaskSample, level
+from mmgist.gist.report import summary
 from mmgist.io import image_to_tensor, load_image
 
 
@@ -46,20 +47,7 @@ def main() -> None:
         heldout_queries=sample.questions()[3:],  # 2 it never sees, to measure how it serves new queries
         progress=True,
     )
-    print(f"\nfidelity on held-out continuations ({gist.report['steps']} steps, {gist.report['wall_seconds']:.1f} s):")
-    for name, r in gist.report["baselines"].items():
-        print(
-            f"  {name:<10} KL {r['kl']:.4f}   gap closed {r['gap_closed']:+.3f}   top-1 agreement {r['agreement']:.3f}"
-        )
-
-    for section, what in (("task", "served"), ("heldout_task", "unseen")):
-        print(f"\ntask, {what} region questions ({gist.report[section]['answered']}; true answers never trained on):")
-        for name, r in gist.report[section]["rows"].items():
-            print(
-                f"  {name:<11} accuracy {r['accuracy']:.2f}   option KL vs full {r['option_kl']:.4f}   "
-                f"same answer as full {r['agreement']:.2f}"
-            )
-
+    print("\n" + summary(gist.report) + "\n")
     cache = gist.cache(model)
     print(f"\n{'query':<24} {'full prefix':<14} {'gist':<14} pixels say  (the last 2 unseen in distillation)")
     timings = {"full": 0.0, "gist": 0.0}

@@ -149,16 +149,9 @@ def cmd_distill(args: argparse.Namespace) -> None:
         progress=True,
     )
     gist.save(out)
-    rows = gist.report["baselines"]
-    print(
-        f"wrote {out}: k={gist.k}, {gist.report['prefix_tokens']} prefix tokens, {gist.report['steps']} steps, "
-        f"{gist.report['wall_seconds']} s"
-    )
-    for name, r in rows.items():
-        print(f"  {name:<10} KL {r['kl']:.4f}  gap closed {r['gap_closed']:+.3f}  top-1 agreement {r['agreement']:.3f}")
-    for name, r in gist.report.get("task", {}).get("rows", {}).items():
-        acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
-        print(f"  {name:<11} task accuracy {acc}  option KL {r['option_kl']:.4f}  as full {r['agreement']:.3f}")
+    from .gist.report import summary
+
+    print(f"wrote {out}: " + summary(gist.report))
 
 
 def cmd_generate(args: argparse.Namespace) -> None:

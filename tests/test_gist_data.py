@@ -28,7 +28,8 @@ def test_split_drops_heldout_positions_whose_context_was_trained_on():
     ids, real, mask = pad(rows, starts)
     data = Continuations(ids, real, mask, torch.zeros(len(rows), ids.shape[1], 4))
     for seed in range(5):
-        train, held, dropped = split(data, 0.5, seed)
+        train, held, unseen, dropped = split(data, 0.5, seed)
+        assert unseen is None
         assert len(train) == len(held) == 4
         seen = {tuple(r[:t].tolist()) for r, m in zip(train.ids, train.mask) for t in m.nonzero().flatten().tolist()}
         kept = [(b, t) for b, t in held.mask.nonzero().tolist()]
@@ -38,6 +39,8 @@ def test_split_drops_heldout_positions_whose_context_was_trained_on():
         )
     with pytest.raises(ValueError, match="leave 8 held out and 0 to train on"):
         split(data, 0.99, 0)
+    train, held, unseen, _ = split(data, 0.5, 0, unseen=2)  # the last 2 rows come after held-out queries
+    assert len(train) + len(held) == 6 and torch.equal(unseen.ids, data.ids[6:])
 
 
 def test_greedy_with_a_cache_equals_plain_argmax_over_ids(setup):
@@ -62,14 +65,17 @@ def test_report_counts_only_unseen_continuation_positions_and_heldout_queries(se
     gist = distill_gist(model, vocab, PREFIX, config, queries=served, heldout_queries=unseen)
     r = gist.report
     # 16 served rows split 12 / 4, and the 16 rows after the held-out queries all held out
-    assert r["train_continuations"] == 12 and r["heldout_continuations"] == 4 + 16 and r["heldout_queries"] == 2
+    assert r["train_continuations"] == 12 and r["heldout_continuations"] == 4 and r["heldout_queries"] == 2
+    assert r["unseen_query_continuations"] == 16
     # at most continuation_length positions per held-out row, never the query's tokens
     assert 0 < r["heldout_positions"] <= 6 * r["heldout_continuations"] - r["heldout_positions_dropped"]
     assert r["heldout_positions_dropped"] >= 1  # the first position after a served query is shared with training rows
     assert r["task"]["questions"] == 1 and r["heldout_task"]["questions"] == 1
     assert r["heldout_task"]["rows"]["full_prefix"]["agreement"] == 1.0
-    assert all(0 <= b["greedy_exact_match"] <= 1 for b in r["baselines"].values())
-    assert all("heldout_gap_closed" in h for h in r["history"])
+    for table in (r["baselines"], r["unseen_queries"]):
+        assert set(table) == {"gist", "init", "truncated", "no_prefix"} and table["no_prefix"]["gap_closed"] == 0.0
+        assert all(0 <= b["greedy_exact_match"] <= 1 for b in table.values())
+    assert all("heldout_gap_closed" in h and "unseen_queries_gap_closed" in h for h in r["history"])
     with pytest.raises(ValueError, match="held-out query must not be empty"):
         distill_gist(model, vocab, PREFIX, config, heldout_queries=[torch.tensor([], dtype=torch.long)])
 

@@ -7,8 +7,8 @@ log-probs are computed once with the prefix's KV cache and kept on the CPU.
 Held-out rows are only honest where their context was never trained on: every row of a query starts
 with the same context (the query itself), and two samples can share their first tokens. So a
 held-out position counts only if no training row has the same tokens before it (`split`). Rows
-sampled after held-out queries (never trained on) join the held-out part whole, and are what
-measures the answer position of a query: a served query's first position is always seen.
+sampled after held-out queries (never trained on) are measured apart, whole: they are what measures
+how the gist serves a query it never saw, answer position included (a served query's is always seen).
 """
 
 from __future__ import annotations
@@ -101,10 +101,11 @@ def teacher_logprobs(model: Any, prefix: list[int], ids: torch.Tensor, real: tor
 
 def split(
     data: Continuations, heldout_fraction: float, seed: int, unseen: int = 0
-) -> tuple[Continuations, Continuations, int]:
-    """(train, held-out, positions dropped). The last `unseen` rows (after held-out queries) are held out
-    whole; the others are split at random. Held-out positions whose context (every token before them)
-    also occurs in a training row are dropped from the held-out mask."""
+) -> tuple[Continuations, Continuations, Continuations | None, int]:
+    """(train, held-out, unseen, positions dropped). The last `unseen` rows (sampled after held-out
+    queries) come back whole as `unseen`; the other rows are split at random into train and held-out,
+    and held-out positions whose context (every token before them) also occurs in a training row are
+    dropped from the held-out mask, which may leave it empty."""
     served = len(data) - unseen
     n_held = round(served * heldout_fraction)
     if not 1 <= n_held < served:
@@ -113,15 +114,15 @@ def split(
             f"{served - n_held} to train on; both need at least one (raise num_continuations)"
         )
     order = torch.randperm(served, generator=torch.Generator().manual_seed(seed))
-    train = data.subset(order[n_held:])
-    held = data.subset(torch.cat([order[:n_held], torch.arange(served, len(data))]))
+    train, held = data.subset(order[n_held:]), data.subset(order[:n_held])
     seen = {tuple(row[:t].tolist()) for row, m in zip(train.ids, train.mask) for t in m.nonzero().flatten().tolist()}
     keep = held.mask.clone()
     for b, t in held.mask.nonzero().tolist():
         keep[b, t] = tuple(held.ids[b, :t].tolist()) not in seen
-    if not keep.any():
+    if not keep.any() and not unseen:
         raise ValueError(
             "every held-out position has a context seen in training (the samples repeat each other, as short "
             "answers do); pass heldout_queries, or raise continuation_length or num_continuations"
         )
-    return train, Continuations(held.ids, held.real, keep, held.teacher), int(held.mask.sum() - keep.sum())
+    rest = data.subset(torch.arange(served, len(data))) if unseen else None
+    return train, Continuations(held.ids, held.real, keep, held.teacher), rest, int(held.mask.sum() - keep.sum())

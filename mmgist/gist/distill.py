@@ -11,13 +11,13 @@
    the continuation positions, and only g is trained (Adam, on an fp32 copy whatever the model's
    dtype). The model's parameters are frozen while it runs and restored to their requires_grad flags
    after; their values never change.
-4. Report (gist/report.py), on held-out positions only: KL(full || gist), KL(full || no prefix), the
+4. Report (gist/report.py), never on trained positions: KL(full || gist), KL(full || no prefix), the
    gap closed G = 1 - KL_gist / KL_none, top-1 agreement, for the gist, its initialization, a
-   truncated prefix of the same length (the last k prefix tokens) and no prefix; exact match of the
-   greedy continuation after each query. `heldout_queries` are never trained on: continuations
-   sampled after them join the held-out part. `Question`s among the queries add task accuracy on
-   those (served) questions, and among the held-out queries on unseen ones; the answers are never
-   trained on, only the teacher's samples are.
+   truncated prefix of the same length (the last k prefix tokens) and no prefix, and exact match of
+   the greedy continuation after each query: `baselines` on the held-out rows of the served queries,
+   `unseen_queries` on the rows after `heldout_queries` (never trained on). `Question`s among the
+   queries add task accuracy on those (served) questions, and among the held-out queries on unseen
+   ones; the answers are never trained on, only the teacher's samples are.
 """
 
 from __future__ import annotations
@@ -109,7 +109,12 @@ def distill_gist(
         ids, real, mask = data.pad(rows + unseen_rows, starts)
         teacher = data.teacher_logprobs(model, prefix_ids, ids, real)
         everything = data.Continuations(ids, real, mask, teacher)
-        train, held, dropped = data.split(everything, config.heldout_fraction, config.seed, unseen=len(unseen_rows))
+        train, held, unseen_part, dropped = data.split(
+            everything, config.heldout_fraction, config.seed, unseen=len(unseen_rows)
+        )
+        # what is measured: served rows held out (unseen contexts only), rows after held-out queries
+        parts = {"heldout": held if held.mask.any() else None, "unseen_queries": unseen_part}
+        parts = {name: part for name, part in parts.items() if part is not None}
         device = model.get_input_embeddings().weight.device
         bos = head_embeddings(model, vocab).detach()  # (1, d) <|bos|> as the embedding module outputs it
         init = _init(model, vocab, prefix_ids, config)  # (k, d) fp32
@@ -137,11 +142,10 @@ def distill_gist(
             steps_done = step + 1
             if steps_done % config.eval_every == 0 or steps_done == config.steps:
                 train_kl = report.fidelity(model, head(gist.detach()), train)["kl"]
-                held_kl = report.fidelity(model, head(gist.detach()), held)["kl"]
                 gap = 1 - train_kl / max(none_train, 1e-12)
-                history.append(
-                    {"step": steps_done, "train_kl": train_kl, "train_gap_closed": gap, "heldout_kl": held_kl}
-                )
+                history.append({"step": steps_done, "train_kl": train_kl, "train_gap_closed": gap})
+                for name, part in parts.items():
+                    history[-1][f"{name}_kl"] = report.fidelity(model, head(gist.detach()), part)["kl"]
                 if progress:
                     print(f"gist step {steps_done}: train KL {train_kl:.4f}, gap closed {gap:.3f}")
                 if config.early_stopping is not None and gap >= config.early_stopping:
@@ -154,29 +158,31 @@ def distill_gist(
             "truncated": head_embeddings(model, vocab, prefix=prefix_ids[-k:]).detach(),
             "no_prefix": bos,
         }
-        baselines = {name: report.fidelity(model, h, held) for name, h in heads.items()}
-        none_held = max(baselines["no_prefix"]["kl"], 1e-12)
-        for r in baselines.values():
-            r["gap_closed"] = 1 - r["kl"] / none_held
-        for h in history:
-            h["heldout_gap_closed"] = 1 - h["heldout_kl"] / none_held
         full = {"full_prefix": head_embeddings(model, vocab, prefix=prefix_ids).detach()}
-        greedy_queries = (query_ids or [[]]) + heldout_ids
-        exact = report.greedy_match(model, {**full, **heads}, greedy_queries, config.continuation_length, vocab.eos_id)
-        for name, r in baselines.items():
-            r["greedy_exact_match"] = exact[name]
+        n, eos = config.continuation_length, vocab.eos_id
+        tables = {
+            name: report.table(
+                model, {**full, **heads}, part, (query_ids or [[]]) if name == "heldout" else heldout_ids, n, eos
+            )
+            for name, part in parts.items()
+        }
+        for h in history:
+            for name, t in tables.items():
+                h[f"{name}_gap_closed"] = 1 - h[f"{name}_kl"] / max(t["no_prefix"]["kl"], 1e-12)
         result = {
-            "heldout_continuations": len(held),  # rows held out at random plus all rows after held-out queries
-            "heldout_queries": len(heldout_ids),
             "train_continuations": len(train),
+            "heldout_continuations": len(held),  # served rows held out at random
             "heldout_positions": int(held.mask.sum()),
             "heldout_positions_dropped": dropped,  # their context also occurs in a training row
+            "heldout_queries": len(heldout_ids),
+            "unseen_query_continuations": len(unseen_part) if unseen_part is not None else 0,
             "steps": steps_done,
             "wall_seconds": round(wall, 2),
             "prefix_tokens": len(prefix_ids),
             "k": k,
             "compression": (len(prefix_ids) - 1) / k,
-            "baselines": baselines,
+            "baselines": tables.get("heldout"),  # None when every held-out position was seen in training
+            "unseen_queries": tables.get("unseen_queries"),  # None without heldout_queries
             "history": history,
             "config": asdict(config),
         }

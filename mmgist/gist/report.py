@@ -73,6 +73,19 @@ def greedy_match(model: Any, heads: dict[str, torch.Tensor], queries: list[list[
     return {name: sum(a == b for a, b in zip(full, seqs)) / len(full) for name, seqs in runs.items()}
 
 
+def table(
+    model: Any, heads: dict[str, torch.Tensor], data: Continuations, queries: list[list[int]], n: int, eos_id: int
+) -> dict[str, dict[str, float]]:
+    """Per head but the full prefix: KL, agreement, gap closed G on `data`; greedy exact match after `queries`."""
+    rows = {name: fidelity(model, h, data) for name, h in heads.items() if name != "full_prefix"}
+    none = max(rows["no_prefix"]["kl"], 1e-12)
+    exact = greedy_match(model, heads, queries, n, eos_id)
+    for name, r in rows.items():
+        r["gap_closed"] = 1 - r["kl"] / none
+        r["greedy_exact_match"] = exact[name]
+    return rows
+
+
 def task(model: Any, vocab: Any, heads: dict[str, torch.Tensor], questions: list[Question]) -> dict[str, Any]:
     """Per head (heads["full_prefix"] among them): accuracy where answers are known, and against the full
     prefix's option probabilities, KL over the options and agreement of the chosen option."""
@@ -95,3 +108,33 @@ def task(model: Any, vocab: Any, heads: dict[str, torch.Tensor], questions: list
             "agreement": sum(int(p.argmax() == f.argmax()) for f, p in zip(full, ps)) / len(ps),
         }
     return {"questions": len(questions), "answered": len(answered), "rows": rows}
+
+
+def summary(result: dict[str, Any]) -> str:
+    """The report of `distill_gist` as text: fidelity on held-out rows and unseen queries, then task accuracy."""
+    lines = [
+        f"k={result['k']}, {result['prefix_tokens']} prefix tokens ({result['compression']:.0f}x), "
+        f"{result['steps']} steps, {result['wall_seconds']:.1f} s"
+    ]
+    fidelity_parts = (
+        ("baselines", f"held-out rows of the served queries ({result['heldout_positions']} positions)"),
+        ("unseen_queries", f"rows after {result['heldout_queries']} held-out queries"),
+    )
+    for key, what in fidelity_parts:
+        if result.get(key):
+            lines.append(f"fidelity on {what}:")
+            for name, r in result[key].items():
+                lines.append(
+                    f"  {name:<11} KL {r['kl']:.4f}  gap closed {r['gap_closed']:+.3f}  "
+                    f"top-1 agreement {r['agreement']:.3f}  greedy match {r['greedy_exact_match']:.2f}"
+                )
+    for key, what in (("task", "served"), ("heldout_task", "unseen")):
+        if result.get(key):
+            lines.append(f"task, {result[key]['questions']} {what} questions (answers never trained on):")
+            for name, r in result[key]["rows"].items():
+                acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.2f}"
+                lines.append(
+                    f"  {name:<11} accuracy {acc}  option KL vs full {r['option_kl']:.4f}  "
+                    f"same answer as full {r['agreement']:.2f}"
+                )
+    return "\n".join(lines)

@@ -119,10 +119,5 @@ def split(
     keep = held.mask.clone()
     for b, t in held.mask.nonzero().tolist():
         keep[b, t] = tuple(held.ids[b, :t].tolist()) not in seen
-    if not keep.any() and not unseen:
-        raise ValueError(
-            "every held-out position has a context seen in training (the samples repeat each other, as short "
-            "answers do); pass heldout_queries, or raise continuation_length or num_continuations"
-        )
     rest = data.subset(torch.arange(served, len(data))) if unseen else None
     return train, Continuations(held.ids, held.real, keep, held.teacher), rest, int(held.mask.sum() - keep.sum())

@@ -169,6 +169,12 @@ def distill_gist(
         for h in history:
             for name, t in tables.items():
                 h[f"{name}_gap_closed"] = 1 - h[f"{name}_kl"] / max(t["no_prefix"]["kl"], 1e-12)
+        notes = []
+        if "heldout" not in parts:
+            notes.append(
+                "no held-out row of the served queries has a position whose context was not trained on (the "
+                "samples repeat each other, as short answers do): pass heldout_queries to measure the gist"
+            )
         result = {
             "train_continuations": len(train),
             "heldout_continuations": len(held),  # served rows held out at random
@@ -184,6 +190,7 @@ def distill_gist(
             "baselines": tables.get("heldout"),  # None when every held-out position was seen in training
             "unseen_queries": tables.get("unseen_queries"),  # None without heldout_queries
             "history": history,
+            "notes": notes,
             "config": asdict(config),
         }
         if served:

@@ -128,6 +128,7 @@ def summary(result: dict[str, Any]) -> str:
                     f"  {name:<11} KL {r['kl']:.4f}  gap closed {r['gap_closed']:+.3f}  "
                     f"top-1 agreement {r['agreement']:.3f}  greedy match {r['greedy_exact_match']:.2f}"
                 )
+    lines += [f"note: {note}" for note in result.get("notes", [])]
     for key, what in (("task", "served"), ("heldout_task", "unseen")):
         if result.get(key):
             lines.append(f"task, {result[key]['questions']} {what} questions (answers never trained on):")

@@ -112,14 +112,20 @@ def test_distill_and_generate_with_a_gist(tmp_path, capsys):
     assert main(["generate", "--model", str(tmp_path / "lm"), "--gist", str(tmp_path / "g.safetensors"),
                  "--max-new-tokens", "4", "Q:"]) == 0  # fmt: skip
     question = {"query": " Q:", "options": [" x", " y"], "answer": 1}
-    (tmp_path / "many.jsonl").write_text(json.dumps({"id": "a", "prefix": ["first long prefix"]}) + "\n"
-                                         + json.dumps({"id": "b", "prefix": ["second long prefix"], "queries": [" Z"],
-                                                       "questions": [question]}) + "\n")  # fmt: skip
+    lines = [
+        {"id": "a", "prefix": ["first long prefix"]},
+        {"id": "b", "prefix": ["second long prefix"], "queries": [" Z"], "questions": [question],
+         "heldout_queries": [" W", question]},
+    ]  # fmt: skip
+    (tmp_path / "many.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert main([*args[:1], str(tmp_path / "many.jsonl"), *args[2:-1], str(tmp_path / "gists")]) == 0
     assert sorted(p.name for p in (tmp_path / "gists").iterdir()) == ["a.safetensors", "b.safetensors"]
     from mmgist import GistPrefix
 
-    assert GistPrefix.load(tmp_path / "gists" / "b.safetensors").report["task"]["answered"] == 1
+    report = GistPrefix.load(tmp_path / "gists" / "b.safetensors").report
+    assert (
+        report["task"]["answered"] == 1 and report["heldout_task"]["answered"] == 1 and report["heldout_queries"] == 2
+    )
     assert "task" not in GistPrefix.load(tmp_path / "gists" / "a.safetensors").report
 
 

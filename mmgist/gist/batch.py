@@ -1,10 +1,12 @@
 """Distill many prefixes from a JSONL file, sharded across processes under torchrun.
 
     {"id": "cat-1", "prefix": [{"image": "cat.png"}, "Instruction: ..."], "queries": [" Q: top left? A:"],
-     "questions": [{"query": " Q: centre? A:", "options": [" dark", " bright"], "answer": 1}]}
+     "questions": [{"query": " Q: centre? A:", "options": [" dark", " bright"], "answer": 1}],
+     "heldout_queries": [" Q: bottom left? A:", {"query": " Q: bottom right? A:", "options": [...], "answer": 0}]}
 
-Queries and questions are optional; questions are served like queries and add task accuracy to the
-gist's report (see mmgist.scoring).
+Everything but id and prefix is optional. Questions are served like queries and add task accuracy
+to the gist's report (see mmgist.scoring); held-out queries (strings or questions) are never trained
+on and measure how the gist serves queries it did not see.
 
 Each line's gist goes to OUT/<id>.safetensors. Rank r of N takes lines r, r + N, ...; a gist file
 that already exists is skipped, so a killed job rerun with the same command picks up where it was.
@@ -40,8 +42,8 @@ def _question(obj: Any, where: str) -> Question:
         raise ValueError(f"{where}: {e}") from e
 
 
-def read_prefixes(path: str | os.PathLike) -> list[tuple[str, Prompt, list[str | Question]]]:
-    """(id, prefix, queries and questions) per line; ids must be unique and safe as file names."""
+def read_prefixes(path: str | os.PathLike) -> list[tuple[str, Prompt, list[str | Question], list[str | Question]]]:
+    """(id, prefix, queries and questions, held-out queries) per line; ids must be unique and safe as file names."""
     path = Path(path)
     out, seen = [], set()
     for n, where, obj in jsonl_objects(path, "prefix", "{'id': ..., 'prefix': [segments...], 'queries'?: [str...]}"):
@@ -53,7 +55,8 @@ def read_prefixes(path: str | os.PathLike) -> list[tuple[str, Prompt, list[str |
         if not all(isinstance(q, str) for q in queries):
             raise ValueError(f"{where}: queries must be strings, got {queries!r:.80}")
         queries = [*queries, *(_question(q, where) for q in obj.get("questions") or [])]
-        out.append((gid, Prompt([_segment(s, path.parent, where) for s in obj["prefix"]]), queries))
+        heldout = [q if isinstance(q, str) else _question(q, where) for q in obj.get("heldout_queries") or []]
+        out.append((gid, Prompt([_segment(s, path.parent, where) for s in obj["prefix"]]), queries, heldout))
     return out
 
 
@@ -64,10 +67,10 @@ def distill_many(
     rank, world = init_distributed()
     out_dir = Path(out_dir)
     written = []
-    for gid, prefix, queries in read_prefixes(jsonl)[rank::world]:
+    for gid, prefix, queries, heldout in read_prefixes(jsonl)[rank::world]:
         target = out_dir / f"{gid}.safetensors"
         if target.exists():
             continue
-        gist = distill_gist(model, vocab, prefix, config, queries=queries or None)
+        gist = distill_gist(model, vocab, prefix, config, queries=queries or None, heldout_queries=heldout or None)
         written.append(gist.save(target))
     return written

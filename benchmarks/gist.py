@@ -126,8 +126,8 @@ def markdown(rows: list[dict], columns: dict[str, str]) -> str:
 
 FIDELITY_COLUMNS = {"prefix tokens": "", "k": "", "compression": ".0f", "G gist": ".3f", "G init": ".3f",
                     "G truncated": ".3f", "agreement gist": ".3f", "agreement none": ".3f", "greedy match": ".2f",
-                    "G gist (served, held-out rows)": ".3f", "positions": "", "steps": "", "steps to G=0.9": "",
-                    "distill s": ".1f"}  # fmt: skip
+                    "G gist (served, held-out rows)": ".3f", "served held-out positions": "", "steps": "",
+                    "steps to G=0.9": "", "distill s": ".1f"}  # fmt: skip
 TASK_COLUMNS = {"k": "", "served q": "", "served acc full": ".3f", "served acc gist": ".3f", "served acc none": ".3f",
                 "served same as full": ".3f", "unseen q": "", "unseen acc full": ".3f", "unseen acc gist": ".3f",
                 "unseen acc truncated": ".3f", "unseen acc none": ".3f", "unseen same as full": ".3f",
@@ -141,21 +141,25 @@ def fidelity_row(prefix: list[int], gist) -> dict:
     part, key = (
         ("unseen_queries", "unseen_queries_gap_closed") if r["unseen_queries"] else ("baselines", "heldout_gap_closed")
     )
-    b, served = r[part], r["baselines"]
+    b, served = r[part] or {}, r["baselines"]
+
+    def get(head, field):
+        return b[head][field] if b else None
+
     return {
         "prefix tokens": len(prefix),
         "k": gist.k,
         "compression": r["compression"],
-        "G gist": b["gist"]["gap_closed"],
-        "G init": b["init"]["gap_closed"],
-        "G truncated": b["truncated"]["gap_closed"],
-        "agreement gist": b["gist"]["agreement"],
-        "agreement none": b["no_prefix"]["agreement"],
-        "greedy match": b["gist"]["greedy_exact_match"],
+        "G gist": get("gist", "gap_closed"),
+        "G init": get("init", "gap_closed"),
+        "G truncated": get("truncated", "gap_closed"),
+        "agreement gist": get("gist", "agreement"),
+        "agreement none": get("no_prefix", "agreement"),
+        "greedy match": get("gist", "greedy_exact_match"),
         "G gist (served, held-out rows)": served["gist"]["gap_closed"] if served else None,
-        "positions": r["heldout_positions"],
+        "served held-out positions": r["heldout_positions"],
         "steps": r["steps"],
-        "steps to G=0.9": next((h["step"] for h in r["history"] if h[key] >= 0.9), None),
+        "steps to G=0.9": next((h["step"] for h in r["history"] if h.get(key, -1) >= 0.9), None),
         "distill s": r["wall_seconds"],
     }
 

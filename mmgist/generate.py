@@ -168,7 +168,8 @@ def generate(
 
     With `gist` (a GistPrefix) the model sees `<|bos|> gist query` instead of `<|bos|> query`: the
     gist's k + 1 positions come from its KV cache (`gist_cache`, from `gist.cache(model)`, to reuse it
-    across calls), and `prompt` is the query that follows them (it may be empty).
+    across calls), and `prompt` is the query that follows them. It may be empty: the gist's embeddings
+    are then fed directly (there is no token to feed after a cache) and `gist_cache` is not used.
     """
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
 

@@ -115,7 +115,7 @@ def test_distill_and_generate_with_a_gist(tmp_path, capsys):
     lines = [
         {"id": "a", "prefix": ["first long prefix"]},
         {"id": "b", "prefix": ["second long prefix"], "queries": [" Z"], "questions": [question],
-         "heldout_queries": [" W", question]},
+         "heldout_queries": [" W", {**question, "query": " R:"}]},
     ]  # fmt: skip
     (tmp_path / "many.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert main([*args[:1], str(tmp_path / "many.jsonl"), *args[2:-1], str(tmp_path / "gists")]) == 0

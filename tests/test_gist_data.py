@@ -74,8 +74,11 @@ def test_report_counts_only_unseen_continuation_positions_and_heldout_queries(se
     assert r["heldout_task"]["rows"]["full_prefix"]["agreement"] == 1.0
     for table in (r["baselines"], r["unseen_queries"]):
         assert set(table) == {"gist", "init", "truncated", "no_prefix"} and table["no_prefix"]["gap_closed"] == 0.0
-        assert all(0 <= b["greedy_exact_match"] <= 1 for b in table.values())
+    assert all(0 <= b["greedy_exact_match"] <= 1 for b in r["unseen_queries"].values())
+    assert all(b["greedy_exact_match"] is None for b in r["baselines"].values())  # its first step was trained on
     assert all("heldout_gap_closed" in h and "unseen_queries_gap_closed" in h for h in r["history"])
+    with pytest.raises(ValueError, match="held-out query ' Again: x' is \\(or extends\\) a served query"):
+        distill_gist(model, vocab, PREFIX, config, queries=served, heldout_queries=[" Again: x"])
     with pytest.raises(ValueError, match="held-out query must not be empty"):
         distill_gist(model, vocab, PREFIX, config, heldout_queries=[torch.tensor([], dtype=torch.long)])
 

@@ -19,6 +19,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..manifest import _segment, jsonl_objects
 from ..prompt import Prompt
 from ..scoring import Question
@@ -34,7 +36,7 @@ def _question(obj: Any, where: str) -> Question:
         raise ValueError(
             f"{where}: a question is {{'query': str, 'options': [str...], 'answer'?: int}}, got {obj!r:.80}"
         )
-    if not all(isinstance(o, str) for o in obj["options"]) or not isinstance(obj.get("answer", 0), int):
+    if not all(isinstance(o, str) for o in obj["options"]) or not isinstance(obj.get("answer") or 0, int):
         raise ValueError(f"{where}: question options must be strings and answer an int, got {obj!r:.80}")
     try:
         return Question(obj["query"], obj["options"], obj.get("answer"))
@@ -65,6 +67,8 @@ def distill_many(
 ) -> list[Path]:
     """Distill this rank's share of the prefixes in `jsonl`; returns the gist files it wrote."""
     rank, world = init_distributed()
+    if world > 1 and torch.cuda.is_available():  # torchrun: each rank on its own GPU (init_distributed chose it)
+        model.to(torch.device("cuda", torch.cuda.current_device()))
     out_dir = Path(out_dir)
     written = []
     for gid, prefix, queries, heldout in read_prefixes(jsonl)[rank::world]:

@@ -116,8 +116,13 @@ def split(
     order = torch.randperm(served, generator=torch.Generator().manual_seed(seed))
     train, held = data.subset(order[n_held:]), data.subset(order[:n_held])
     seen = {tuple(row[:t].tolist()) for row, m in zip(train.ids, train.mask) for t in m.nonzero().flatten().tolist()}
-    keep = held.mask.clone()
-    for b, t in held.mask.nonzero().tolist():
-        keep[b, t] = tuple(held.ids[b, :t].tolist()) not in seen
-    rest = data.subset(torch.arange(served, len(data))) if unseen else None
-    return train, Continuations(held.ids, held.real, keep, held.teacher), rest, int(held.mask.sum() - keep.sum())
+
+    def unseen_only(part: Continuations) -> Continuations:
+        keep = part.mask.clone()
+        for b, t in part.mask.nonzero().tolist():
+            keep[b, t] = tuple(part.ids[b, :t].tolist()) not in seen
+        return Continuations(part.ids, part.real, keep, part.teacher)
+
+    kept = unseen_only(held)
+    rest = unseen_only(data.subset(torch.arange(served, len(data)))) if unseen else None
+    return train, kept, rest, int(held.mask.sum() - kept.mask.sum())

@@ -14,10 +14,11 @@
 4. Report (gist/report.py), never on trained positions: KL(full || gist), KL(full || no prefix), the
    gap closed G = 1 - KL_gist / KL_none, top-1 agreement, for the gist, its initialization, a
    truncated prefix of the same length (the last k prefix tokens) and no prefix, and exact match of
-   the greedy continuation after each query: `baselines` on the held-out rows of the served queries,
-   `unseen_queries` on the rows after `heldout_queries` (never trained on). `Question`s among the
-   queries add task accuracy on those (served) questions, and among the held-out queries on unseen
-   ones; the answers are never trained on, only the teacher's samples are.
+   the greedy continuation after each held-out query: `baselines` on the held-out rows of the served
+   queries, `unseen_queries` on the rows after `heldout_queries` (never trained on). `Question`s among
+   the held-out queries add task accuracy on unseen questions (`heldout_task`); among the served
+   queries (`task`) the answer position itself was trained on, so that section says how well the
+   gist kept what it was taught. True answers are never trained on, only the teacher's samples are.
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ def distill_gist(
     heldout_ids = [to_ids(vocab, q.query if isinstance(q, Question) else q) for q in heldout_queries or []]
     if any(len(q) == 0 for q in heldout_ids):
         raise ValueError("a held-out query must not be empty: the continuation straight after the prefix is served")
+    if clash := [q for q in heldout_ids if any(q[: len(s)] == s for s in query_ids)]:
+        raise ValueError(
+            f"held-out query {vocab.decode(clash[0]).text()!r} is (or extends) a served query: it would be trained on"
+        )
     longest = len(prefix_ids) + max((len(q) for q in query_ids + heldout_ids), default=0) + config.continuation_length
     if longest > context_length(model):
         raise ValueError(
@@ -113,8 +118,8 @@ def distill_gist(
             everything, config.heldout_fraction, config.seed, unseen=len(unseen_rows)
         )
         # what is measured: served rows held out (unseen contexts only), rows after held-out queries
-        parts = {"heldout": held if held.mask.any() else None, "unseen_queries": unseen_part}
-        parts = {name: part for name, part in parts.items() if part is not None}
+        parts = {"heldout": held, "unseen_queries": unseen_part}
+        parts = {name: part for name, part in parts.items() if part is not None and part.mask.any()}
         device = model.get_input_embeddings().weight.device
         bos = head_embeddings(model, vocab).detach()  # (1, d) <|bos|> as the embedding module outputs it
         init = _init(model, vocab, prefix_ids, config)  # (k, d) fp32
@@ -160,9 +165,10 @@ def distill_gist(
         }
         full = {"full_prefix": head_embeddings(model, vocab, prefix=prefix_ids).detach()}
         n, eos = config.continuation_length, vocab.eos_id
+        # greedy decoding starts at the query's last token, trained on for a served query: after held-out ones only
         tables = {
             name: report.table(
-                model, {**full, **heads}, part, (query_ids or [[]]) if name == "heldout" else heldout_ids, n, eos
+                model, {**full, **heads}, part, heldout_ids if name == "unseen_queries" else None, n, eos
             )
             for name, part in parts.items()
         }

@@ -37,7 +37,8 @@ def model_fingerprint(model: Any) -> str:
     sampled values are rounded to bfloat16: the same weights loaded from another folder or cast to
     bf16 keep their fingerprint, other weights do not. The result is remembered per model until a
     parameter is replaced or changed in place (its storage or version counter moves), so checking a
-    gist before each query costs no device round trips."""
+    gist before each query costs no device round trips. Writes through `p.data` bypass the version
+    counter: after those, `_FINGERPRINTS.pop(model, None)` forgets the remembered value."""
     config = {k: v for k, v in model.config.to_dict().items() if k not in _NOT_THE_MODEL}
     config_json = json.dumps(config, sort_keys=True, default=str)
     state = (config_json, tuple((p.data_ptr(), p._version, p.dtype) for p in model.parameters()))

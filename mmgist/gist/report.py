@@ -74,15 +74,23 @@ def greedy_match(model: Any, heads: dict[str, torch.Tensor], queries: list[list[
 
 
 def table(
-    model: Any, heads: dict[str, torch.Tensor], data: Continuations, queries: list[list[int]], n: int, eos_id: int
-) -> dict[str, dict[str, float]]:
-    """Per head but the full prefix: KL, agreement, gap closed G on `data`; greedy exact match after `queries`."""
-    rows = {name: fidelity(model, h, data) for name, h in heads.items() if name != "full_prefix"}
+    model: Any,
+    heads: dict[str, torch.Tensor],
+    data: Continuations,
+    queries: list[list[int]] | None,
+    n: int,
+    eos_id: int,
+) -> dict[str, dict[str, float | None]]:
+    """Per head but the full prefix: KL, agreement, gap closed G on `data`; greedy exact match after
+    `queries` (None: not measured)."""
+    rows: dict[str, dict[str, float | None]] = {
+        name: fidelity(model, h, data) for name, h in heads.items() if name != "full_prefix"
+    }
     none = max(rows["no_prefix"]["kl"], 1e-12)
-    exact = greedy_match(model, heads, queries, n, eos_id)
+    exact = greedy_match(model, heads, queries, n, eos_id) if queries else {}
     for name, r in rows.items():
         r["gap_closed"] = 1 - r["kl"] / none
-        r["greedy_exact_match"] = exact[name]
+        r["greedy_exact_match"] = exact.get(name)
     return rows
 
 
@@ -124,14 +132,19 @@ def summary(result: dict[str, Any]) -> str:
         if result.get(key):
             lines.append(f"fidelity on {what}:")
             for name, r in result[key].items():
+                greedy_part = "" if r["greedy_exact_match"] is None else f"  greedy match {r['greedy_exact_match']:.2f}"
                 lines.append(
                     f"  {name:<11} KL {r['kl']:.4f}  gap closed {r['gap_closed']:+.3f}  "
-                    f"top-1 agreement {r['agreement']:.3f}  greedy match {r['greedy_exact_match']:.2f}"
+                    f"top-1 agreement {r['agreement']:.3f}{greedy_part}"
                 )
     lines += [f"note: {note}" for note in result.get("notes", [])]
-    for key, what in (("task", "served"), ("heldout_task", "unseen")):
+    sections = (
+        ("task", "served questions (their answer position was trained on; true answers never)"),
+        ("heldout_task", "unseen questions (never trained on)"),
+    )
+    for key, what in sections:
         if result.get(key):
-            lines.append(f"task, {result[key]['questions']} {what} questions (answers never trained on):")
+            lines.append(f"task, {result[key]['questions']} {what}:")
             for name, r in result[key]["rows"].items():
                 acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.2f}"
                 lines.append(

@@ -29,10 +29,14 @@ def student_logprobs(model: Any, head: torch.Tensor, ids: torch.Tensor, real: to
     return logits[:, head.shape[0] - 1 : -1].log_softmax(-1)  # position h - 1 predicts ids[:, 0]
 
 
+def kl_per_position(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
+    """(n, T) KL(teacher || student) at each position; both (n, T, V) log-probs on one device."""
+    return (teacher.exp() * (teacher - student)).sum(-1)
+
+
 def kl(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the masked positions of KL(teacher || student); both (n, T, V) log-probs on one device."""
-    per_position = (teacher.exp() * (teacher - student)).sum(-1)
-    return per_position[mask].mean()
+    """Mean over the masked positions of KL(teacher || student): the training loss."""
+    return kl_per_position(teacher, student)[mask].mean()
 
 
 @torch.no_grad()
@@ -42,8 +46,7 @@ def fidelity(model: Any, head: torch.Tensor, data: Continuations) -> dict[str, f
     for s in range(0, len(data), 16):
         part = data.subset(torch.arange(s, min(s + 16, len(data))))
         student = student_logprobs(model, head, part.ids, part.real).cpu()
-        per_position = (part.teacher.exp() * (part.teacher - student)).sum(-1)
-        total += per_position[part.mask].sum().item()
+        total += kl_per_position(part.teacher, student)[part.mask].sum().item()
         agree += (student.argmax(-1) == part.teacher.argmax(-1))[part.mask].sum().item()
     n = int(data.mask.sum())
     return {"kl": total / n, "agreement": agree / n}

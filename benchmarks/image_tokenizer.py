@@ -1,126 +1,196 @@
-"""Image tokenizer benchmark: the shipped tokenizer against a plain-VQ baseline, on held-out photographs.
+"""Image tokenizer benchmark on held-out photographs: shipped v2, the plain-VQ baseline, v1, and WebP.
 
-    python benchmarks/image_tokenizer.py [--shipped image-vq-f8] [--baseline runs/image-vq-f8-plain]
-                                         [--update-card tokenizers/image-vq-f8/README.md]
+    make data                                   # once: installs the photo packages, gathers data/photos
+    python benchmarks/image_tokenizer.py [--tokenizers image-vq-f8-v2 image-vq-f8-plain image-vq-f8]
+                                         [--side-by-side tokenizers/image-vq-f8-v2/heldout.png]
+                                         [--update-card tokenizers/image-vq-f8-v2/README.md]
 
-Every row is measured in this one run, on photographs never used in training (mmgist.datasets.HELDOUT):
-quality on 256x256 crops (a non-overlapping grid over each held-out photo), codebook usage and
-perplexity over every code of the full-size held-out photos, and CPU encode/decode speed on the
-crops (best of 3). The baseline is the same encoder and decoder with a plain nearest-neighbour
-codebook, trained on the same data for the same steps:
-
-    mmgist train-tokenizer image --data data/photos/train --preset f8 --quantizer plain-vq \
-        --steps 2600 --lr 6e-4 --out runs/image-vq-f8-plain
+Every row is measured in this one run, on the held-out photos of `mmgist.datasets.gather_photos`
+(never trained on). Quality on 256x256 crops (a non-overlapping grid over each photo): PSNR, SSIM,
+mean CIEDE2000, median chroma ratio (reconstruction / original; < 1 is washed out), the grey cast of
+greyscale versions of the crops (mean |R-G|+|G-B|, in 1/255), and the share of error in the outer 8
+pixels' ring relative to the interior (border/inner MSE). Codebook usage and perplexity over all codes
+of the crops, next to the usage a uniform distribution would reach with as many draws. Encode and
+decode speed on 16 crops, one batch (best of 3). WebP is encoded per crop at the highest quality whose
+file fits the tokenizer's bits per pixel (log2(K) bits per code).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import math
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from timing import best_of
 
 from mmgist import load_tokenizer
-from mmgist.datasets import image_files, split_photos
-from mmgist.io import image_to_tensor, load_image
-from mmgist.metrics import CodeUsage, psnr, ssim
+from mmgist.datasets import gather_photos, image_files
+from mmgist.io import image_to_tensor, load_image, tensor_to_image
+from mmgist.metrics import CodeUsage, chroma_ratio, ciede2000, grey_cast, psnr, ssim
 
 CROP = 256
+BORDER = 8  # the ring whose error is compared with the interior's
+SPEED_CROPS = 16
+DEFAULT_TOKENIZERS = ("image-vq-f8-v2", "image-vq-f8-plain", "image-vq-f8")
 
 
-def heldout_crops(folder: Path) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """(N, 3, 256, 256) grid crops, and the full-size photos (each (3, H, W))."""
-    photos = [image_to_tensor(load_image(p)) for p in image_files(folder)]
-    crops = [
-        im[:, y : y + CROP, x : x + CROP]
-        for im in photos
-        for y in range(0, im.shape[1] - CROP + 1, CROP)
-        for x in range(0, im.shape[2] - CROP + 1, CROP)
-    ]
-    return torch.stack(crops), photos
+def heldout_crops(folder: Path, max_per_photo: int | None = None) -> torch.Tensor:
+    """(N, 3, 256, 256): a non-overlapping grid of crops over every photo in `folder`."""
+    crops = []
+    for path in image_files(folder):
+        im = image_to_tensor(load_image(path))
+        grid = [
+            im[:, y : y + CROP, x : x + CROP]
+            for y in range(0, im.shape[1] - CROP + 1, CROP)
+            for x in range(0, im.shape[2] - CROP + 1, CROP)
+        ]
+        if max_per_photo:  # evenly spaced over the grid
+            grid = [grid[round(i * len(grid) / max_per_photo)] for i in range(min(max_per_photo, len(grid)))]
+        crops += grid
+    return torch.stack(crops)
 
 
-def measure(name: str, tok, crops: torch.Tensor, photos: list[torch.Tensor]) -> dict:
-    codes = tok.encode(crops)
-    recon = tok.decode(codes)
-    usage = CodeUsage(tok.codebook_size)
-    for im in photos:
-        usage.update(tok.encode(im, fit="crop"))
-    n = len(crops)
+def to_grey(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) -> the same, each pixel's ITU-R 601 luma in all three channels."""
+    y = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    return y[:, None].expand(-1, 3, -1, -1).contiguous()
+
+
+def border_ratio(recon: torch.Tensor, crops: torch.Tensor) -> float:
+    """MSE in the outer BORDER-pixel ring over the MSE inside it."""
+    err = (recon - crops).pow(2).mean(1)  # (B, H, W)
+    inner = torch.zeros_like(err[0], dtype=torch.bool)
+    inner[BORDER:-BORDER, BORDER:-BORDER] = True
+    return (err[:, ~inner].mean() / err[:, inner].mean()).item()
+
+
+def quality(name: str, recon: torch.Tensor, crops: torch.Tensor, grey_recon: torch.Tensor | None) -> dict:
     return {
-        "tokenizer": name,
-        "quantizer": tok.config.quantizer,
-        "K": tok.codebook_size,
-        "tokens/256²": tok.tokens_per_image(CROP, CROP),
+        "method": name,
         "PSNR dB": psnr(recon, crops).mean().item(),
         "SSIM": ssim(recon, crops).mean().item(),
-        "usage": usage.usage,
-        "perplexity": usage.perplexity,
-        "encode img/s": n / best_of(lambda: tok.encode(crops)),
-        "decode img/s": n / best_of(lambda: tok.decode(codes)),
+        "ΔE2000": ciede2000(recon, crops).mean().item(),
+        "chroma ratio": chroma_ratio(recon, crops).median().item(),
+        "grey cast /255": grey_cast(grey_recon).mean().item() * 255 if grey_recon is not None else float("nan"),
+        "border/inner": border_ratio(recon, crops),
     }
+
+
+def measure(name: str, tok, crops: torch.Tensor) -> dict:
+    codes = tok.encode(crops)
+    row = quality(name, tok.decode(codes), crops, tok.decode(tok.encode(to_grey(crops))))
+    usage = CodeUsage(tok.codebook_size)
+    usage.update(codes)
+    draws, K = codes.numel(), tok.codebook_size
+    sample = crops[:SPEED_CROPS]
+    sample_codes = codes[:SPEED_CROPS]
+    return {
+        **row,
+        "bpp": tok.tokens_per_image(CROP, CROP) * math.log2(K) / CROP**2,
+        "usage": usage.usage,
+        "uniform usage": 1 - (1 - 1 / K) ** draws,
+        "perplexity": usage.perplexity,
+        "encode img/s": len(sample) / best_of(lambda: tok.encode(sample)),
+        "decode img/s": len(sample) / best_of(lambda: tok.decode(sample_codes)),
+    }
+
+
+def webp(x: torch.Tensor, bpp: float) -> torch.Tensor:
+    """One crop (3, H, W) through WebP at the highest quality whose file is at most `bpp` bits per pixel."""
+    from PIL import Image
+
+    im, budget = tensor_to_image(x), bpp * x.shape[1] * x.shape[2] / 8
+    best = None
+    lo, hi = 0, 100
+    while lo <= hi:  # file size grows with quality: binary search for the largest that fits
+        q = (lo + hi) // 2
+        buf = io.BytesIO()
+        im.save(buf, format="WEBP", quality=q, method=6)
+        if buf.tell() <= budget:
+            best, lo = buf.getvalue(), q + 1
+        else:
+            hi = q - 1
+    if best is None:  # not even quality 0 fits: use it anyway (the row then spends more bits)
+        buf = io.BytesIO()
+        im.save(buf, format="WEBP", quality=0, method=6)
+        best = buf.getvalue()
+    return image_to_tensor(Image.open(io.BytesIO(best)))
+
+
+def measure_webp(crops: torch.Tensor, bpp: float) -> dict:
+    recon = torch.stack([webp(c, bpp) for c in crops])
+    grey = to_grey(crops)
+    row = quality(f"WebP at {bpp:.3f} bpp", recon, crops, torch.stack([webp(c, bpp) for c in grey]))
+    return {**row, "bpp": bpp}
 
 
 def table(rows: list[dict]) -> str:
-    fmt = {
-        "PSNR dB": "{:.2f}",
-        "SSIM": "{:.4f}",
-        "usage": "{:.3f}",
-        "perplexity": "{:.0f}",
-        "encode img/s": "{:.1f}",
-        "decode img/s": "{:.1f}",
-    }
-    cols = list(rows[0])
+    fmt = {"PSNR dB": "{:.2f}", "SSIM": "{:.4f}", "ΔE2000": "{:.2f}", "chroma ratio": "{:.3f}",
+           "grey cast /255": "{:.2f}", "border/inner": "{:.2f}", "bpp": "{:.3f}", "usage": "{:.3f}",
+           "uniform usage": "{:.3f}", "perplexity": "{:.0f}", "encode img/s": "{:.1f}",
+           "decode img/s": "{:.1f}", "s/step": "{:.2f}"}  # fmt: skip
+    cols = list(dict.fromkeys(c for r in rows for c in r))
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
-        lines.append("| " + " | ".join(fmt.get(c, "{}").format(r[c]) for c in cols) + " |")
+        cells = [fmt.get(c, "{}").format(r[c]) if c in r else "" for c in cols]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def side_by_side(tokenizers: list, crops: torch.Tensor, path: Path) -> None:
+    """A PNG grid: one row per crop, original then each tokenizer's reconstruction."""
+    rows = [torch.cat([c, *(tok.decode(tok.encode(c)) for tok in tokenizers)], dim=2) for c in crops]
+    tensor_to_image(torch.cat(rows, dim=1)).save(path)
+
+
+def update_card(card: Path, out: str) -> None:
+    text = card.read_text(encoding="utf-8")
+    block = f"<!-- benchmark:start -->\n```\n$ python benchmarks/image_tokenizer.py\n{out}\n```\n<!-- benchmark:end -->"
+    new, n = re.subn(r"<!-- benchmark:start -->.*?<!-- benchmark:end -->", lambda _: block, text, flags=re.S)
+    if n != 1:
+        raise SystemExit(f"{card} has no <!-- benchmark:start --> ... <!-- benchmark:end --> block")
+    card.write_text(new, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--shipped", default="image-vq-f8", help="zoo name or folder")
-    ap.add_argument("--baseline", default="runs/image-vq-f8-plain", help="folder of the plain-VQ baseline")
-    ap.add_argument("--heldout", help="folder of held-out photos (default: the bundled held-out set)")
+    ap.add_argument("--tokenizers", nargs="+", default=list(DEFAULT_TOKENIZERS), help="zoo names or folders")
+    ap.add_argument("--photos", default="data/photos", help="where gather_photos writes (or wrote) the photos")
+    ap.add_argument("--heldout", help="a folder of held-out photos instead of the gathered ones")
+    ap.add_argument("--max-per-photo", type=int, help="at most this many crops per photo (quicker)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--side-by-side", help="write a PNG of 4 held-out crops: original | each tokenizer")
     ap.add_argument("--update-card", help="rewrite the measured table between the markers in this README")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    folder = Path(args.heldout) if args.heldout else split_photos(Path(tempfile.mkdtemp()))[1]
-    crops, photos = heldout_crops(folder)
-    rows, n_codes = [], 0
-    for label, where in (("shipped", args.shipped), ("plain-VQ baseline", args.baseline)):
-        if label != "shipped" and not Path(where).is_dir():
-            print(
-                f"baseline {where!r} not found; train it with the command in this script's docstring", file=sys.stderr
-            )
-            continue
+    folder = Path(args.heldout) if args.heldout else gather_photos(args.photos).heldout
+    crops = heldout_crops(folder, args.max_per_photo)
+    rows, toks = [], []
+    for where in args.tokenizers:
         tok = load_tokenizer(where).eval()
-        n_codes = n_codes or sum(tok.tokens_per_image(*im.shape[1:], fit="crop") for im in photos)
-        rows.append(measure(f"{label} ({Path(str(where)).name})", tok, crops, photos))
-    head = (
-        f"held-out: {len(photos)} photos ({', '.join(p.stem for p in image_files(folder))}), {len(crops)} crops "
-        f"of {CROP}x{CROP}; usage over {n_codes} codes of the full-size photos; {args.threads} CPU threads"
+        toks.append(tok)
+        rows.append(measure(Path(str(where)).name, tok, crops))
+    rows.append(measure_webp(crops, rows[0]["bpp"]))
+    names = ", ".join(p.stem for p in image_files(folder))
+    out = (
+        f"held-out: {len(image_files(folder))} photos ({names}); {len(crops)} crops of {CROP}x{CROP}; "
+        f"{args.threads} CPU threads\n\n{table(rows)}"
     )
-    out = head + "\n\n" + table(rows)
-    if len(rows) == 2:
-        out += f"\n\nPSNR gain over the baseline: {rows[0]['PSNR dB'] - rows[1]['PSNR dB']:+.2f} dB"
+    if len(rows) > 2 and "plain" in rows[1]["method"]:
+        out += f"\n\nPSNR gain of {rows[0]['method']} over the plain-VQ baseline: "
+        out += f"{rows[0]['PSNR dB'] - rows[1]['PSNR dB']:+.2f} dB"
     print(out)
+    if args.side_by_side:
+        picks = torch.linspace(0, len(crops) - 1, 4).round().long()
+        side_by_side(toks, crops[picks], Path(args.side_by_side))
+        print(f"wrote {args.side_by_side}: original | {' | '.join(rows[i]['method'] for i in range(len(toks)))}")
     if args.update_card:
-        card = Path(args.update_card)
-        text = card.read_text(encoding="utf-8")
-        block = (
-            f"<!-- benchmark:start -->\n```\n$ python benchmarks/image_tokenizer.py\n{out}\n```\n<!-- benchmark:end -->"
-        )
-        new, n = re.subn(r"<!-- benchmark:start -->.*?<!-- benchmark:end -->", block, text, flags=re.S)
-        if n != 1:
-            raise SystemExit(f"{card} has no <!-- benchmark:start --> ... <!-- benchmark:end --> block")
-        card.write_text(new, encoding="utf-8")
-        print(f"updated {card}")
+        update_card(Path(args.update_card), out)
+        print(f"updated {args.update_card}")
     return 0
 
 

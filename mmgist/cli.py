@@ -88,9 +88,18 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
     from .tokenizers.train_image import train_image_tokenizer
 
     out = _training_output(args, "config.json", "a tokenizer")
+    from .datasets import CropAugment
+
     extra = {"quantizer": args.quantizer} if args.quantizer else {}
     if args.codebook_size:
         extra["codebook_size"] = args.codebook_size
+    if args.code_dim:
+        extra["code_dim"] = args.code_dim
+    if args.channels:
+        extra["channels"] = tuple(int(c) for c in args.channels.split(","))
+    if args.loss == "mse":
+        extra.update(l1_weight=0.0, colour_weight=0.0, edge_weight=0.0, mse_weight=1.0)
+    augment = {"colour": CropAugment.colour(), "scale": CropAugment(min_scale=0.25), "none": None}[args.augment]
     result = train_image_tokenizer(
         args.data,
         out,
@@ -100,6 +109,7 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
         crop_size=args.crop_size,
         lr=args.lr,
         seed=args.seed,
+        augment=augment,
         **extra,
     )
     if result.train.history:
@@ -195,6 +205,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="f8")
     p.add_argument("--quantizer", choices=["vq", "fsq", "plain-vq"])
     p.add_argument("--codebook-size", type=int)
+    p.add_argument("--code-dim", type=int, help="lookup dimension of the 'vq' quantizer (default 8)")
+    p.add_argument("--channels", help="encoder/decoder widths per level, comma-separated (default: the preset's)")
+    p.add_argument(
+        "--augment",
+        choices=["colour", "scale", "none"],
+        default="colour",
+        help="crop augmentation: rescaling + hue/saturation/brightness/grey (colour), rescaling only, or none",
+    )
+    p.add_argument("--loss", choices=["v2", "mse"], default="v2", help="v2: L1 + local colour + edges; mse: v1's")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=16, help="per process")
     p.add_argument("--crop-size", type=int, default=64)

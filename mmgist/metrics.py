@@ -3,6 +3,9 @@
     psnr(a, b)   images (B, 3, H, W) in [0, 1] -> (B,) dB
     ssim(a, b)   images (B, 3, H, W) in [0, 1] -> (B,) mean SSIM (Wang et al. 2004: 11x11 Gaussian, sigma 1.5)
     CodeUsage    running histogram of codes: share of the codebook used, and perplexity
+    ciede2000(a, b)      images (B, 3, H, W) -> (B,) mean CIEDE2000 colour difference (scikit-image's)
+    chroma_ratio(a, b)   images -> (B,) mean CIELAB chroma of a / that of b (1 = colours as saturated)
+    grey_cast(a)         images -> (B,) mean |R-G| + |G-B| in [0, 2] (0 for a grey image)
 
 SSIM is written here (30 lines) rather than pulled from torchmetrics, which would be a heavy
 dependency for one function; a test checks it against scikit-image's implementation.
@@ -48,6 +51,38 @@ def ssim(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
     c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return s.flatten(1).mean(1).float()
+
+
+def _lab(x: torch.Tensor):
+    """(B, 3, H, W) in [0, 1] -> numpy (B, H, W, 3) CIELAB (D65), via scikit-image."""
+    try:
+        from skimage.color import rgb2lab
+    except ImportError as e:
+        raise ImportError("colour metrics use scikit-image: pip install 'mmgist[train]'") from e
+    return rgb2lab(x.detach().float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy(), channel_axis=-1)
+
+
+def ciede2000(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean CIEDE2000 difference per image (about 1 = just noticeable; 2-10 = visible at a glance)."""
+    from skimage.color import deltaE_ciede2000
+
+    return torch.from_numpy(deltaE_ciede2000(_lab(a), _lab(b), channel_axis=-1).reshape(len(a), -1).mean(1)).float()
+
+
+def chroma(x: torch.Tensor) -> torch.Tensor:
+    """Mean CIELAB chroma sqrt(a*^2 + b*^2) per image, (B,)."""
+    lab = torch.from_numpy(_lab(x))
+    return lab[..., 1:].pow(2).sum(-1).sqrt().flatten(1).mean(1).float()
+
+
+def chroma_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Chroma of a over chroma of b per image: below 1, a's colours are washed out."""
+    return chroma(a) / chroma(b).clamp_min(1e-6)
+
+
+def grey_cast(x: torch.Tensor) -> torch.Tensor:
+    """Mean |R - G| + |G - B| per image, in [0, 2] for images in [0, 1]: how far from grey."""
+    return ((x[:, 0] - x[:, 1]).abs() + (x[:, 1] - x[:, 2]).abs()).flatten(1).mean(1)
 
 
 class CodeUsage:

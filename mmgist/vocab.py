@@ -31,6 +31,7 @@ from .layout import CLOSE, OPEN, IdLayout
 from .prompt import Audio, Image, Prompt, Segment, Text, Video
 from .storage import PathLike, read_versioned_json, sha256_json, versioned, write_json_atomic
 from .tokenizers.base import ModalityTokenizer
+from .tokenizers.registry import load_tokenizer
 
 FORMAT = "mmgist-vocabulary"
 FORMAT_VERSION = 1
@@ -270,20 +271,27 @@ class SharedVocabulary:
         )
 
     def save_pretrained(self, directory: PathLike) -> Path:
-        """Write mmgist_vocab.json and each tokenizer under mmgist_tokenizers/<modality>/.
+        """Write mmgist_vocab.json, and each tokenizer not from the zoo under mmgist_tokenizers/<modality>/.
 
+        A tokenizer loaded from the zoo (`load_tokenizer("image-vq-f8")`) is recorded by its zoo name
+        and fingerprint, not copied: the folder stays small, and loading refuses a zoo copy that changed.
         The folder may be shared with a Hugging Face model's files. The JSON goes last and records
         each tokenizer's fingerprint, so an interrupted save is refused on load instead of mixing parts.
         """
         directory = Path(directory)
+        entries = {}
         for modality, tok in self.tokenizers.items():
-            tok.save_pretrained(directory / TOKENIZERS_DIR / modality)
+            entries[modality] = {"name": tok.name, "fingerprint": tok.fingerprint()}
+            if tok.zoo_name and _zoo_fingerprint(tok.zoo_name) == entries[modality]["fingerprint"]:
+                entries[modality]["zoo"] = tok.zoo_name
+            else:
+                tok.save_pretrained(directory / TOKENIZERS_DIR / modality)
         header = versioned(
             FORMAT,
             FORMAT_VERSION,
             layout=self.layout.to_json(),
             fingerprint=self.fingerprint(),
-            tokenizers={m: {"name": t.name, "fingerprint": t.fingerprint()} for m, t in self.tokenizers.items()},
+            tokenizers=entries,
         )
         write_json_atomic(directory / VOCAB_FILE, header)
         return directory
@@ -301,12 +309,17 @@ class SharedVocabulary:
             )
         toks = {}
         for modality, entry in entries.items():
-            tok = ModalityTokenizer.from_pretrained(directory / TOKENIZERS_DIR / modality)
+            if "zoo" in entry:
+                tok = load_tokenizer(entry["zoo"])
+                where = f"the zoo's {entry['zoo']!r}"
+            else:
+                tok = ModalityTokenizer.from_pretrained(directory / TOKENIZERS_DIR / modality)
+                where = f"the saved {modality} tokenizer ({tok.name!r})"
             if tok.name != entry.get("name") or tok.fingerprint() != entry.get("fingerprint"):
                 raise ValueError(
-                    f"{str(directory)!r}: the saved {modality} tokenizer ({tok.name!r}) does not match "
-                    f"the one the vocabulary was built with ({entry.get('name')!r}, fingerprint "
-                    f"{str(entry.get('fingerprint'))[:12]}...)"
+                    f"{str(directory)!r}: {where} does not match the {modality} tokenizer the vocabulary "
+                    f"was built with ({entry.get('name')!r}, fingerprint {str(entry.get('fingerprint'))[:12]}..., "
+                    f"found {tok.fingerprint()[:12]}...)"
                 )
             toks[modality] = tok
         vocab = cls(**toks)
@@ -331,3 +344,11 @@ class SharedVocabulary:
     def __repr__(self) -> str:
         toks = ", ".join(f"{m}={t.name!r}" for m, t in self.tokenizers.items())
         return f"SharedVocabulary({toks}; {len(self)} ids)"
+
+
+def _zoo_fingerprint(name: str) -> str | None:
+    """Fingerprint of the zoo's tokenizer `name` as it is on disk now (None when it is not there)."""
+    try:
+        return load_tokenizer(name).fingerprint()
+    except (ValueError, FileNotFoundError):
+        return None

@@ -143,3 +143,70 @@ def test_explicit_fields_override_the_preset():
     assert ImageVQConfig(preset="tiny", codebook_size=4096).codebook_size == 4096
     assert ImageVQConfig(preset="tiny", quantizer="fsq", fsq_levels=(8, 8, 8, 8)).codebook_size == 4096
     assert ImageVQConfig(preset="f8").codebook_size == 4096 and ImageVQConfig(preset="f8").channels[0] == 48
+
+
+def test_batches_are_encoded_in_chunks_that_agree_with_one_at_a_time(monkeypatch):
+    import mmgist.tokenizers.image as image
+
+    tok = tiny()
+    x = torch.rand(5, 3, 8, 12)
+    monkeypatch.setattr(image, "CHUNK_PIXELS", 2 * 8 * 12)  # chunks of two images
+    codes = tok.encode(x)
+    assert torch.equal(codes, torch.stack([tok.encode(im) for im in x]))
+    assert torch.allclose(tok.decode(codes), torch.stack([tok.decode(c) for c in codes]), atol=1e-6)
+    assert image._chunks(x, (8, 12))[0].shape[0] == 2 and len(image._chunks(x, (8, 12))) == 3
+    assert len(image._chunks(x, (4096, 4096))) == 5  # never fewer than one image a chunk
+
+
+@pytest.mark.parametrize("padding", ["replicate", "reflect", "zeros"])
+def test_padding_modes_work_down_to_the_smallest_image(padding):
+    tok = tiny(padding=padding)
+    size = 2 if padding != "reflect" else 4  # reflect padding needs 2 pixels at every level
+    assert tok.decode(tok.encode(torch.rand(3, size, size))).shape == (3, size, size)
+
+
+def test_an_unknown_padding_is_refused():
+    with pytest.raises(ValueError, match="unknown padding 'circle'"):
+        tiny(padding="circle")
+
+
+def test_a_v1_config_loads_with_v1_padding_and_fingerprint(tmp_path):
+    import dataclasses
+    import json
+
+    from mmgist.tokenizers.image import LEGACY
+
+    tok = tiny(**LEGACY).train()
+    tok(torch.rand(4, 3, 8, 8))  # k-means init: the codebook gets values
+    tok.eval().save_pretrained(tmp_path)
+    header = json.loads((tmp_path / "config.json").read_text())
+    for key in LEGACY:  # as a v1 file: the fields did not exist
+        del header["config"][key]
+    (tmp_path / "config.json").write_text(json.dumps(header))
+    loaded = load_tokenizer(tmp_path)
+    assert loaded.config.padding == "zeros" and loaded.config.mse_weight == 1.0
+    assert loaded.fingerprint() == tok.fingerprint()
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.equal(loaded.encode(x), tok.encode(x))
+    v2 = tiny()
+    assert v2.config.padding == "replicate" and v2.fingerprint() != tok.fingerprint()
+    assert set(LEGACY) <= {f.name for f in dataclasses.fields(v2.config)}
+
+
+def test_reconstruction_terms_see_what_they_are_for():
+    from mmgist.tokenizers.image import reconstruction_terms
+
+    x = torch.rand(2, 3, 16, 16) * 0.8
+    assert all(v.item() == 0 for v in reconstruction_terms(x, x).values())
+    shifted = reconstruction_terms(x + 0.1, x)  # a colour cast: no edges change
+    assert shifted["colour"] > 0.05 and shifted["edge"] < 0.02
+    noisy = reconstruction_terms(x + 0.1 * torch.randn_like(x), x)  # noise: edges change, local means barely
+    assert noisy["edge"] > 2 * noisy["colour"]
+
+
+def test_the_loss_uses_the_configured_weights():
+    x = torch.rand(2, 3, 8, 8)
+    torch.manual_seed(0)
+    mse_only = tiny(l1_weight=0.0, colour_weight=0.0, edge_weight=0.0, mse_weight=1.0).train()
+    out = mse_only(x)
+    assert out.loss.item() == pytest.approx(out.metrics["mse"] + out.metrics["commit"], rel=1e-5)

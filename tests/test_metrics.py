@@ -42,3 +42,20 @@ def test_code_usage_and_perplexity():
     u.update(torch.tensor([2, 3, 2, 3]))
     assert u.usage == 1.0 and u.perplexity == pytest.approx(4.0)
     assert math.isfinite(CodeUsage(3).perplexity)
+
+
+def test_colour_metrics_on_images_whose_answer_is_known():
+    pytest.importorskip("skimage")
+    from mmgist.metrics import chroma_ratio, ciede2000, grey_cast
+
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 8, 8)
+    grey = x.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+    assert torch.allclose(ciede2000(x, x), torch.zeros(2))
+    assert torch.allclose(chroma_ratio(x, x), torch.ones(2))
+    assert (chroma_ratio(grey, x) < 0.01).all() and (grey_cast(grey) == 0).all()
+    assert (ciede2000(grey, x) > 5).all()  # dropping the colour is visible
+    red, pink = torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4)
+    red[:, 0], pink[:, 0], pink[:, 1:] = 1.0, 1.0, 0.5
+    assert grey_cast(red).item() == pytest.approx(1.0)  # |1 - 0| + |0 - 0|
+    assert chroma_ratio(pink, red).item() < 1

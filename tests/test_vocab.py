@@ -257,3 +257,28 @@ def test_resize_model_fits_a_hugging_face_lm(vocab):
     assert model(ids[None]).logits.shape == (1, len(ids), len(vocab))
     with pytest.raises(TypeError, match="PreTrainedModel"):
         vocab.resize_model(torch.nn.Linear(2, 2))
+
+
+def test_a_zoo_tokenizer_is_referred_to_not_copied(tmp_path, monkeypatch):
+    from mmgist import ByteTokenizer, create_tokenizer, load_tokenizer
+
+    zoo = tmp_path / "zoo"
+    torch.manual_seed(0)
+    tok = create_tokenizer("image-vq", preset="tiny").train()
+    tok(torch.rand(4, 3, 8, 8))  # k-means init
+    tok.eval().save_pretrained(zoo / "tiny-zoo")
+    monkeypatch.setenv("MMGIST_ZOO", str(zoo))
+    from_zoo = load_tokenizer("tiny-zoo")
+    assert from_zoo.zoo_name == "tiny-zoo" and load_tokenizer(zoo / "tiny-zoo").zoo_name == "tiny-zoo"
+    vocab = SharedVocabulary(text=ByteTokenizer(), image=from_zoo)
+    vocab.save_pretrained(tmp_path / "v")
+    assert not (tmp_path / "v" / "mmgist_tokenizers" / "image").exists()  # only the text tokenizer is copied
+    assert SharedVocabulary.from_pretrained(tmp_path / "v").fingerprint() == vocab.fingerprint()
+    other = create_tokenizer("image-vq", preset="tiny").train()
+    other(torch.rand(4, 3, 8, 8))
+    other.eval().save_pretrained(zoo / "tiny-zoo")  # the zoo copy changes under the saved vocabulary
+    with pytest.raises(ValueError, match="the zoo's 'tiny-zoo' does not match"):
+        SharedVocabulary.from_pretrained(tmp_path / "v")
+    own = create_tokenizer("image-vq", preset="tiny")  # not from the zoo: copied as before
+    SharedVocabulary(text=ByteTokenizer(), image=own).save_pretrained(tmp_path / "w")
+    assert (tmp_path / "w" / "mmgist_tokenizers" / "image" / "model.safetensors").is_file()

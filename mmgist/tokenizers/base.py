@@ -52,6 +52,7 @@ class ModalityTokenizer(nn.Module):
 
     def __init__(self, config: Any = None) -> None:
         super().__init__()
+        self.zoo_name: str | None = None  # set by load_tokenizer for a tokenizer from the zoo
         self.config = config if config is not None else self.config_class()
         if not isinstance(self.config, self.config_class):
             raise TypeError(
@@ -147,7 +148,7 @@ class ModalityTokenizer(nn.Module):
         klass = get_tokenizer_class(header.get("tokenizer", ""))
         if cls is not ModalityTokenizer and not issubclass(klass, cls):
             raise ValueError(f"{str(directory)!r} holds a {header['tokenizer']!r} tokenizer, not a {cls.__name__}")
-        tok = klass._from_saved(klass.make_config(**header.get("config", {})), directory)
+        tok = klass._from_saved(klass.make_config(**klass.upgrade_config(header.get("config", {}))), directory)
         state = load_tensors(directory / WEIGHTS_FILE, header.get("weights_sha256"))
         missing, unexpected = tok.load_state_dict(state, strict=False)
         if missing or unexpected:
@@ -155,6 +156,11 @@ class ModalityTokenizer(nn.Module):
                 f"{str(directory)!r}: weights do not fit the config; missing {missing}, unexpected {unexpected}"
             )
         return tok.eval()
+
+    @classmethod
+    def upgrade_config(cls, saved: dict[str, Any]) -> dict[str, Any]:
+        """A saved config as today's fields: override to fill fields added since it was written."""
+        return saved
 
     @classmethod
     def _from_saved(cls, config: Any, directory: Path) -> ModalityTokenizer:
@@ -166,12 +172,16 @@ class ModalityTokenizer(nn.Module):
 
     def fingerprint(self) -> str:
         """SHA-256 over the type, config and weights: equal fingerprints encode identically."""
-        h = hashlib.sha256(json.dumps([self.name, dataclasses.asdict(self.config)], sort_keys=True).encode())
+        h = hashlib.sha256(json.dumps([self.name, self.fingerprint_config()], sort_keys=True).encode())
         for k, v in sorted(self.state_dict().items()):
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().numpy().tobytes())
         h.update(self._extra_fingerprint().encode())
         return h.hexdigest()
+
+    def fingerprint_config(self) -> dict[str, Any]:
+        """The config as the fingerprint sees it; override to keep old fingerprints valid when fields are added."""
+        return dataclasses.asdict(self.config)
 
     def _extra_fingerprint(self) -> str:
         return ""

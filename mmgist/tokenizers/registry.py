@@ -12,6 +12,9 @@ group `mmgist.tokenizers` (pyproject: `[project.entry-points."mmgist.tokenizers"
 "my_pkg.tok:MyTokenizer"`). Entry points are loaded the first time the registry is read; a class
 that is not already registered is registered under the entry point's name.
 
+A tokenizer loaded from the zoo remembers its name (`tok.zoo_name`): a saved vocabulary then refers to
+it by name and fingerprint instead of copying its weights.
+
 The zoo: trained tokenizers live in folders named after them (`config.json`, `model.safetensors`,
 `README.md`). Searched in order: the folders in $MMGIST_ZOO (os.pathsep-separated), the repository's
 top-level `tokenizers/` (a checkout or editable install), and `<prefix>/share/mmgist/tokenizers`
@@ -113,11 +116,16 @@ def load_tokenizer(name_or_path: str | os.PathLike[str]) -> ModalityTokenizer:
 
     path = Path(name_or_path)
     if path.is_dir():
-        return ModalityTokenizer.from_pretrained(path)
+        tok = ModalityTokenizer.from_pretrained(path)
+        if any(path.resolve().parent == d.resolve() for d in zoo_dirs() if d.is_dir()):
+            tok.zoo_name = path.name  # a zoo folder given by path is still a zoo tokenizer
+        return tok
     name = str(name_or_path)
     for d in zoo_dirs():
         if (d / name / "config.json").is_file():
-            return ModalityTokenizer.from_pretrained(d / name)
+            tok = ModalityTokenizer.from_pretrained(d / name)
+            tok.zoo_name = name
+            return tok
     _load_plugins()
     if name in _REGISTRY and not _REGISTRY[name].requires_pretrained:
         return create_tokenizer(name)

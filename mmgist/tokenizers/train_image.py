@@ -3,7 +3,8 @@
     mmgist train-tokenizer image --data photos/train --preset f8 --steps 3000 --out tokenizers/image-vq-f8
     torchrun --nproc_per_node 2 -m mmgist.cli train-tokenizer image --data ... (DDP, gloo on CPU)
 
-Random square crops (flipped at random) from every image in the folder, through the shared loop in
+Random square crops (flipped at random; rescaled and colour-augmented with `augment`, see
+`mmgist.datasets.CropAugment`) from every image in the folder, through the shared loop in
 `mmgist.train` (progress bar, checkpoints, resume). The trained tokenizer is saved to `out`
 (config.json + model.safetensors) with `training.json` beside it: data, steps, wall time, final metrics.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..datasets import RandomCrops, image_files
+from ..datasets import CropAugment, RandomCrops, image_files
 from ..storage import write_json_atomic
 from ..train import TrainConfig, TrainResult, fit, init_distributed
 from .image import ImageVQTokenizer
@@ -44,6 +45,7 @@ def train_image_tokenizer(
     checkpoint_dir: str | os.PathLike | None = None,
     progress: bool = True,
     stop_at: int | None = None,
+    augment: CropAugment | None = None,
     **config: Any,
 ) -> ImageTrainResult:
     """Train an `image-vq` tokenizer on the images in `data`; save it to `out` (on rank 0).
@@ -61,7 +63,7 @@ def train_image_tokenizer(
     if torch.cuda.is_available():
         tok = tok.cuda()
     device = next(tok.parameters()).device
-    crops = RandomCrops(data, crop_size, seed=seed)
+    crops = RandomCrops(data, crop_size, seed=seed, augment=augment)
     tcfg = TrainConfig(
         steps=steps, lr=lr, warmup_steps=min(200, steps // 10), seed=seed, checkpoint_every=max(1, min(250, steps // 4))
     )
@@ -72,6 +74,7 @@ def train_image_tokenizer(
         "tokenizer": dataclasses.asdict(tok.config),
         "batch_size": batch_size,
         "crop_size": crop_size,
+        "augment": dataclasses.asdict(crops.augment),
         "processes": world,
     }
     result = fit(
@@ -93,6 +96,7 @@ def train_image_tokenizer(
                     "folder": str(data),
                     "images": [p.name for p in files],
                     "crop_size": crop_size,
+                    "augment": dataclasses.asdict(crops.augment),
                     "batch_size_per_process": batch_size,
                     "processes": world,
                 },

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-slow lint demo bench clean
+.PHONY: install test test-slow lint demo bench clean data image-tokenizers
 
 install: $(STAMP)
 
@@ -26,6 +26,25 @@ test-slow: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+
+# Training data for the shipped tokenizers (not needed by `make test`): Debian's photo packages, then
+# data/photos/{train,heldout} by mmgist.datasets.gather_photos. plasma-workspace-wallpapers is
+# reserved for independent evaluation: never install it here.
+PHOTO_PACKAGES := ukui-wallpapers lomiri-wallpapers lomiri-wallpapers-20.04 gnome-backgrounds mate-backgrounds sway-backgrounds
+APT := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
+
+data: $(STAMP)
+	dpkg -s $(PHOTO_PACKAGES) >/dev/null 2>&1 || { $(APT) update -q && $(APT) install -y -q --no-install-recommends $(PHOTO_PACKAGES); }
+	$(PY) -c "from mmgist.datasets import gather_photos; c = gather_photos('data/photos'); print(len(c.manifest), 'images in', c.train.parent)"
+
+# The recipe of the shipped image tokenizers (both in parallel, one thread each; ~95 min on 2 CPU cores).
+IMAGE_TRAIN := $(PY) -m mmgist.cli train-tokenizer image --data data/photos/train --preset f8 --steps 1700 --lr 8e-4 --augment colour
+
+image-tokenizers: data
+	OMP_NUM_THREADS=1 $(IMAGE_TRAIN) --quantizer vq --out tokenizers/image-vq-f8 & \
+	OMP_NUM_THREADS=1 $(IMAGE_TRAIN) --quantizer plain-vq --out tokenizers/image-vq-f8-plain & wait
+	$(PY) benchmarks/image_tokenizer.py --side-by-side tokenizers/image-vq-f8/heldout.png \
+		--update-card tokenizers/image-vq-f8/README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

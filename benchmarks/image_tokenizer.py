@@ -1,16 +1,19 @@
 """Image tokenizer benchmark on held-out photographs: shipped v2, the plain-VQ baseline, v1, and WebP.
 
     make data                                   # once: installs the photo packages, gathers data/photos
-    python benchmarks/image_tokenizer.py [--tokenizers image-vq-f8-v2 image-vq-f8-plain image-vq-f8]
-                                         [--side-by-side tokenizers/image-vq-f8-v2/heldout.png]
-                                         [--update-card tokenizers/image-vq-f8-v2/README.md]
+    python benchmarks/image_tokenizer.py [--tokenizers image-vq-f8 image-vq-f8-plain image-vq-f8-v1]
+                                         [--side-by-side tokenizers/image-vq-f8/heldout.png]
+                                         [--update-card tokenizers/image-vq-f8/README.md]
 
 Every row is measured in this one run, on the held-out photos of `mmgist.datasets.gather_photos`
 (never trained on). Quality on 256x256 crops (a non-overlapping grid over each photo): PSNR, SSIM,
 mean CIEDE2000, median chroma ratio (reconstruction / original; < 1 is washed out), the grey cast of
 greyscale versions of the crops (mean |R-G|+|G-B|, in 1/255), and the share of error in the outer 8
 pixels' ring relative to the interior (border/inner MSE). Codebook usage and perplexity over all codes
-of the crops, next to the usage a uniform distribution would reach with as many draws. Encode and
+of the crops, next to the usage a uniform distribution would reach with as many draws. "1 vs N
+threads": the share of codes that change when the crops are encoded with 1 CPU thread instead of
+--threads (float rounding differs with the thread count; a code near a tie can flip), and the PSNR
+between the two decodes. Encode and
 decode speed on 16 crops, one batch (best of 3). WebP is encoded per crop at the highest quality whose
 file fits the tokenizer's bits per pixel (log2(K) bits per code).
 """
@@ -28,19 +31,19 @@ import torch
 from timing import best_of
 
 from mmgist import load_tokenizer
-from mmgist.datasets import gather_photos, image_files
+from mmgist.datasets import HELDOUT_PHOTOGRAPHS, gather_photos, image_files
 from mmgist.io import image_to_tensor, load_image, tensor_to_image
 from mmgist.metrics import CodeUsage, chroma_ratio, ciede2000, grey_cast, psnr, ssim
 
 CROP = 256
 BORDER = 8  # the ring whose error is compared with the interior's
 SPEED_CROPS = 16
-DEFAULT_TOKENIZERS = ("image-vq-f8-v2", "image-vq-f8-plain", "image-vq-f8")
+DEFAULT_TOKENIZERS = ("image-vq-f8", "image-vq-f8-plain", "image-vq-f8-v1")
 
 
-def heldout_crops(folder: Path, max_per_photo: int | None = None) -> torch.Tensor:
-    """(N, 3, 256, 256): a non-overlapping grid of crops over every photo in `folder`."""
-    crops = []
+def heldout_crops(folder: Path, max_per_photo: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 3, 256, 256): a non-overlapping grid of crops over every image in `folder`; (N,) True for photographs."""
+    crops, is_photo = [], []
     for path in image_files(folder):
         im = image_to_tensor(load_image(path))
         grid = [
@@ -51,7 +54,8 @@ def heldout_crops(folder: Path, max_per_photo: int | None = None) -> torch.Tenso
         if max_per_photo:  # evenly spaced over the grid
             grid = [grid[round(i * len(grid) / max_per_photo)] for i in range(min(max_per_photo, len(grid)))]
         crops += grid
-    return torch.stack(crops)
+        is_photo += [path.stem in HELDOUT_PHOTOGRAPHS] * len(grid)
+    return torch.stack(crops), torch.tensor(is_photo)
 
 
 def to_grey(x: torch.Tensor) -> torch.Tensor:
@@ -68,35 +72,62 @@ def border_ratio(recon: torch.Tensor, crops: torch.Tensor) -> float:
     return (err[:, ~inner].mean() / err[:, inner].mean()).item()
 
 
-def quality(name: str, recon: torch.Tensor, crops: torch.Tensor, grey_recon: torch.Tensor | None) -> dict:
+def quality(name: str, recon: torch.Tensor, crops: torch.Tensor, grey_recon: torch.Tensor, kinds: torch.Tensor) -> list:
+    """Quality rows of one method: on the photographs, then on the illustrations (`kinds`: True = photograph)."""
+    rows = []
+    for kind, mask in (("photos", kinds), ("illustrations", ~kinds)):
+        if mask.any():
+            rows.append(
+                {**_quality(f"{name} · {kind}", recon[mask], crops[mask], grey_recon[mask]), "crops": int(mask.sum())}
+            )
+    return rows
+
+
+def _quality(name: str, recon: torch.Tensor, crops: torch.Tensor, grey_recon: torch.Tensor) -> dict:
     return {
         "method": name,
         "PSNR dB": psnr(recon, crops).mean().item(),
         "SSIM": ssim(recon, crops).mean().item(),
         "ΔE2000": ciede2000(recon, crops).mean().item(),
         "chroma ratio": chroma_ratio(recon, crops).median().item(),
-        "grey cast /255": grey_cast(grey_recon).mean().item() * 255 if grey_recon is not None else float("nan"),
+        "grey cast /255": grey_cast(grey_recon).mean().item() * 255,
         "border/inner": border_ratio(recon, crops),
     }
 
 
-def measure(name: str, tok, crops: torch.Tensor) -> dict:
+def measure(name: str, tok, crops: torch.Tensor, kinds: torch.Tensor) -> tuple[list[dict], dict]:
+    """(quality rows per kind of image, one row of code statistics and speed)."""
     codes = tok.encode(crops)
-    row = quality(name, tok.decode(codes), crops, tok.decode(tok.encode(to_grey(crops))))
+    rows = quality(name, tok.decode(codes), crops, tok.decode(tok.encode(to_grey(crops))), kinds)
+    changed, agree_db = thread_agreement(tok, crops, codes)
     usage = CodeUsage(tok.codebook_size)
     usage.update(codes)
     draws, K = codes.numel(), tok.codebook_size
     sample = crops[:SPEED_CROPS]
     sample_codes = codes[:SPEED_CROPS]
-    return {
-        **row,
-        "bpp": tok.tokens_per_image(CROP, CROP) * math.log2(K) / CROP**2,
+    bpp = tok.tokens_per_image(CROP, CROP) * math.log2(K) / CROP**2
+    return [{**r, "bpp": bpp} for r in rows], {
+        "method": name,
         "usage": usage.usage,
         "uniform usage": 1 - (1 - 1 / K) ** draws,
         "perplexity": usage.perplexity,
+        "1 vs N threads: codes changed": changed,
+        "decodes agree dB": agree_db,
         "encode img/s": len(sample) / best_of(lambda: tok.encode(sample)),
         "decode img/s": len(sample) / best_of(lambda: tok.decode(sample_codes)),
     }
+
+
+def thread_agreement(tok, crops: torch.Tensor, codes: torch.Tensor) -> tuple[float, float]:
+    """(share of codes that differ when encoded on 1 thread, PSNR in dB between the two decodes)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        single = tok.encode(crops)
+    finally:
+        torch.set_num_threads(threads)
+    changed = (single != codes).float().mean().item()
+    return changed, psnr(tok.decode(single), tok.decode(codes)).mean().item() if changed else float("inf")
 
 
 def webp(x: torch.Tensor, bpp: float) -> torch.Tensor:
@@ -109,31 +140,37 @@ def webp(x: torch.Tensor, bpp: float) -> torch.Tensor:
     while lo <= hi:  # file size grows with quality: binary search for the largest that fits
         q = (lo + hi) // 2
         buf = io.BytesIO()
-        im.save(buf, format="WEBP", quality=q, method=6)
+        im.save(buf, format="WEBP", quality=q, method=4)
         if buf.tell() <= budget:
             best, lo = buf.getvalue(), q + 1
         else:
             hi = q - 1
     if best is None:  # not even quality 0 fits: use it anyway (the row then spends more bits)
         buf = io.BytesIO()
-        im.save(buf, format="WEBP", quality=0, method=6)
+        im.save(buf, format="WEBP", quality=0, method=4)
         best = buf.getvalue()
     return image_to_tensor(Image.open(io.BytesIO(best)))
 
 
-def measure_webp(crops: torch.Tensor, bpp: float) -> dict:
+def measure_webp(crops: torch.Tensor, kinds: torch.Tensor, bpp: float) -> list[dict]:
     recon = torch.stack([webp(c, bpp) for c in crops])
-    grey = to_grey(crops)
-    row = quality(f"WebP at {bpp:.3f} bpp", recon, crops, torch.stack([webp(c, bpp) for c in grey]))
-    return {**row, "bpp": bpp}
+    grey = torch.stack([webp(c, bpp) for c in to_grey(crops)])
+    return [{**r, "bpp": bpp} for r in quality(f"WebP at {bpp:.3f} bpp", recon, crops, grey, kinds)]
 
 
-def table(rows: list[dict]) -> str:
+QUALITY = ("method", "crops", "bpp", "PSNR dB", "SSIM", "ΔE2000", "chroma ratio", "grey cast /255", "border/inner")
+CODES = ("method", "usage", "uniform usage", "perplexity", "1 vs N threads: codes changed", "decodes agree dB",
+         "encode img/s", "decode img/s")  # fmt: skip
+
+
+def table(rows: list[dict], columns: tuple[str, ...] | None = None) -> str:
     fmt = {"PSNR dB": "{:.2f}", "SSIM": "{:.4f}", "ΔE2000": "{:.2f}", "chroma ratio": "{:.3f}",
            "grey cast /255": "{:.2f}", "border/inner": "{:.2f}", "bpp": "{:.3f}", "usage": "{:.3f}",
-           "uniform usage": "{:.3f}", "perplexity": "{:.0f}", "encode img/s": "{:.1f}",
+           "uniform usage": "{:.3f}", "perplexity": "{:.0f}", "1 vs N threads: codes changed": "{:.4f}",
+           "decodes agree dB": "{:.1f}", "encode img/s": "{:.1f}",
            "decode img/s": "{:.1f}", "s/step": "{:.2f}"}  # fmt: skip
-    cols = list(dict.fromkeys(c for r in rows for c in r))
+    cols = list(columns or dict.fromkeys(c for r in rows for c in r))
+    rows = [r for r in rows if any(c in r for c in cols[1:])]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         cells = [fmt.get(c, "{}").format(r[c]) if c in r else "" for c in cols]
@@ -161,33 +198,37 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tokenizers", nargs="+", default=list(DEFAULT_TOKENIZERS), help="zoo names or folders")
     ap.add_argument("--photos", default="data/photos", help="where gather_photos writes (or wrote) the photos")
     ap.add_argument("--heldout", help="a folder of held-out photos instead of the gathered ones")
-    ap.add_argument("--max-per-photo", type=int, help="at most this many crops per photo (quicker)")
+    ap.add_argument("--max-per-photo", type=int, default=4, help="at most this many crops per image (0: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--side-by-side", help="write a PNG of 4 held-out crops: original | each tokenizer")
     ap.add_argument("--update-card", help="rewrite the measured table between the markers in this README")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     folder = Path(args.heldout) if args.heldout else gather_photos(args.photos).heldout
-    crops = heldout_crops(folder, args.max_per_photo)
-    rows, toks = [], []
+    crops, kinds = heldout_crops(folder, args.max_per_photo)
+    rows, code_rows, toks = [], [], []
     for where in args.tokenizers:
         tok = load_tokenizer(where).eval()
         toks.append(tok)
-        rows.append(measure(Path(str(where)).name, tok, crops))
-    rows.append(measure_webp(crops, rows[0]["bpp"]))
+        quality_rows, code_row = measure(Path(str(where)).name, tok, crops, kinds)
+        rows += quality_rows
+        code_rows.append(code_row)
+    rows += measure_webp(crops, kinds, rows[0]["bpp"])
     names = ", ".join(p.stem for p in image_files(folder))
     out = (
         f"held-out: {len(image_files(folder))} photos ({names}); {len(crops)} crops of {CROP}x{CROP}; "
-        f"{args.threads} CPU threads\n\n{table(rows)}"
+        f"{args.threads} CPU threads\n\n{table(rows, QUALITY)}\n\n{table(code_rows, CODES)}"
     )
-    if len(rows) > 2 and "plain" in rows[1]["method"]:
-        out += f"\n\nPSNR gain of {rows[0]['method']} over the plain-VQ baseline: "
-        out += f"{rows[0]['PSNR dB'] - rows[1]['PSNR dB']:+.2f} dB"
+    photos = [r for r in rows if r["method"].endswith("· photos")]
+    if len(args.tokenizers) > 1 and "plain" in photos[1]["method"]:
+        out += f"\n\nPSNR gain of {args.tokenizers[0]} over the plain-VQ baseline on the photographs: "
+        out += f"{photos[0]['PSNR dB'] - photos[1]['PSNR dB']:+.2f} dB"
     print(out)
     if args.side_by_side:
-        picks = torch.linspace(0, len(crops) - 1, 4).round().long()
+        photo_idx = kinds.nonzero()[:, 0]  # four photographs, spread over the held-out set
+        picks = photo_idx[torch.linspace(0, len(photo_idx) - 1, 4).round().long()]
         side_by_side(toks, crops[picks], Path(args.side_by_side))
-        print(f"wrote {args.side_by_side}: original | {' | '.join(rows[i]['method'] for i in range(len(toks)))}")
+        print(f"wrote {args.side_by_side}: original | {' | '.join(args.tokenizers)}")
     if args.update_card:
         update_card(Path(args.update_card), out)
         print(f"updated {args.update_card}")

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--photos", default="data/photos")
     ap.add_argument("--out", default="runs/sweep")
-    ap.add_argument("--max-per-photo", type=int, default=2)
+    ap.add_argument("--max-per-photo", type=int, default=4)
     args = ap.parse_args(argv)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     photos = gather_photos(args.photos)
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                 running.append(proc)
         time.sleep(5)
     torch.set_num_threads(2)
-    crops = heldout_crops(photos.heldout, args.max_per_photo)
+    crops, kinds = heldout_crops(photos.heldout, args.max_per_photo)
+    crops = crops[kinds]  # the photographs only
     rows = []
     for name in args.variants:
         folder = Path(args.out) / slug(name)
@@ -80,12 +81,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: training failed, see {folder}.log", file=sys.stderr)
             continue
         info = json.loads((folder / "training.json").read_text())
-        row = measure(name, load_tokenizer(folder), crops)
-        keep = ("PSNR dB", "SSIM", "ΔE2000", "chroma ratio", "grey cast /255", "usage", "perplexity")
-        rows.append(
-            {"variant": name, **{k: row[k] for k in keep}, "s/step": info["wall_seconds_this_run"] / args.steps}
+        (quality_row,), code_row = measure(
+            name, load_tokenizer(folder), crops, torch.ones(len(crops), dtype=torch.bool)
         )
-    print(f"{args.steps} steps each, 1 CPU thread per run; {len(crops)} held-out crops of 256x256\n")
+        keep = ("PSNR dB", "SSIM", "ΔE2000", "chroma ratio", "grey cast /255")
+        rows.append(
+            {
+                "variant": name,
+                **{k: quality_row[k] for k in keep},
+                **{k: code_row[k] for k in ("usage", "perplexity")},
+                "s/step": info["wall_seconds_this_run"] / args.steps,
+            }
+        )
+    print(f"{args.steps} steps each, 1 CPU thread per run; {len(crops)} crops of 256x256 of held-out photographs\n")
     print(table(rows))
     return 0
 

@@ -9,13 +9,13 @@ Every row is measured in this one run, on the held-out photos of `mmgist.dataset
 (never trained on). Quality on 256x256 crops (a non-overlapping grid over each photo): PSNR, SSIM,
 mean CIEDE2000, median chroma ratio (reconstruction / original; < 1 is washed out), the grey cast of
 greyscale versions of the crops (mean |R-G|+|G-B|, in 1/255), and the share of error in the outer 8
-pixels' ring relative to the interior (border/inner MSE). Codebook usage and perplexity over all codes
-of the crops, next to the usage a uniform distribution would reach with as many draws. "1 vs N
+pixels' ring relative to the interior (border/inner MSE). Codebook usage and perplexity over all
+codes of the crops, next to the usage a uniform distribution would reach with as many draws. "1 vs N
 threads": the share of codes that change when the crops are encoded with 1 CPU thread instead of
 --threads (float rounding differs with the thread count; a code near a tie can flip), and the PSNR
-between the two decodes. Encode and
-decode speed on 16 crops, one batch (best of 3). WebP is encoded per crop at the highest quality whose
-file fits the tokenizer's bits per pixel (log2(K) bits per code).
+between the two decodes. Encode and decode speed on 16 crops as one batch (best of 3), and encoding
+the same crops one at a time. WebP is encoded per crop at the highest quality whose file fits the
+tokenizer's bits per pixel (log2(K) bits per code).
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ def measure(name: str, tok, crops: torch.Tensor, kinds: torch.Tensor) -> tuple[l
         "1 vs N threads: codes changed": changed,
         "decodes agree dB": agree_db,
         "encode img/s": len(sample) / best_of(lambda: tok.encode(sample)),
+        "encode img/s, one at a time": len(sample) / best_of(lambda: [tok.encode(c) for c in sample]),
         "decode img/s": len(sample) / best_of(lambda: tok.decode(sample_codes)),
     }
 
@@ -160,14 +161,14 @@ def measure_webp(crops: torch.Tensor, kinds: torch.Tensor, bpp: float) -> list[d
 
 QUALITY = ("method", "crops", "bpp", "PSNR dB", "SSIM", "ΔE2000", "chroma ratio", "grey cast /255", "border/inner")
 CODES = ("method", "usage", "uniform usage", "perplexity", "1 vs N threads: codes changed", "decodes agree dB",
-         "encode img/s", "decode img/s")  # fmt: skip
+         "encode img/s", "encode img/s, one at a time", "decode img/s")  # fmt: skip
 
 
 def table(rows: list[dict], columns: tuple[str, ...] | None = None) -> str:
     fmt = {"PSNR dB": "{:.2f}", "SSIM": "{:.4f}", "ΔE2000": "{:.2f}", "chroma ratio": "{:.3f}",
            "grey cast /255": "{:.2f}", "border/inner": "{:.2f}", "bpp": "{:.3f}", "usage": "{:.3f}",
            "uniform usage": "{:.3f}", "perplexity": "{:.0f}", "1 vs N threads: codes changed": "{:.4f}",
-           "decodes agree dB": "{:.1f}", "encode img/s": "{:.1f}",
+           "decodes agree dB": "{:.1f}", "encode img/s": "{:.1f}", "encode img/s, one at a time": "{:.1f}",
            "decode img/s": "{:.1f}", "s/step": "{:.2f}"}  # fmt: skip
     cols = list(columns or dict.fromkeys(c for r in rows for c in r))
     rows = [r for r in rows if any(c in r for c in cols[1:])]

@@ -33,6 +33,8 @@ VARIANTS: dict[str, list[str]] = {
     "wider 64-128-192-256": ["--channels", "64,128,192,256"],
     "crop 96, batch 8": ["--crop-size", "96", "--batch-size", "8"],
     "plain VQ": ["--quantizer", "plain-vq"],
+    "FSQ 8-8-8-8": ["--quantizer", "fsq"],
+    "no augmentation": ["--augment", "none"],
 }
 
 
@@ -44,8 +46,24 @@ def train(name: str, args: argparse.Namespace, train_dir: Path) -> subprocess.Po
     out = Path(args.out) / slug(name)
     if (out / "config.json").is_file():
         return None
-    cmd = [sys.executable, "-m", "mmgist.cli", "train-tokenizer", "image", "--data", str(train_dir),
-           "--steps", str(args.steps), "--lr", str(args.lr), "--out", str(out), *VARIANTS[name]]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "mmgist.cli",
+        "train-tokenizer",
+        "image",
+        "--data",
+        str(train_dir),
+        "--steps",
+        str(args.steps),
+        "--lr",
+        str(args.lr),
+        "--out",
+        str(out),
+        "--crop-size",
+        str(args.crop_size),
+        *VARIANTS[name],
+    ]  # fmt: skip  (a variant's own --crop-size comes later and wins)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log = open(Path(args.out) / f"{slug(name)}.log", "w")  # noqa: SIM115 (closed with the process)
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -57,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--crop-size", type=int, default=64, help="crop size of every variant but the crop variant")
     ap.add_argument("--photos", default="data/photos")
     ap.add_argument("--out", default="runs/sweep")
     ap.add_argument("--max-per-photo", type=int, default=4)

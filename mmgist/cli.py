@@ -110,6 +110,7 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
         lr=args.lr,
         seed=args.seed,
         augment=augment,
+        init=args.init,
         **extra,
     )
     if result.train.history:
@@ -214,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="crop augmentation: rescaling + hue/saturation/brightness/grey (colour), rescaling only, or none",
     )
     p.add_argument("--loss", choices=["v2", "mse"], default="v2", help="v2: L1 + local colour + edges; mse: v1's")
+    p.add_argument("--init", help="start from this trained tokenizer's weights (zoo name or folder)")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=16, help="per process")
     p.add_argument("--crop-size", type=int, default=64)

@@ -46,11 +46,14 @@ def train_image_tokenizer(
     progress: bool = True,
     stop_at: int | None = None,
     augment: CropAugment | None = None,
+    init: str | os.PathLike | None = None,
     **config: Any,
 ) -> ImageTrainResult:
     """Train an `image-vq` tokenizer on the images in `data`; save it to `out` (on rank 0).
 
-    `config` overrides fields of ImageVQConfig (quantizer="fsq", codebook_size=8192, ...).
+    `config` overrides fields of ImageVQConfig (quantizer="fsq", codebook_size=8192, ...). `init`
+    (a zoo name or folder) starts from a trained tokenizer's weights: every tensor whose name and
+    shape match is copied (the encoder and decoder always; the codebook when the quantizer is the same).
     Checkpoints go to `checkpoint_dir` (default: out/../.<name>-run) so `out` only ever holds a
     finished tokenizer; rerunning the same call after a kill resumes.
     """
@@ -60,6 +63,7 @@ def train_image_tokenizer(
     files = image_files(data)
     torch.manual_seed(seed)  # identical initial weights on every rank
     tok = create_tokenizer("image-vq", preset=preset, **config)
+    copied = _init_from(tok, init) if init is not None else []
     if torch.cuda.is_available():
         tok = tok.cuda()
     device = next(tok.parameters()).device
@@ -76,6 +80,7 @@ def train_image_tokenizer(
         "crop_size": crop_size,
         "augment": dataclasses.asdict(crops.augment),
         "processes": world,
+        "init": {"from": str(init), "tensors_copied": len(copied)} if init is not None else None,
     }
     result = fit(
         tok,
@@ -105,9 +110,25 @@ def train_image_tokenizer(
                 "seed": seed,
                 "wall_seconds_this_run": round(time.perf_counter() - t0, 1),
                 "resumed_from": result.resumed_from,
+                "init": run["init"],
                 "final": result.history[-1] if result.history else {},
                 "device": str(device),
                 "torch_threads": torch.get_num_threads(),
             },
         )
     return ImageTrainResult(tok, result, out)
+
+
+def _init_from(tok: ImageVQTokenizer, source: str | os.PathLike) -> list[str]:
+    """Copy every tensor of a trained tokenizer whose name and shape match into `tok`; returns their names."""
+    from .registry import load_tokenizer
+
+    source_tok = load_tokenizer(source)
+    trained, own = source_tok.state_dict(), tok.state_dict()
+    same = {k: v for k, v in trained.items() if k in own and own[k].shape == v.shape}
+    if getattr(source_tok.config, "quantizer", None) != tok.config.quantizer:  # a codebook of another kind:
+        same = {k: v for k, v in same.items() if not k.startswith("quantizer.")}  # start it afresh (k-means init)
+    if not any(k.startswith(("encoder.", "decoder.")) for k in same):
+        raise ValueError(f"init {str(source)!r} shares no encoder or decoder weights with this tokenizer's config")
+    tok.load_state_dict(same, strict=False)
+    return sorted(same)

@@ -210,3 +210,20 @@ def test_the_loss_uses_the_configured_weights():
     mse_only = tiny(l1_weight=0.0, colour_weight=0.0, edge_weight=0.0, mse_weight=1.0).train()
     out = mse_only(x)
     assert out.loss.item() == pytest.approx(out.metrics["mse"] + out.metrics["commit"], rel=1e-5)
+
+
+def test_init_copies_encoder_and_decoder_and_the_codebook_only_of_the_same_kind(tmp_path):
+    from mmgist.tokenizers.train_image import _init_from
+
+    trained = tiny().train()
+    trained(torch.rand(4, 3, 8, 8))  # k-means init
+    trained.eval().save_pretrained(tmp_path / "t")
+    same = create_tokenizer("image-vq", preset="tiny")
+    _init_from(same, tmp_path / "t")
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in same.state_dict().items())
+    other = create_tokenizer("image-vq", preset="tiny", quantizer="plain-vq")
+    copied = _init_from(other, tmp_path / "t")
+    assert copied and not any(k.startswith("quantizer.") for k in copied)
+    assert torch.equal(other.encoder.net[0].weight, trained.encoder.net[0].weight)
+    with pytest.raises(ValueError, match="shares no encoder or decoder"):
+        _init_from(create_tokenizer("image-vq", preset="f8"), tmp_path / "t")

@@ -85,11 +85,10 @@ def _training_output(args: argparse.Namespace, marker: str, what: str) -> Path:
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> None:
+    from .datasets import CropAugment
     from .tokenizers.train_image import train_image_tokenizer
 
     out = _training_output(args, "config.json", "a tokenizer")
-    from .datasets import CropAugment
-
     extra = {"quantizer": args.quantizer} if args.quantizer else {}
     if args.codebook_size:
         extra["codebook_size"] = args.codebook_size

@@ -137,13 +137,20 @@ def gather_photos(
     the files already written. Raises if nothing at all is found.
     """
     out = Path(out)
+    hashes: dict[Path, str] = {}  # each source file is read and hashed once
+
+    def sha(path: Path) -> str:
+        if path not in hashes:
+            hashes[path] = _sha256(path)
+        return hashes[path]
+
     groups: dict[str, list[tuple[str, Path]]] = {}
     for package in packages:
         for path in _package_files(package):
             groups.setdefault(_group_key(path), []).append((package, path))
     rows = []
     for key, members in sorted(groups.items()):
-        first_sha = _sha256(min(members, key=lambda m: m[1].name)[1])
+        first_sha = sha(min(members, key=lambda m: m[1].name)[1])
         split = "heldout" if int(first_sha, 16) % HELDOUT_EVERY == 0 else "train"
         by_variant: dict[str, tuple[str, Path]] = {}
         for package, path in members:  # sizes of one variant: keep the largest file
@@ -174,7 +181,7 @@ def gather_photos(
                 continue
             save_image(im, target)
         size = load_image(target).size
-        kept.append({**row, "sha256": _sha256(source), "size": list(size)})
+        kept.append({**row, "sha256": sha(source), "size": list(size)})
     write_json_atomic(out / "manifest.json", {"images": kept, "heldout_every": HELDOUT_EVERY, "max_side": max_side})
     return PhotoCollection(out / "train", out / "heldout", kept)
 

@@ -211,7 +211,12 @@ def test_teacher_and_student_paths_agree_when_the_head_is_the_whole_prefix(setup
     prefix = vocab.encode(PREFIX, add_bos=True)
     ids, real, counted = pad([[5, 6, 7, 8, 9], [10, 11], [12, 0, 14]], starts=[2, 0, 1])  # ragged, a 0 inside
     assert counted.sum() == 3 + 2 + 2 and torch.equal(real.sum(1), torch.tensor([5, 2, 3]))
-    teacher = teacher_logprobs(model, prefix, ids, real)
+    teacher = teacher_logprobs(model, prefix, ids, real).logp  # dense (n, T, V)
     with torch.no_grad():
         student = student_logprobs(model, head_embeddings(model, vocab, prefix=prefix), ids, real)
     assert torch.allclose(teacher[real], student[real], atol=1e-4)  # right padding never leaks into real positions
+    top = teacher_logprobs(model, prefix, ids, real, top_k=8)  # the kept form: the same numbers, fewer of them
+    assert top.logp.shape == (3, 5, 8) and torch.allclose(top.logp, teacher.gather(-1, top.ids), atol=1e-5)
+    assert torch.allclose(top.logp, teacher.topk(8, -1).values, atol=1e-5)
+    outside = teacher.scatter(-1, top.ids, float("-inf")).logsumexp(-1)
+    assert torch.allclose(top.rest, outside, atol=1e-5)

@@ -6,8 +6,8 @@ from conftest import make_vocab
 
 from mmgist import Prompt, Question
 from mmgist.gist import GistConfig, distill_gist
-from mmgist.gist.data import Continuations, pad, split
-from mmgist.gist.report import greedy
+from mmgist.gist.data import Continuations, Teacher, keep_top_k, pad, split
+from mmgist.gist.report import greedy, kl_per_position
 from mmgist.lm import build_lm
 from mmgist.scoring import head_embeddings
 
@@ -21,12 +21,37 @@ def setup():
     return build_lm(vocab, preset="tiny").eval(), vocab
 
 
+@pytest.mark.parametrize("support", [1, 5, 12])
+def test_top_k_kl_equals_the_dense_kl_when_k_covers_the_teachers_support(support):
+    g = torch.Generator().manual_seed(support)
+    logits = torch.randn(3, 7, 40, generator=g) * 3
+    ranks = torch.rand(3, 7, 40, generator=g).argsort(-1)
+    dense = logits.masked_fill(ranks >= support, float("-inf")).log_softmax(-1)  # `support` ids per position
+    student = torch.randn(3, 7, 40, generator=g).log_softmax(-1).requires_grad_(True)
+    reference = kl_per_position(Teacher(dense), student)
+    (grad_dense,) = torch.autograd.grad(reference.sum(), student)
+    for k in (support, 12, 40):  # k = support, more, all
+        teacher = keep_top_k(dense, k)
+        assert teacher.ids.shape == (3, 7, k) and torch.equal(teacher.top1(), Teacher(dense).top1())
+        assert torch.isneginf(teacher.rest).all()  # no mass outside the kept ids
+        approx = kl_per_position(teacher, student)
+        assert torch.allclose(approx, reference, atol=1e-5)
+        (grad,) = torch.autograd.grad(approx.sum(), student)
+        assert torch.allclose(grad, grad_dense, atol=1e-5)
+    # a full-support teacher: k ids plus the rest bucket is a coarser view, never a larger KL
+    full = logits.log_softmax(-1)
+    for k in (1, 4, 39):
+        teacher = keep_top_k(full, k)
+        assert torch.allclose(teacher.logp.exp().sum(-1) + teacher.rest.exp(), torch.ones(3, 7), atol=1e-5)
+        assert (kl_per_position(teacher, student) <= kl_per_position(Teacher(full), student) + 1e-6).all()
+
+
 def test_split_drops_heldout_positions_whose_context_was_trained_on():
     # two queries ([1, 2] and [3]) with continuations that share their starts
     rows = [[1, 2, 7, 8], [1, 2, 7, 9], [1, 2, 5], [3, 7, 8], [3, 7, 8, 1], [3, 6, 6, 6], [1, 2, 7, 8, 4], [3, 5, 9]]
     starts = [2, 2, 2, 1, 1, 1, 2, 1]
     ids, real, mask = pad(rows, starts)
-    data = Continuations(ids, real, mask, torch.zeros(len(rows), ids.shape[1], 4))
+    data = Continuations(ids, real, mask, Teacher(torch.zeros(len(rows), ids.shape[1], 4)))
     for seed in range(5):
         train, held, unseen, dropped = split(data, 0.5, seed)
         assert unseen is None

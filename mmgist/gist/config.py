@@ -24,6 +24,8 @@ class GistConfig:
     continuation_length: int = 24  # tokens per sampled continuation
     heldout_fraction: float = 0.25  # share of the served continuation rows kept for the report, never trained on
     temperature: float = 1.0  # teacher sampling temperature
+    teacher_top_k: int | None = 32  # teacher log-probs kept per position (Cartridges keeps 20), plus the rest mass;
+    # None keeps all V (dense: small vocabularies, and the reference in tests). Dense costs n x T x V floats
     early_stopping: float | None = 0.95  # stop once the training gap closed reaches this (None: run all steps)
     eval_every: int = 25  # steps between early-stopping checks
     seed: int = 0
@@ -42,5 +44,7 @@ class GistConfig:
             raise ValueError(f"GistConfig.heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
         if self.lr <= 0 or self.temperature <= 0:
             raise ValueError(f"GistConfig.lr and temperature must be positive, got {self.lr}, {self.temperature}")
+        if self.teacher_top_k is not None and (not isinstance(self.teacher_top_k, int) or self.teacher_top_k < 1):
+            raise ValueError(f"GistConfig.teacher_top_k must be a positive int or None, got {self.teacher_top_k!r}")
         if self.early_stopping is not None and not 0 < self.early_stopping <= 1:
             raise ValueError(f"GistConfig.early_stopping must be in (0, 1] or None, got {self.early_stopping}")

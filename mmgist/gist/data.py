@@ -23,11 +23,46 @@ from .config import GistConfig
 
 
 @dataclass
+class Teacher:
+    """The teacher's next-token distribution at each position, dense or as its top K and the rest.
+
+    dense (ids None)   logp (n, T, V): every id's log-prob
+    top-K              logp (n, T, K) sorted high to low, ids (n, T, K) their ids, rest (n, T) the log of
+                       1 - sum(exp(logp)) (-inf where the K ids hold all the mass)
+    """
+
+    logp: torch.Tensor
+    ids: torch.Tensor | None = None
+    rest: torch.Tensor | None = None
+
+    def __getitem__(self, rows: torch.Tensor) -> Teacher:
+        pick = lambda t: None if t is None else t[rows]  # noqa: E731
+        return Teacher(self.logp[rows], pick(self.ids), pick(self.rest))
+
+    def to(self, device: Any) -> Teacher:
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Teacher(self.logp.to(device), move(self.ids), move(self.rest))
+
+    def top1(self) -> torch.Tensor:
+        """(n, T) the teacher's most likely id at each position."""
+        return self.logp.argmax(-1) if self.ids is None else self.ids[..., 0]
+
+
+def keep_top_k(logp: torch.Tensor, k: int | None) -> Teacher:
+    """(..., V) log-probs -> their `Teacher` form: the top k (None: dense, kept whole)."""
+    if k is None:
+        return Teacher(logp)
+    top, ids = logp.topk(min(k, logp.shape[-1]), dim=-1)  # (..., k) sorted high to low
+    rest = logp.scatter(-1, ids, float("-inf")).logsumexp(-1)  # (...) log of the mass outside the top k
+    return Teacher(top, ids, rest)
+
+
+@dataclass
 class Continuations:
     ids: torch.Tensor  # (n, T) query then continuation, right-padded with 0
     real: torch.Tensor  # (n, T) bool: True on real tokens (the attention mask)
     mask: torch.Tensor  # (n, T) bool: True on the positions that count (sampled continuation tokens)
-    teacher: torch.Tensor  # (n, T, V) teacher log-probs of each position's token given the prefix and the tokens before
+    teacher: Teacher  # log-probs of each position's token given the prefix and the tokens before
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -81,22 +116,29 @@ def pad(rows: list[list[int]], starts: list[int] | None = None) -> tuple[torch.T
 
 
 @torch.no_grad()
-def teacher_logprobs(model: Any, prefix: list[int], ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """(n, T, V) on the CPU: log P(ids[:, t] | prefix, ids[:, :t]) with the prefix's KV cache computed once."""
+def teacher_logprobs(
+    model: Any, prefix: list[int], ids: torch.Tensor, real: torch.Tensor, top_k: int | None = None
+) -> Teacher:
+    """log P(ids[:, t] | prefix, ids[:, :t]) on the CPU, with the prefix's KV cache computed once: (n, T, V)
+    dense (top_k None), else the top `top_k` per position and the rest. Rows go through the model in
+    chunks of at most 16 and about 2**26 logits, and only the kept form leaves the chunk."""
     from ..lm import cache_kwargs, output_cache
 
     device = model.get_input_embeddings().weight.device
     out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
     first, cache = out.logits[:, -1:].float(), output_cache(out)  # (1, 1, V): predicts ids[:, 0]
+    rows = max(1, min(16, 2**26 // (ids.shape[1] * first.shape[-1])))
     chunks = []
-    for start in range(0, len(ids), 16):
-        part, preal = ids[start : start + 16], real[start : start + 16]
+    for start in range(0, len(ids), rows):
+        part, preal = ids[start : start + rows], real[start : start + rows]
         c = copy.deepcopy(cache)
         c.batch_repeat_interleave(len(part))
         attn = torch.cat([torch.ones(len(part), len(prefix), dtype=torch.long), preal.long()], 1).to(device)
         logits = model(input_ids=part.to(device), attention_mask=attn, **cache_kwargs(model, c)).logits.float()
-        chunks.append(torch.cat([first.expand(len(part), -1, -1), logits[:, :-1]], 1).log_softmax(-1).cpu())
-    return torch.cat(chunks)
+        logp = torch.cat([first.expand(len(part), -1, -1), logits[:, :-1]], 1).log_softmax(-1)  # (rows, T, V)
+        chunks.append(keep_top_k(logp, top_k).to("cpu"))
+    cat = lambda ts: None if ts[0] is None else torch.cat(ts)  # noqa: E731
+    return Teacher(torch.cat([c.logp for c in chunks]), cat([c.ids for c in chunks]), cat([c.rest for c in chunks]))
 
 
 def split(

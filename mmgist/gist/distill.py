@@ -6,7 +6,8 @@
    each given query, or straight after the prefix; split into train and held-out rows, and held-out
    positions whose context also occurs in a training row are left out of the report.
 2. Teacher: the prefix runs once (its KV cache is reused for every continuation) and the teacher's
-   next-token log-probs on every continuation are computed once and kept.
+   next-token log-probs on every continuation are computed once and kept: the top `teacher_top_k`
+   per position and the mass left over (the KL runs over those ids plus one rest bucket), or dense.
 3. Student: `<|bos|> g_1..g_k query continuation`; the loss is the forward KL(teacher || student) over
    the continuation positions, and only g is trained (Adam, on an fp32 copy whatever the model's
    dtype). The model's parameters are frozen while it runs and restored to their requires_grad flags
@@ -112,7 +113,7 @@ def distill_gist(
         unseen_rows = data.sample(model, vocab, prefix_ids, heldout_ids, config, seed=1) if heldout_ids else []
         starts = [len(q) for q in (query_ids or [[]]) + heldout_ids for _ in range(config.num_continuations)]
         ids, real, mask = data.pad(rows + unseen_rows, starts)
-        teacher = data.teacher_logprobs(model, prefix_ids, ids, real)
+        teacher = data.teacher_logprobs(model, prefix_ids, ids, real, config.teacher_top_k)
         everything = data.Continuations(ids, real, mask, teacher)
         train, held, unseen_part, dropped = data.split(
             everything, config.heldout_fraction, config.seed, unseen=len(unseen_rows)
@@ -120,7 +121,6 @@ def distill_gist(
         # what is measured: served rows held out (unseen contexts only), rows after held-out queries
         parts = {"heldout": held, "unseen_queries": unseen_part}
         parts = {name: part for name, part in parts.items() if part is not None and part.mask.any()}
-        device = model.get_input_embeddings().weight.device
         bos = head_embeddings(model, vocab).detach()  # (1, d) <|bos|> as the embedding module outputs it
         init = _init(model, vocab, prefix_ids, config)  # (k, d) fp32
         gist = torch.nn.Parameter(init.clone())  # fp32 master copy; cast to the model's dtype in the forward
@@ -135,7 +135,7 @@ def distill_gist(
         for step in range(config.steps):
             batch = train.subset(torch.randint(0, len(train), (config.batch_size,), generator=g))
             student = report.student_logprobs(model, head(gist), batch.ids, batch.real)
-            loss = report.kl(batch.teacher.to(device), student, batch.mask.to(device))
+            loss = report.kl(batch.teacher, student, batch.mask)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ..scoring import Question, option_logprobs, to_ids
-from .data import Continuations
+from .data import Continuations, Teacher
 
 
 def student_logprobs(model: Any, head: torch.Tensor, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -29,14 +29,26 @@ def student_logprobs(model: Any, head: torch.Tensor, ids: torch.Tensor, real: to
     return logits[:, head.shape[0] - 1 : -1].log_softmax(-1)  # position h - 1 predicts ids[:, 0]
 
 
-def kl_per_position(teacher: torch.Tensor, student: torch.Tensor) -> torch.Tensor:
-    """(n, T) KL(teacher || student) at each position; both (n, T, V) log-probs on one device."""
-    return (teacher.exp() * (teacher - student)).sum(-1)
+def kl_per_position(teacher: Teacher, student: torch.Tensor) -> torch.Tensor:
+    """(n, T) KL(teacher || student) at each position; `student` (n, T, V) log-probs, `teacher` on any device.
+
+    Dense: sum over every id. Top-K: sum over the K kept ids plus one rest bucket (the teacher's mass
+    outside them against the student's), which is the dense KL when the K ids hold all the teacher's mass."""
+    teacher = teacher.to(student.device)
+
+    def terms(p_log: torch.Tensor, q_log: torch.Tensor) -> torch.Tensor:  # p log(p / q), 0 where p = 0
+        return torch.where(p_log > float("-inf"), p_log.exp() * (p_log - q_log), 0.0)
+
+    if teacher.ids is None:
+        return terms(teacher.logp, student).sum(-1)
+    kept = terms(teacher.logp, student.gather(-1, teacher.ids)).sum(-1)  # (n, T)
+    student_rest = student.scatter(-1, teacher.ids, float("-inf")).logsumexp(-1)  # (n, T)
+    return kept + terms(teacher.rest, student_rest)
 
 
-def kl(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def kl(teacher: Teacher, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over the masked positions of KL(teacher || student): the training loss."""
-    return kl_per_position(teacher, student)[mask].mean()
+    return kl_per_position(teacher, student)[mask.to(student.device)].mean()
 
 
 @torch.no_grad()
@@ -47,7 +59,7 @@ def fidelity(model: Any, head: torch.Tensor, data: Continuations) -> dict[str, f
         part = data.subset(torch.arange(s, min(s + 16, len(data))))
         student = student_logprobs(model, head, part.ids, part.real).cpu()
         total += kl_per_position(part.teacher, student)[part.mask].sum().item()
-        agree += (student.argmax(-1) == part.teacher.argmax(-1))[part.mask].sum().item()
+        agree += (student.argmax(-1) == part.teacher.top1())[part.mask].sum().item()
     n = int(data.mask.sum())
     return {"kl": total / n, "agreement": agree / n}
 

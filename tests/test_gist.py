@@ -8,8 +8,7 @@ from mmgist.gist import GistConfig, GistPrefix, distill_gist
 from mmgist.lm import build_lm, cache_kwargs
 
 PREFIX = Prompt(["The secret word is zebra. ", torch.rand(3, 16, 16), " Always answer with the secret word."])
-FAST = dict(num_gist_tokens=2, steps=60, lr=3e-2, num_continuations=16, continuation_length=8, eval_every=20,
-            early_stopping=None)  # fmt: skip
+FAST = dict(num_gist_tokens=2, steps=60, lr=3e-2, num_continuations=16, continuation_length=8, eval_every=20)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +46,37 @@ def test_loss_falls_and_gist_beats_its_baselines(setup):
     assert rows["no_prefix"]["gap_closed"] == 0.0
     assert gist.k == 2 and gist.embeddings.shape == (2, 32)
     assert gist.report["heldout_continuations"] == 4 and gist.report["train_continuations"] == 12
+    # stopping="fixed": every step run, the last one returned, no validation rows
+    assert [h["step"] for h in history] == [0, 20, 40, 60] and gist.report["best_step"] == gist.report["steps"] == 60
+    assert gist.report["validation_continuations"] == 0 and all("validation_kl" not in h for h in history)
+
+
+def test_validation_stopping_returns_the_gist_of_the_best_validation_step(setup):
+    _, vocab, _, _ = setup
+    torch.manual_seed(0)
+    model = build_lm(vocab, preset="tiny", initializer_range=0.5).eval()  # the prefix matters: a curve with a dip
+    photo = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))  # whatever ran before
+    prefix = Prompt(["The secret word is zebra. ", photo, " Always answer with the secret word."])
+    config = {**FAST, "steps": 40, "lr": 0.3, "eval_every": 5, "stopping": "validation", "validation_fraction": 0.25}
+    gist = distill_gist(model, vocab, prefix, GistConfig(**config))
+    r = gist.report
+    curve = {h["step"]: h["validation_kl"] for h in r["history"]}
+    assert list(curve) == list(range(0, 41, 5)) and r["steps"] == 40
+    assert r["best_step"] == min(curve, key=curve.get) and 0 < r["best_step"] < 40  # not simply the last step
+    assert r["validation_continuations"] == 4 and r["train_continuations"] == 8 and r["heldout_continuations"] == 4
+    assert all({"train_kl", "validation_kl", "heldout_kl"} <= set(h) for h in r["history"])
+    # the same run stopped at the best step (same data, same batches) ends with exactly the returned gist
+    replay = distill_gist(model, vocab, prefix, GistConfig(**{**config, "steps": r["best_step"]}))
+    assert torch.equal(replay.embeddings, gist.embeddings)
+    assert replay.report["history"][-1]["validation_kl"] == curve[r["best_step"]]
+
+
+def test_the_old_early_stopping_rule_is_refused_by_name():
+    assert GistConfig(early_stopping=None).stopping == "fixed"  # what older callers pass to switch it off
+    with pytest.raises(ValueError, match=r"early_stopping=0.95 .* use stopping='validation'"):
+        GistConfig(early_stopping=0.95)
+    with pytest.raises(ValueError, match=r"stopping must be one of \['fixed', 'validation'\], got 'gap'"):
+        GistConfig(stopping="gap")
 
 
 @pytest.mark.parametrize("batch", [1, 3])
@@ -66,6 +96,10 @@ def test_save_load_and_refusals(setup, tmp_path):
     gist.save(tmp_path / "g.safetensors")
     loaded = GistPrefix.load(tmp_path / "g.safetensors", model=model, vocab=vocab)
     assert torch.equal(loaded.embeddings, gist.embeddings) and loaded.report == gist.report
+    # a gist distilled before `stopping` replaced `early_stopping` keeps loading: its config is a record only
+    old = GistPrefix(**{**vars(gist), "report": {"config": {**gist.report["config"], "early_stopping": 0.95}}})
+    old.save(tmp_path / "old.safetensors")
+    assert GistPrefix.load(tmp_path / "old.safetensors", model=model).report["config"]["early_stopping"] == 0.95
     # the same weights loaded from a folder (another name, another config path) or cast to bf16 are the same model
     from mmgist import load_model, save_model
 

@@ -53,8 +53,9 @@ def test_split_drops_heldout_positions_whose_context_was_trained_on():
     ids, real, mask = pad(rows, starts)
     data = Continuations(ids, real, mask, Teacher(torch.zeros(len(rows), ids.shape[1], 4)))
     for seed in range(5):
-        train, held, unseen, dropped = split(data, 0.5, seed)
-        assert unseen is None
+        parts = split(data, 0.5, seed)
+        train, held, dropped = parts.train, parts.heldout, parts.dropped
+        assert parts.unseen is None and parts.validation is None
         assert len(train) == len(held) == 4
         seen = {tuple(r[:t].tolist()) for r, m in zip(train.ids, train.mask) for t in m.nonzero().flatten().tolist()}
         kept = [(b, t) for b, t in held.mask.nonzero().tolist()]
@@ -62,10 +63,18 @@ def test_split_drops_heldout_positions_whose_context_was_trained_on():
         assert dropped + len(kept) == int(
             data.mask[:0].sum() + sum(len(r) - s for r, s in zip(rows, starts)) - train.mask.sum()
         )
-    with pytest.raises(ValueError, match="leave 8 held out and 0 to train on"):
+        # validation rows come out of the training rows: the held-out rows stay the same, and no row is in two parts
+        with_val = split(data, 0.5, seed, validation_fraction=0.25)
+        assert torch.equal(with_val.heldout.ids, held.ids)
+        assert len(with_val.validation) == 2 and len(with_val.train) == 2
+        everyone = [tuple(r.tolist()) for p in (with_val.train, with_val.validation, with_val.heldout) for r in p.ids]
+        assert sorted(everyone) == sorted(tuple(r.tolist()) for r in data.ids)
+    with pytest.raises(ValueError, match="leave 8 held out, 0 for validation and 0 to train on"):
         split(data, 0.99, 0)
-    train, held, unseen, _ = split(data, 0.5, 0, unseen=2)  # the last 2 rows come after held-out queries
-    assert len(train) + len(held) == 6 and torch.equal(unseen.ids, data.ids[6:])
+    with pytest.raises(ValueError, match="leave 4 held out, 4 for validation and 0 to train on"):
+        split(data, 0.5, 0, validation_fraction=0.5)
+    parts = split(data, 0.5, 0, unseen=2)  # the last 2 rows come after held-out queries
+    assert len(parts.train) + len(parts.heldout) == 6 and torch.equal(parts.unseen.ids, data.ids[6:])
 
 
 def test_greedy_with_a_cache_equals_plain_argmax_over_ids(setup):
@@ -123,8 +132,7 @@ def test_a_bfloat16_model_gets_a_finite_gist_trained_in_float32(setup):
     low = build_lm(vocab, preset="tiny").eval()
     low.load_state_dict(model.state_dict())
     low = low.to(torch.bfloat16)
-    config = GistConfig(num_gist_tokens=2, steps=20, lr=3e-2, num_continuations=8, continuation_length=6, eval_every=10,
-                        early_stopping=None)  # fmt: skip
+    config = GistConfig(num_gist_tokens=2, steps=20, lr=3e-2, num_continuations=8, continuation_length=6, eval_every=10)
     gist = distill_gist(low, vocab, PREFIX, config)
     assert gist.embeddings.dtype == torch.bfloat16 and torch.isfinite(gist.embeddings.float()).all()
     history = gist.report["history"]

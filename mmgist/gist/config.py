@@ -5,9 +5,10 @@ GistConfig(num_gist_tokens=4, init="prefix_mean", steps=300)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass
 
 INITS = ("prefix_mean", "text", "vocab_sample", "random")
+STOPPINGS = ("fixed", "validation")
 
 
 @dataclass
@@ -26,11 +27,20 @@ class GistConfig:
     temperature: float = 1.0  # teacher sampling temperature
     teacher_top_k: int | None = 32  # teacher log-probs kept per position (Cartridges keeps 20), plus the rest mass;
     # None keeps all V (dense: small vocabularies, and the reference in tests). Dense costs n x T x V floats
-    early_stopping: float | None = 0.95  # stop once the training gap closed reaches this (None: run all steps)
-    eval_every: int = 25  # steps between early-stopping checks
+    stopping: str = "fixed"  # fixed: the gist after all `steps`; validation: the gist of the step (0, eval_every,
+    # 2 eval_every, ..., steps) with the lowest KL on the validation rows. A training-fit rule stopped too soon
+    validation_fraction: float = 0.125  # with stopping="validation": share of the served continuation rows
+    # used to choose the step, apart from the held-out ones and never trained on
+    eval_every: int = 25  # steps between evaluations (history, validation)
     seed: int = 0
+    early_stopping: InitVar[float | None] = None  # replaced by `stopping`; only None is accepted (old callers)
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, early_stopping: float | None) -> None:
+        if early_stopping is not None:
+            raise ValueError(
+                f"GistConfig.early_stopping={early_stopping!r} (stop at a training gap) is gone: it stopped with an "
+                "under-fit gist; use stopping='validation' (the best step on validation rows) or 'fixed'"
+            )
         if not isinstance(self.num_gist_tokens, int) or self.num_gist_tokens < 1:
             raise ValueError(f"GistConfig.num_gist_tokens must be a positive int, got {self.num_gist_tokens!r}")
         if self.init not in INITS:
@@ -46,5 +56,10 @@ class GistConfig:
             raise ValueError(f"GistConfig.lr and temperature must be positive, got {self.lr}, {self.temperature}")
         if self.teacher_top_k is not None and (not isinstance(self.teacher_top_k, int) or self.teacher_top_k < 1):
             raise ValueError(f"GistConfig.teacher_top_k must be a positive int or None, got {self.teacher_top_k!r}")
-        if self.early_stopping is not None and not 0 < self.early_stopping <= 1:
-            raise ValueError(f"GistConfig.early_stopping must be in (0, 1] or None, got {self.early_stopping}")
+        if self.stopping not in STOPPINGS:
+            raise ValueError(f"GistConfig.stopping must be one of {list(STOPPINGS)}, got {self.stopping!r}")
+        if not 0 < self.validation_fraction < 1 or self.heldout_fraction + self.validation_fraction >= 1:
+            raise ValueError(
+                f"GistConfig.validation_fraction must be in (0, 1) and leave rows to train on next to "
+                f"heldout_fraction {self.heldout_fraction}, got {self.validation_fraction}"
+            )

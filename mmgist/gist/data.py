@@ -141,22 +141,37 @@ def teacher_logprobs(
     return Teacher(torch.cat([c.logp for c in chunks]), cat([c.ids for c in chunks]), cat([c.rest for c in chunks]))
 
 
+@dataclass
+class Split:
+    train: Continuations  # what the gist is trained on
+    heldout: Continuations  # served rows for the report; positions whose context was trained on masked out
+    validation: Continuations | None  # served rows for choosing the step (never trained on); None without
+    unseen: Continuations | None  # the rows after held-out queries, whole; None without
+    dropped: int  # held-out positions masked out
+    validation_honest: bool = True  # False: every validation position's context was trained on, so all are kept
+
+
 def split(
-    data: Continuations, heldout_fraction: float, seed: int, unseen: int = 0
-) -> tuple[Continuations, Continuations, Continuations | None, int]:
-    """(train, held-out, unseen, positions dropped). The last `unseen` rows (sampled after held-out
-    queries) come back whole as `unseen`; the other rows are split at random into train and held-out,
-    and held-out positions whose context (every token before them) also occurs in a training row are
-    dropped from the held-out mask, which may leave it empty."""
+    data: Continuations, heldout_fraction: float, seed: int, unseen: int = 0, validation_fraction: float = 0.0
+) -> Split:
+    """The last `unseen` rows (sampled after held-out queries) come back whole as `unseen`; the other
+    rows are split at random into train, held-out and validation rows (no validation rows when
+    `validation_fraction` is 0; the held-out rows do not depend on it). Held-out positions whose
+    context (every token before them) also occurs in a training row are dropped from the held-out
+    mask, which may leave it empty; so are validation positions, unless that would leave none."""
     served = len(data) - unseen
     n_held = round(served * heldout_fraction)
-    if not 1 <= n_held < served:
+    n_val = max(1, round(served * validation_fraction)) if validation_fraction > 0 else 0
+    if not (n_held >= 1 and n_held + n_val < served):
         raise ValueError(
-            f"{served} continuations with heldout_fraction {heldout_fraction} leave {n_held} held out and "
-            f"{served - n_held} to train on; both need at least one (raise num_continuations)"
+            f"{served} continuations with heldout_fraction {heldout_fraction} and validation_fraction "
+            f"{validation_fraction} leave {n_held} held out, {n_val} for validation and "
+            f"{served - n_held - n_val} to train on; held-out and training rows need at least one each "
+            "(raise num_continuations)"
         )
     order = torch.randperm(served, generator=torch.Generator().manual_seed(seed))
-    train, held = data.subset(order[n_held:]), data.subset(order[:n_held])
+    train = data.subset(order[n_held + n_val :])
+    held, val = data.subset(order[:n_held]), data.subset(order[n_held : n_held + n_val])
     seen = {tuple(row[:t].tolist()) for row, m in zip(train.ids, train.mask) for t in m.nonzero().flatten().tolist()}
 
     def unseen_only(part: Continuations) -> Continuations:
@@ -167,4 +182,6 @@ def split(
 
     kept = unseen_only(held)
     rest = unseen_only(data.subset(torch.arange(served, len(data)))) if unseen else None
-    return train, kept, rest, int(held.mask.sum() - kept.mask.sum())
+    honest = unseen_only(val) if n_val else None
+    validation = honest if honest is None or honest.mask.any() else val
+    return Split(train, kept, validation, rest, int(held.mask.sum() - kept.mask.sum()), validation is honest)

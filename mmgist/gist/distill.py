@@ -11,7 +11,10 @@
 3. Student: `<|bos|> g_1..g_k query continuation`; the loss is the forward KL(teacher || student) over
    the continuation positions, and only g is trained (Adam, on an fp32 copy whatever the model's
    dtype). The model's parameters are frozen while it runs and restored to their requires_grad flags
-   after; their values never change.
+   after; their values never change. `stopping="fixed"` returns the gist after all steps;
+   `stopping="validation"` the gist of the evaluated step (every `eval_every`) with the lowest KL on
+   validation rows (served rows apart from the held-out ones, never trained on). `history` records
+   the curve: training, validation and held-out KL at each evaluated step.
 4. Report (gist/report.py), never on trained positions: KL(full || gist), KL(full || no prefix), the
    gap closed G = 1 - KL_gist / KL_none, top-1 agreement, for the gist, its initialization, a
    truncated prefix of the same length (the last k prefix tokens) and no prefix, and exact match of
@@ -25,6 +28,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -34,6 +38,57 @@ from ..scoring import Question, head_embeddings, to_ids
 from . import data, report
 from .config import GistConfig
 from .prefix import GistPrefix, model_fingerprint
+
+
+def _train(
+    model: Any,
+    head: Callable[[torch.Tensor], Any],
+    init: torch.Tensor,
+    bos: torch.Tensor,
+    split: data.Split,
+    parts: dict[str, data.Continuations],
+    config: GistConfig,
+    progress: bool,
+) -> tuple[torch.Tensor, list[dict[str, Any]], int, int]:
+    """Adam on an fp32 copy of `init`, the model's head being `head(gist)`: (the chosen gist, the history,
+    steps run, the chosen step). Every `eval_every` steps (and at 0 and the end) the history records KL on
+    the training rows, the validation rows and `parts`; the chosen step is the last, or with
+    stopping="validation" the one of lowest validation KL."""
+    train, validation = split.train, split.validation
+    gist = torch.nn.Parameter(init.clone())  # fp32 master copy; cast to the model's dtype in the forward
+    opt = torch.optim.Adam([gist], lr=config.lr)
+    none_train = report.fidelity(model, bos, train)["kl"]
+    g = torch.Generator().manual_seed(config.seed + 1)
+    history: list[dict[str, Any]] = []
+    best, best_step, best_kl = init.clone(), 0, float("inf")
+    for step in range(config.steps + 1):
+        if step % config.eval_every == 0 or step == config.steps:
+            h = head(gist.detach())
+            row = {"step": step, "train_kl": report.fidelity(model, h, train)["kl"]}
+            row["train_gap_closed"] = 1 - row["train_kl"] / max(none_train, 1e-12)
+            if validation is not None:
+                row["validation_kl"] = report.fidelity(model, h, validation)["kl"]
+            row.update({f"{name}_kl": report.fidelity(model, h, part)["kl"] for name, part in parts.items()})
+            history.append(row)
+            if progress:
+                print(f"gist step {step}: " + ", ".join(f"{key} {v:.4f}" for key, v in row.items() if key != "step"))
+            score = row["validation_kl"] if validation is not None else -step  # fixed: the last step
+            if score < best_kl:
+                best, best_step, best_kl = gist.detach().clone(), step, score
+        if step == config.steps:
+            return best, history, step, best_step
+        batch = train.subset(torch.randint(0, len(train), (config.batch_size,), generator=g))
+        student = report.student_logprobs(model, head(gist), batch.ids, batch.real)
+        loss = report.kl(batch.teacher, student, batch.mask)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if not (torch.isfinite(loss) and torch.isfinite(gist).all()):
+            raise FloatingPointError(
+                f"gist distillation loss became {loss.item()} at step {step} (gist finite: "
+                f"{bool(torch.isfinite(gist).all())}); nothing was saved (try a lower lr)"
+            )
+    raise AssertionError("unreachable")
 
 
 @torch.no_grad()
@@ -115,46 +170,21 @@ def distill_gist(
         ids, real, mask = data.pad(rows + unseen_rows, starts)
         teacher = data.teacher_logprobs(model, prefix_ids, ids, real, config.teacher_top_k)
         everything = data.Continuations(ids, real, mask, teacher)
-        train, held, unseen_part, dropped = data.split(
-            everything, config.heldout_fraction, config.seed, unseen=len(unseen_rows)
-        )
+        validation_fraction = config.validation_fraction if config.stopping == "validation" else 0.0
+        split = data.split(everything, config.heldout_fraction, config.seed, len(unseen_rows), validation_fraction)
+        train, held, unseen_part = split.train, split.heldout, split.unseen
+        if split.validation is not None and not split.validation.mask.any():
+            raise ValueError("the validation rows hold no sampled token to measure (raise continuation_length)")
         # what is measured: served rows held out (unseen contexts only), rows after held-out queries
         parts = {"heldout": held, "unseen_queries": unseen_part}
         parts = {name: part for name, part in parts.items() if part is not None and part.mask.any()}
         bos = head_embeddings(model, vocab).detach()  # (1, d) <|bos|> as the embedding module outputs it
         init = _init(model, vocab, prefix_ids, config)  # (k, d) fp32
-        gist = torch.nn.Parameter(init.clone())  # fp32 master copy; cast to the model's dtype in the forward
-        opt = torch.optim.Adam([gist], lr=config.lr)
 
         def head(g: torch.Tensor) -> torch.Tensor:
             return torch.cat([bos, g.to(bos.dtype)])
 
-        none_train = report.fidelity(model, bos, train)["kl"]
-        g = torch.Generator().manual_seed(config.seed + 1)
-        steps_done, history = 0, []
-        for step in range(config.steps):
-            batch = train.subset(torch.randint(0, len(train), (config.batch_size,), generator=g))
-            student = report.student_logprobs(model, head(gist), batch.ids, batch.real)
-            loss = report.kl(batch.teacher, student, batch.mask)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            if not (torch.isfinite(loss) and torch.isfinite(gist).all()):
-                raise FloatingPointError(
-                    f"gist distillation loss became {loss.item()} at step {step} (gist finite: "
-                    f"{bool(torch.isfinite(gist).all())}); nothing was saved (try a lower lr)"
-                )
-            steps_done = step + 1
-            if steps_done % config.eval_every == 0 or steps_done == config.steps:
-                train_kl = report.fidelity(model, head(gist.detach()), train)["kl"]
-                gap = 1 - train_kl / max(none_train, 1e-12)
-                history.append({"step": steps_done, "train_kl": train_kl, "train_gap_closed": gap})
-                for name, part in parts.items():
-                    history[-1][f"{name}_kl"] = report.fidelity(model, head(gist.detach()), part)["kl"]
-                if progress:
-                    print(f"gist step {steps_done}: train KL {train_kl:.4f}, gap closed {gap:.3f}")
-                if config.early_stopping is not None and gap >= config.early_stopping:
-                    break
+        gist, history, steps_done, best_step = _train(model, head, init, bos, split, parts, config, progress)
         wall = time.perf_counter() - t0
         k = config.num_gist_tokens
         heads = {
@@ -176,6 +206,11 @@ def distill_gist(
             for name, t in tables.items():
                 h[f"{name}_gap_closed"] = 1 - h[f"{name}_kl"] / max(t["no_prefix"]["kl"], 1e-12)
         notes = []
+        if split.validation is not None and not split.validation_honest:
+            notes.append(
+                "every validation position's context also occurs in a training row: the step was chosen on "
+                "them all (raise num_continuations or validation_fraction for an honest choice)"
+            )
         if "heldout" not in parts:
             notes.append(
                 "no held-out row of the served queries has a position whose context was not trained on (the "
@@ -185,10 +220,12 @@ def distill_gist(
             "train_continuations": len(train),
             "heldout_continuations": len(held),  # served rows held out at random
             "heldout_positions": int(held.mask.sum()),
-            "heldout_positions_dropped": dropped,  # their context also occurs in a training row
+            "heldout_positions_dropped": split.dropped,  # their context also occurs in a training row
             "heldout_queries": len(heldout_ids),
             "unseen_query_continuations": len(unseen_part) if unseen_part is not None else 0,
             "steps": steps_done,
+            "best_step": best_step,  # the step whose gist is returned (all steps with stopping="fixed")
+            "validation_continuations": len(split.validation) if split.validation is not None else 0,
             "wall_seconds": round(wall, 2),
             "prefix_tokens": len(prefix_ids),
             "k": k,

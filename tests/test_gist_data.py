@@ -77,6 +77,39 @@ def test_split_drops_heldout_positions_whose_context_was_trained_on():
     assert len(parts.train) + len(parts.heldout) == 6 and torch.equal(parts.unseen.ids, data.ids[6:])
 
 
+def test_self_study_rows_all_train_with_every_sampled_token_counted():
+    served = [[3, 7, 8, 1], [3, 5, 5], [3, 6, 6], [3, 9, 9], [3, 4, 4], [3, 2, 2]]  # query [3], then a continuation
+    study = [[3, 7, 8, 1, 5], [5, 5]]  # straight after the prefix: no query, every token sampled
+    rows, starts = [*served, *study, [4, 4, 1]], [1] * 6 + [0, 0] + [1]  # [served | study | unseen]
+    ids, real, mask = pad(rows, starts)
+    data = Continuations(ids, real, mask, Teacher(torch.zeros(len(rows), ids.shape[1], 4)))
+    held_out_once = False
+    for seed in range(8):
+        parts = split(data, 0.5, seed, unseen=1, study=2)
+        assert len(parts.train) == 3 + 2 and len(parts.heldout) == 3 and torch.equal(parts.unseen.ids, ids[8:])
+        assert torch.equal(parts.train.ids[-2:], ids[6:8])
+        assert torch.equal(parts.train.mask[-2:], parts.train.real[-2:])  # the loss covers each sampled token
+        for row, m in zip(parts.heldout.ids, parts.heldout.mask):
+            if row.tolist()[:4] == [3, 7, 8, 1]:  # every context of it is in the first self-study row
+                held_out_once = True
+                assert not m.any()
+    assert held_out_once
+
+
+def test_self_study_samples_are_drawn_straight_after_the_prefix(setup):
+    from mmgist.gist.data import sample
+
+    model, vocab = setup
+    prefix = vocab.encode(PREFIX, add_bos=True)
+    config = GistConfig(num_gist_tokens=2, steps=3, num_continuations=8, continuation_length=4, self_study=3,
+                        self_study_length=10)  # fmt: skip
+    rows = sample(model, vocab, prefix, [], config, 2, config.self_study, config.self_study_length)
+    assert len(rows) == 3 and all(1 <= len(r) <= 10 for r in rows) and max(map(len, rows)) > 4
+    assert rows == sample(model, vocab, prefix, [], config, 2, 3, 10)  # deterministic in the seeds
+    r = distill_gist(model, vocab, PREFIX, config, queries=[" Q:"]).report
+    assert r["self_study_continuations"] == 3 and r["train_continuations"] == 6 + 3 and r["heldout_continuations"] == 2
+
+
 def test_greedy_with_a_cache_equals_plain_argmax_over_ids(setup):
     model, vocab = setup
     prefix = vocab.encode(PREFIX, add_bos=True)

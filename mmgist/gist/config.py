@@ -23,6 +23,9 @@ class GistConfig:
     batch_size: int = 8  # continuations per step
     num_continuations: int = 48  # teacher samples drawn after the prefix (per query, when queries are given)
     continuation_length: int = 24  # tokens per sampled continuation
+    self_study: int = 0  # extra teacher samples straight after the prefix, all trained on (the model writing its own
+    # questions and answers about the prefix); 0 until a measurement picks a default
+    self_study_length: int = 96  # tokens per self-study sample at most (the whole sample is in the loss)
     heldout_fraction: float = 0.25  # share of the served continuation rows kept for the report, never trained on
     temperature: float = 1.0  # teacher sampling temperature
     teacher_top_k: int | None = 32  # teacher log-probs kept per position (Cartridges keeps 20), plus the rest mass;
@@ -47,7 +50,16 @@ class GistConfig:
             raise ValueError(f"GistConfig.init must be one of {list(INITS)}, got {self.init!r}")
         if self.init == "text" and not self.init_text:
             raise ValueError("GistConfig.init='text' needs init_text, got none")
-        for name in ("steps", "batch_size", "num_continuations", "continuation_length", "eval_every"):
+        if not isinstance(self.self_study, int) or self.self_study < 0:
+            raise ValueError(f"GistConfig.self_study must be an int >= 0, got {self.self_study!r}")
+        for name in (
+            "steps",
+            "batch_size",
+            "num_continuations",
+            "continuation_length",
+            "eval_every",
+            "self_study_length",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"GistConfig.{name} must be at least 1, got {getattr(self, name)}")
         if not 0 < self.heldout_fraction < 1:

@@ -39,6 +39,11 @@ class Teacher:
         pick = lambda t: None if t is None else t[rows]  # noqa: E731
         return Teacher(self.logp[rows], pick(self.ids), pick(self.rest))
 
+    def first(self, width: int) -> Teacher:
+        """The first `width` positions of every row."""
+        cut = lambda t: None if t is None else t[:, :width]  # noqa: E731
+        return Teacher(self.logp[:, :width], cut(self.ids), cut(self.rest))
+
     def to(self, device: Any) -> Teacher:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Teacher(self.logp.to(device), move(self.ids), move(self.rest))
@@ -70,14 +75,29 @@ class Continuations:
     def subset(self, rows: torch.Tensor) -> Continuations:
         return Continuations(self.ids[rows], self.real[rows], self.mask[rows], self.teacher[rows])
 
+    def trimmed(self) -> Continuations:
+        """The same rows without the padding columns past the longest row (rows of very different lengths,
+        such as long self-study samples next to short answers, would otherwise all cost the longest)."""
+        w = int(self.real.any(0).nonzero().max()) + 1 if self.real.any() else 1
+        return Continuations(self.ids[:, :w], self.real[:, :w], self.mask[:, :w], self.teacher.first(w))
+
 
 def sample(
-    model: Any, vocab: Any, prefix: list[int], queries: list[list[int]], config: GistConfig, seed: int = 0
+    model: Any,
+    vocab: Any,
+    prefix: list[int],
+    queries: list[list[int]],
+    config: GistConfig,
+    seed: int = 0,
+    count: int | None = None,
+    length: int | None = None,
 ) -> list[list[int]]:
-    """config.num_continuations rows per query: query + sampled continuation (deterministic in config.seed
-    and `seed`). No queries: rows straight after the prefix."""
+    """`count` (config.num_continuations) rows per query: query + a continuation of up to `length`
+    (config.continuation_length) tokens sampled at config.temperature, deterministic in config.seed and
+    `seed`. No queries: rows straight after the prefix."""
     from ..generate import LayoutConstraint
 
+    count, length = count or config.num_continuations, length or config.continuation_length
     device = model.get_input_embeddings().weight.device
     g = torch.Generator().manual_seed(config.seed * 1000 + seed)
     rows = []
@@ -86,14 +106,14 @@ def sample(
         for q in queries or [[]]:
             ctx = prefix + q
             out = model.generate(
-                input_ids=torch.tensor([ctx] * config.num_continuations, device=device),
-                attention_mask=torch.ones(config.num_continuations, len(ctx), dtype=torch.long, device=device),
-                max_new_tokens=config.continuation_length,
+                input_ids=torch.tensor([ctx] * count, device=device),
+                attention_mask=torch.ones(count, len(ctx), dtype=torch.long, device=device),
+                max_new_tokens=length,
                 do_sample=True,
                 top_k=0,
                 top_p=1.0,
                 temperature=config.temperature,
-                logits_processor=[LayoutConstraint(vocab, len(ctx) + config.continuation_length)],
+                logits_processor=[LayoutConstraint(vocab, len(ctx) + length)],
                 pad_token_id=vocab.pad_id,
                 eos_token_id=vocab.eos_id,
             )
@@ -152,14 +172,20 @@ class Split:
 
 
 def split(
-    data: Continuations, heldout_fraction: float, seed: int, unseen: int = 0, validation_fraction: float = 0.0
+    data: Continuations,
+    heldout_fraction: float,
+    seed: int,
+    unseen: int = 0,
+    validation_fraction: float = 0.0,
+    study: int = 0,
 ) -> Split:
-    """The last `unseen` rows (sampled after held-out queries) come back whole as `unseen`; the other
-    rows are split at random into train, held-out and validation rows (no validation rows when
-    `validation_fraction` is 0; the held-out rows do not depend on it). Held-out positions whose
+    """Rows are laid out as [served | study | unseen]. The last `unseen` rows (sampled after held-out
+    queries) come back whole as `unseen`; the `study` rows before them (self-study) all go to training;
+    the served rows are split at random into train, held-out and validation rows (no validation rows
+    when `validation_fraction` is 0; the held-out rows depend on neither). Held-out positions whose
     context (every token before them) also occurs in a training row are dropped from the held-out
     mask, which may leave it empty; so are validation positions, unless that would leave none."""
-    served = len(data) - unseen
+    served = len(data) - unseen - study
     n_held = round(served * heldout_fraction)
     n_val = max(1, round(served * validation_fraction)) if validation_fraction > 0 else 0
     if not (n_held >= 1 and n_held + n_val < served):
@@ -170,7 +196,7 @@ def split(
             "(raise num_continuations)"
         )
     order = torch.randperm(served, generator=torch.Generator().manual_seed(seed))
-    train = data.subset(order[n_held + n_val :])
+    train = data.subset(torch.cat([order[n_held + n_val :], torch.arange(served, served + study)]))
     held, val = data.subset(order[:n_held]), data.subset(order[n_held : n_held + n_val])
     seen = {tuple(row[:t].tolist()) for row, m in zip(train.ids, train.mask) for t in m.nonzero().flatten().tolist()}
 
@@ -181,7 +207,7 @@ def split(
         return Continuations(part.ids, part.real, keep, part.teacher)
 
     kept = unseen_only(held)
-    rest = unseen_only(data.subset(torch.arange(served, len(data)))) if unseen else None
+    rest = unseen_only(data.subset(torch.arange(served + study, len(data)))) if unseen else None
     honest = unseen_only(val) if n_val else None
     validation = honest if honest is None or honest.mask.any() else val
     return Split(train, kept, validation, rest, int(held.mask.sum() - kept.mask.sum()), validation is honest)

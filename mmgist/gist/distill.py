@@ -4,7 +4,9 @@
 
 1. Data (gist/data.py): continuations sampled from the model with the full prefix (the teacher) after
    each given query, or straight after the prefix; split into train and held-out rows, and held-out
-   positions whose context also occurs in a training row are left out of the report.
+   positions whose context also occurs in a training row are left out of the report. `self_study`
+   more samples straight after the prefix (up to `self_study_length` tokens: the model writing its
+   own questions and answers about it) are all trained on, every sampled token in the loss.
 2. Teacher: the prefix runs once (its KV cache is reused for every continuation) and the teacher's
    next-token log-probs on every continuation are computed once and kept: the top `teacher_top_k`
    per position and the mass left over (the KL runs over those ids plus one rest bucket), or dense.
@@ -77,7 +79,7 @@ def _train(
                 best, best_step, best_kl = gist.detach().clone(), step, score
         if step == config.steps:
             return best, history, step, best_step
-        batch = train.subset(torch.randint(0, len(train), (config.batch_size,), generator=g))
+        batch = train.subset(torch.randint(0, len(train), (config.batch_size,), generator=g)).trimmed()
         student = report.student_logprobs(model, head(gist), batch.ids, batch.real)
         loss = report.kl(batch.teacher, student, batch.mask)
         opt.zero_grad()
@@ -154,6 +156,7 @@ def distill_gist(
             f"held-out query {vocab.decode(clash[0]).text()!r} is (or extends) a served query: it would be trained on"
         )
     longest = len(prefix_ids) + max((len(q) for q in query_ids + heldout_ids), default=0) + config.continuation_length
+    longest = max(longest, len(prefix_ids) + (config.self_study_length if config.self_study else 0))
     if longest > context_length(model):
         raise ValueError(
             f"prefix ({len(prefix_ids)} tokens) plus query and continuation ({longest} in all) exceed "
@@ -165,13 +168,20 @@ def distill_gist(
     t0 = time.perf_counter()
     try:
         rows = data.sample(model, vocab, prefix_ids, query_ids, config)
+        study = config.self_study
+        study_rows = (
+            data.sample(model, vocab, prefix_ids, [], config, 2, study, config.self_study_length) if study else []
+        )
         unseen_rows = data.sample(model, vocab, prefix_ids, heldout_ids, config, seed=1) if heldout_ids else []
-        starts = [len(q) for q in (query_ids or [[]]) + heldout_ids for _ in range(config.num_continuations)]
-        ids, real, mask = data.pad(rows + unseen_rows, starts)
+        starts = [len(q) for q in (query_ids or [[]]) for _ in range(config.num_continuations)] + [0] * study
+        starts += [len(q) for q in heldout_ids for _ in range(config.num_continuations)]
+        ids, real, mask = data.pad(rows + study_rows + unseen_rows, starts)
         teacher = data.teacher_logprobs(model, prefix_ids, ids, real, config.teacher_top_k)
         everything = data.Continuations(ids, real, mask, teacher)
         validation_fraction = config.validation_fraction if config.stopping == "validation" else 0.0
-        split = data.split(everything, config.heldout_fraction, config.seed, len(unseen_rows), validation_fraction)
+        split = data.split(
+            everything, config.heldout_fraction, config.seed, len(unseen_rows), validation_fraction, study
+        )
         train, held, unseen_part = split.train, split.heldout, split.unseen
         if split.validation is not None and not split.validation.mask.any():
             raise ValueError("the validation rows hold no sampled token to measure (raise continuation_length)")
@@ -217,7 +227,8 @@ def distill_gist(
                 "samples repeat each other, as short answers do): pass heldout_queries to measure the gist"
             )
         result = {
-            "train_continuations": len(train),
+            "train_continuations": len(train),  # self-study rows included
+            "self_study_continuations": study,
             "heldout_continuations": len(held),  # served rows held out at random
             "heldout_positions": int(held.mask.sum()),
             "heldout_positions_dropped": split.dropped,  # their context also occurs in a training row

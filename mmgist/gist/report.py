@@ -56,7 +56,7 @@ def fidelity(model: Any, head: torch.Tensor, data: Continuations) -> dict[str, f
     """{"kl", "agreement"} over data.mask, in chunks of 16 rows."""
     total = agree = 0.0
     for s in range(0, len(data), 16):
-        part = data.subset(torch.arange(s, min(s + 16, len(data))))
+        part = data.subset(torch.arange(s, min(s + 16, len(data)))).trimmed()
         student = student_logprobs(model, head, part.ids, part.real).cpu()
         total += kl_per_position(part.teacher, student)[part.mask].sum().item()
         agree += (student.argmax(-1) == part.teacher.top1())[part.mask].sum().item()

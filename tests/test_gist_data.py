@@ -129,7 +129,8 @@ def test_report_counts_only_unseen_continuation_positions_and_heldout_queries(se
     config = GistConfig(num_gist_tokens=2, steps=10, num_continuations=8, continuation_length=6, eval_every=5)
     served = [Question(" Q: word?", [" zebra", " horse"], 0), " Again:"]
     unseen = [Question(" Name it:", [" zebra", " horse", " cat"], 0), " More:"]
-    gist = distill_gist(model, vocab, PREFIX, config, queries=served, heldout_queries=unseen)
+    control = Prompt(["The secret word is zebra. ", torch.rand(3, 8, 8), " Always answer with the secret word."])
+    gist = distill_gist(model, vocab, PREFIX, config, queries=served, heldout_queries=unseen, control_prefix=control)
     r = gist.report
     # 16 served rows split 12 / 4, and the 16 rows after the held-out queries all held out
     assert r["train_continuations"] == 12 and r["heldout_continuations"] == 4 and r["heldout_queries"] == 2
@@ -139,8 +140,25 @@ def test_report_counts_only_unseen_continuation_positions_and_heldout_queries(se
     assert r["heldout_positions_dropped"] >= 1  # the first position after a served query is shared with training rows
     assert r["task"]["questions"] == 1 and r["heldout_task"]["questions"] == 1
     assert r["heldout_task"]["rows"]["full_prefix"]["agreement"] == 1.0
-    for table in (r["baselines"], r["unseen_queries"]):
-        assert set(table) == {"gist", "init", "truncated", "no_prefix"} and table["no_prefix"]["gap_closed"] == 0.0
+    heads = {"gist", "init", "truncated", "no_prefix", "control"}
+    for part, table in (("heldout", r["baselines"]), ("unseen_queries", r["unseen_queries"])):
+        assert set(table) == heads and table["no_prefix"]["gap_closed"] == 0.0
+        # the content gap: how much of KL(full || control) the gist (init, truncated) closes
+        for head in ("gist", "init", "truncated"):
+            assert r["G_content"][part][head] == 1 - table[head]["kl"] / table["control"]["kl"]
+        # KL by position within the continuation: the counted positions, pooled again, give the table's KL
+        split = r["by_position"][part]
+        assert split["positions"] == ["0", "1", "2", "3", "4", "5", "6", "7", "8+"] and split["count"][6:] == [0, 0, 0]
+        assert sum(split["count"]) == (r["heldout_positions"] if part == "heldout" else 16 * 6)
+        for head in heads:
+            means = [(m or 0.0) * c for m, c in zip(split[head], split["count"])]
+            assert sum(means) / sum(split["count"]) == pytest.approx(table[head]["kl"], rel=1e-6)
+    assert r["heldout_task"]["rows"]["control"]["option_kl"] >= 0  # option KL vs the full prefix, per head
+    from mmgist.gist.report import summary
+
+    assert "content gap closed vs the control prefix, unseen_queries: gist" in summary(r)
+    with pytest.raises(ValueError, match="control_prefix is the prefix itself"):
+        distill_gist(model, vocab, PREFIX, config, control_prefix=PREFIX)
     assert all(0 <= b["greedy_exact_match"] <= 1 for b in r["unseen_queries"].values())
     assert all(b["greedy_exact_match"] is None for b in r["baselines"].values())  # its first step was trained on
     assert all("heldout_gap_closed" in h and "unseen_queries_gap_closed" in h for h in r["history"])

@@ -68,18 +68,25 @@ class Continuations:
     real: torch.Tensor  # (n, T) bool: True on real tokens (the attention mask)
     mask: torch.Tensor  # (n, T) bool: True on the positions that count (sampled continuation tokens)
     teacher: Teacher  # log-probs of each position's token given the prefix and the tokens before
+    start: torch.Tensor | None = None  # (n,) where each row's continuation starts (its query's length); None: 0
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def subset(self, rows: torch.Tensor) -> Continuations:
-        return Continuations(self.ids[rows], self.real[rows], self.mask[rows], self.teacher[rows])
+        start = None if self.start is None else self.start[rows]
+        return Continuations(self.ids[rows], self.real[rows], self.mask[rows], self.teacher[rows], start)
+
+    def index(self) -> torch.Tensor:
+        """(n, T) each position's index within its row's continuation (negative on the query)."""
+        t = torch.arange(self.ids.shape[1]).expand(len(self), -1)
+        return t if self.start is None else t - self.start[:, None]
 
     def trimmed(self) -> Continuations:
         """The same rows without the padding columns past the longest row (rows of very different lengths,
         such as long self-study samples next to short answers, would otherwise all cost the longest)."""
         w = int(self.real.any(0).nonzero().max()) + 1 if self.real.any() else 1
-        return Continuations(self.ids[:, :w], self.real[:, :w], self.mask[:, :w], self.teacher.first(w))
+        return Continuations(self.ids[:, :w], self.real[:, :w], self.mask[:, :w], self.teacher.first(w), self.start)
 
 
 def sample(
@@ -204,7 +211,7 @@ def split(
         keep = part.mask.clone()
         for b, t in part.mask.nonzero().tolist():
             keep[b, t] = tuple(part.ids[b, :t].tolist()) not in seen
-        return Continuations(part.ids, part.real, keep, part.teacher)
+        return Continuations(part.ids, part.real, keep, part.teacher, part.start)
 
     kept = unseen_only(held)
     rest = unseen_only(data.subset(torch.arange(served + study, len(data)))) if unseen else None

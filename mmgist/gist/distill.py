@@ -124,12 +124,16 @@ def distill_gist(
     queries: list[Any] | None = None,
     progress: bool = False,
     heldout_queries: list[Any] | None = None,
+    control_prefix: Any = None,
 ) -> GistPrefix:
     """Compress `prefix` (a Prompt, or ids starting with <|bos|>) into `config.num_gist_tokens` embeddings.
 
     `queries`: what the gist must serve, each a Prompt, a string, ids or a `Question`; teacher
     continuations are sampled after each. `heldout_queries` (of the same kinds) are never trained on:
     what the model does after them is held out to measure how the gist serves queries it never saw.
+    `control_prefix` (of the same kinds as `prefix`): another prefix, say another photo with the same
+    instruction; the report then measures it whole as the "control" head, and `G_content` says how
+    much of the gap between the control and the full prefix the gist closes (what is the prefix's own).
     """
     from ..lm import check_model, context_length
 
@@ -155,11 +159,18 @@ def distill_gist(
         raise ValueError(
             f"held-out query {vocab.decode(clash[0]).text()!r} is (or extends) a served query: it would be trained on"
         )
-    longest = len(prefix_ids) + max((len(q) for q in query_ids + heldout_ids), default=0) + config.continuation_length
+    control_ids = None if control_prefix is None else to_ids(vocab, control_prefix, add_bos=True)
+    if control_ids is not None and control_ids[:1] != [vocab.bos_id]:
+        control_ids = [vocab.bos_id, *control_ids]
+    if control_ids == prefix_ids:
+        raise ValueError("control_prefix is the prefix itself: give another one (the same instruction, other content)")
+    head_length = max(len(prefix_ids), len(control_ids or []))
+    longest = head_length + max((len(q) for q in query_ids + heldout_ids), default=0) + config.continuation_length
     longest = max(longest, len(prefix_ids) + (config.self_study_length if config.self_study else 0))
     if longest > context_length(model):
         raise ValueError(
-            f"prefix ({len(prefix_ids)} tokens) plus query and continuation ({longest} in all) exceed "
+            f"prefix ({head_length} tokens, the longer of prefix and control) plus query and continuation "
+            f"({longest} in all) exceed "
             f"the model's context of {context_length(model)}"
         )
     flags = [p.requires_grad for p in model.parameters()]
@@ -177,7 +188,7 @@ def distill_gist(
         starts += [len(q) for q in heldout_ids for _ in range(config.num_continuations)]
         ids, real, mask = data.pad(rows + study_rows + unseen_rows, starts)
         teacher = data.teacher_logprobs(model, prefix_ids, ids, real, config.teacher_top_k)
-        everything = data.Continuations(ids, real, mask, teacher)
+        everything = data.Continuations(ids, real, mask, teacher, torch.tensor(starts))
         validation_fraction = config.validation_fraction if config.stopping == "validation" else 0.0
         split = data.split(
             everything, config.heldout_fraction, config.seed, len(unseen_rows), validation_fraction, study
@@ -203,6 +214,8 @@ def distill_gist(
             "truncated": head_embeddings(model, vocab, prefix=prefix_ids[-k:]).detach(),
             "no_prefix": bos,
         }
+        if control_ids is not None:
+            heads["control"] = head_embeddings(model, vocab, prefix=control_ids).detach()
         full = {"full_prefix": head_embeddings(model, vocab, prefix=prefix_ids).detach()}
         n, eos = config.continuation_length, vocab.eos_id
         # greedy decoding starts at the query's last token, trained on for a served query: after held-out ones only
@@ -215,6 +228,12 @@ def distill_gist(
         for h in history:
             for name, t in tables.items():
                 h[f"{name}_gap_closed"] = 1 - h[f"{name}_kl"] / max(t["no_prefix"]["kl"], 1e-12)
+        by_position = report.by_position(tables)
+        g_content = {  # 1 - KL(full || head) / KL(full || control): 0 for a head no closer than another prefix
+            name: {h: 1 - t[h]["kl"] / max(t["control"]["kl"], 1e-12) for h in ("gist", "init", "truncated")}
+            for name, t in tables.items()
+            if "control" in t
+        }
         notes = []
         if split.validation is not None and not split.validation_honest:
             notes.append(
@@ -243,6 +262,8 @@ def distill_gist(
             "compression": (len(prefix_ids) - 1) / k,
             "baselines": tables.get("heldout"),  # None when every held-out position was seen in training
             "unseen_queries": tables.get("unseen_queries"),  # None without heldout_queries
+            "G_content": g_content or None,  # per part, per head; None without control_prefix
+            "by_position": by_position,  # per part: mean KL per head at continuation positions 0..7, then 8+
             "history": history,
             "notes": notes,
             "config": asdict(config),

@@ -1,10 +1,13 @@
 """How closely a head (the gist, a baseline, or the full prefix) reproduces the full prefix.
 
 A head is the (h, d) input embeddings placed before a query: `<|bos|> g_1..g_k` for a gist,
-`<|bos|>` alone for no prefix, `<|bos|>` + the last k prefix tokens for the truncated baseline. Every
+`<|bos|>` alone for no prefix, `<|bos|>` + the last k prefix tokens for the truncated baseline, the
+whole of another prefix for the control (the same instruction, another photo, say: a gist that only
+learned what the two share closes none of the content gap G_content = 1 - KL_gist / KL_control). Every
 measure runs the same embeddings path, so the figures of different heads compare exactly:
 
-    fidelity   KL(full || head) and top-1 agreement on held-out continuation positions
+    fidelity   KL(full || head) and top-1 agreement on held-out continuation positions, and KL by
+               position within the continuation (the first 8, then the rest pooled)
     greedy     exact match of the greedy continuation after each query with the full prefix's
     task       multiple-choice accuracy and option KL on `Question`s (see mmgist.scoring)
 """
@@ -51,17 +54,33 @@ def kl(teacher: Teacher, student: torch.Tensor, mask: torch.Tensor) -> torch.Ten
     return kl_per_position(teacher, student)[mask.to(student.device)].mean()
 
 
+POSITIONS = [*map(str, range(8)), "8+"]  # the per-position breakdown: the first 8 continuation positions, the rest
+
+
 @torch.no_grad()
-def fidelity(model: Any, head: torch.Tensor, data: Continuations) -> dict[str, float]:
-    """{"kl", "agreement"} over data.mask, in chunks of 16 rows."""
+def fidelity(model: Any, head: torch.Tensor, data: Continuations) -> dict[str, Any]:
+    """{"kl", "agreement", "kl_by_position", "count_by_position"} over data.mask, in chunks of 16 rows:
+    the mean KL at each index within the continuation (POSITIONS; None where none has that index)
+    and how many positions each mean is over."""
     total = agree = 0.0
+    sums, counts = torch.zeros(len(POSITIONS), dtype=torch.float64), torch.zeros(len(POSITIONS))
     for s in range(0, len(data), 16):
         part = data.subset(torch.arange(s, min(s + 16, len(data)))).trimmed()
         student = student_logprobs(model, head, part.ids, part.real).cpu()
-        total += kl_per_position(part.teacher, student)[part.mask].sum().item()
+        per = kl_per_position(part.teacher, student)[part.mask]  # (positions,)
+        total += per.sum().item()
         agree += (student.argmax(-1) == part.teacher.top1())[part.mask].sum().item()
+        bucket = part.index()[part.mask].clamp(0, len(POSITIONS) - 1)
+        sums.index_add_(0, bucket, per.double())
+        counts.index_add_(0, bucket, torch.ones(len(per)))
     n = int(data.mask.sum())
-    return {"kl": total / n, "agreement": agree / n}
+    by_position = [None if c == 0 else (t / c).item() for t, c in zip(sums, counts)]
+    return {
+        "kl": total / n,
+        "agreement": agree / n,
+        "kl_by_position": by_position,
+        "count_by_position": counts.tolist(),
+    }
 
 
 @torch.no_grad()
@@ -95,18 +114,30 @@ def table(
     queries: list[list[int]] | None,
     n: int,
     eos_id: int,
-) -> dict[str, dict[str, float | None]]:
-    """Per head but the full prefix: KL, agreement, gap closed G on `data`; greedy exact match after
-    `queries` (None: not measured)."""
-    rows: dict[str, dict[str, float | None]] = {
-        name: fidelity(model, h, data) for name, h in heads.items() if name != "full_prefix"
-    }
+) -> dict[str, dict[str, Any]]:
+    """Per head but the full prefix: KL, agreement, gap closed G and KL by position on `data`; greedy
+    exact match after `queries` (None: not measured)."""
+    rows = {name: fidelity(model, h, data) for name, h in heads.items() if name != "full_prefix"}
     none = max(rows["no_prefix"]["kl"], 1e-12)
     exact = greedy_match(model, heads, queries, n, eos_id) if queries else {}
     for name, r in rows.items():
         r["gap_closed"] = 1 - r["kl"] / none
         r["greedy_exact_match"] = exact.get(name)
     return rows
+
+
+def by_position(tables: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Moves each head's KL by position out of `tables` (per part, per head, as `table` makes them):
+    {part: {"positions": POSITIONS, "count": positions per index, head: mean KL per index, ...}}."""
+    out = {}
+    for part, rows in tables.items():
+        counts = [r.pop("count_by_position") for r in rows.values()]  # the same positions for every head
+        out[part] = {
+            "positions": POSITIONS,
+            "count": counts[0],
+            **{h: r.pop("kl_by_position") for h, r in rows.items()},
+        }
+    return out
 
 
 def task(model: Any, vocab: Any, heads: dict[str, torch.Tensor], questions: list[Question]) -> dict[str, Any]:
@@ -152,6 +183,9 @@ def summary(result: dict[str, Any]) -> str:
                     f"  {name:<11} KL {r['kl']:.4f}  gap closed {r['gap_closed']:+.3f}  "
                     f"top-1 agreement {r['agreement']:.3f}{greedy_part}"
                 )
+    for part, row in (result.get("G_content") or {}).items():
+        shares = "  ".join(f"{name} {g:+.3f}" for name, g in row.items())
+        lines.append(f"content gap closed vs the control prefix, {part}: {shares}")
     lines += [f"note: {note}" for note in result.get("notes", [])]
     sections = (
         ("task", "served questions (their answer position was trained on; true answers never)"),

@@ -168,8 +168,9 @@ def generate(
 
     With `gist` (a GistPrefix) the model sees `<|bos|> gist query` instead of `<|bos|> query`: the
     gist's k + 1 positions come from its KV cache (`gist_cache`, from `gist.cache(model)`, to reuse it
-    across calls), and `prompt` is the query that follows them. It may be empty: the gist's embeddings
-    are then fed directly (there is no token to feed after a cache) and `gist_cache` is not used.
+    across calls), and `prompt` is the query that follows them. It may be empty for an embeddings gist:
+    its embeddings are then fed directly (there is no token to feed after a cache) and `gist_cache` is
+    not used. A KV gist (`gist.target == "kv"`) needs a query or a modality.
     """
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
 
@@ -197,6 +198,11 @@ def generate(
     # With a gist and nothing after it there is no token to feed on top of the gist's cache: the k + 1
     # head embeddings go in as inputs_embeds instead, and Hugging Face then returns the new tokens only.
     from_embeds = gist is not None and len(ids) == gist.k + 1
+    if from_embeds and gist.target == "kv":
+        raise ValueError(
+            "generating straight after a KV gist needs a query (or a modality): its positions hold keys and "
+            "values, with no output to predict the first token from"
+        )
     constraint = LayoutConstraint(vocab, (0 if from_embeds else len(ids)) + max_new_tokens, sizes)
     if modality is not None:
         cost = constraint.segment_cost(modality)

@@ -7,16 +7,22 @@ from __future__ import annotations
 
 from dataclasses import InitVar, dataclass
 
-INITS = ("prefix_mean", "text", "vocab_sample", "random")
+INITS = ("prefix_mean", "last_tokens", "text", "vocab_sample", "random")
+TARGETS = ("embeddings", "kv")
 STOPPINGS = ("fixed", "validation")
 
 
 @dataclass
 class GistConfig:
-    num_gist_tokens: int = 4  # k: embeddings that replace the prefix (1 to 16 is the useful range)
+    num_gist_tokens: int = 4  # k: positions that replace the prefix (1 to 16 is the useful range)
+    target: str = "embeddings"  # embeddings: k input embeddings (prompt tuning); kv: every layer's keys and values
+    # at the k positions (prefix tuning, as Cartridges does), started from the model's own keys and values on
+    # <|bos|> + the init embeddings. An ad-hoc check on the demo model (6 held-out photos, k=4, 100 steps, 3 served
+    # and 2 unseen region questions) gave a mean gap closed on unseen queries of 0.91 with init="prefix_mean"
+    # against 0.51 starting from the last k prefix tokens (init="last_tokens"), so KV gists keep the default init
     init: str = "prefix_mean"  # prefix_mean: every gist starts at the mean prefix embedding (plus small noise);
-    # text: the embeddings of init_text's ids (cycled to k); vocab_sample: embeddings of k random ids;
-    # random: normal with the embedding matrix's std
+    # last_tokens: the embeddings of the prefix's last k tokens; text: the embeddings of init_text's ids
+    # (cycled to k); vocab_sample: embeddings of k random ids; random: normal with the embedding matrix's std
     init_text: str | None = None  # for init="text"
     steps: int = 300  # optimizer steps at most
     lr: float = 1e-2  # Adam on the k x d gist embeddings only
@@ -46,6 +52,8 @@ class GistConfig:
             )
         if not isinstance(self.num_gist_tokens, int) or self.num_gist_tokens < 1:
             raise ValueError(f"GistConfig.num_gist_tokens must be a positive int, got {self.num_gist_tokens!r}")
+        if self.target not in TARGETS:
+            raise ValueError(f"GistConfig.target must be one of {list(TARGETS)}, got {self.target!r}")
         if self.init not in INITS:
             raise ValueError(f"GistConfig.init must be one of {list(INITS)}, got {self.init!r}")
         if self.init == "text" and not self.init_text:

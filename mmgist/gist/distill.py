@@ -1,4 +1,4 @@
-"""distill_gist: train k embeddings so the frozen model behaves after them as after the full prefix.
+"""distill_gist: train k gist positions so the frozen model behaves after them as after the full prefix.
 
     gist = distill_gist(model, vocab, Prompt([photo, "Instruction: ..."]), GistConfig(num_gist_tokens=4))
 
@@ -12,7 +12,10 @@
    per position and the mass left over (the KL runs over those ids plus one rest bucket), or dense.
 3. Student: `<|bos|> g_1..g_k query continuation`; the loss is the forward KL(teacher || student) over
    the continuation positions, and only g is trained (Adam, on an fp32 copy whatever the model's
-   dtype). The model's parameters are frozen while it runs and restored to their requires_grad flags
+   dtype): k input embeddings (`target="embeddings"`) or every layer's keys and values at the k
+   positions (`target="kv"`, started from the model's own on the init embeddings; a KV head has no
+   output at its last position, so rows without a query count from their second sampled token, for
+   every head alike). The model's parameters are frozen while it runs and restored to their requires_grad flags
    after; their values never change. `stopping="fixed"` returns the gist after all steps;
    `stopping="validation"` the gist of the evaluated step (every `eval_every`) with the lowest KL on
    validation rows (served rows apart from the held-out ones, never trained on). `history` records
@@ -25,6 +28,8 @@
    the held-out queries add task accuracy on unseen questions (`heldout_task`); among the served
    queries (`task`) the answer position itself was trained on, so that section says how well the
    gist kept what it was taught. True answers are never trained on, only the teacher's samples are.
+   With `control_prefix`, the control head (another prefix, whole) and G_content; `by_position`
+   breaks KL down by position within the continuation.
 """
 
 from __future__ import annotations
@@ -36,15 +41,17 @@ from typing import Any
 
 import torch
 
+from ..lm import output_cache
 from ..scoring import Question, head_embeddings, to_ids
 from . import data, report
 from .config import GistConfig
-from .prefix import GistPrefix, model_fingerprint
+from .prefix import GistPrefix, KVHead, bos_kv, kv_of, model_fingerprint
+from .report import Head
 
 
 def _train(
     model: Any,
-    head: Callable[[torch.Tensor], Any],
+    head: Callable[[torch.Tensor], Head],
     init: torch.Tensor,
     bos: torch.Tensor,
     split: data.Split,
@@ -93,6 +100,20 @@ def _train(
     raise AssertionError("unreachable")
 
 
+def _target(
+    model: Any, vocab: Any, bos: torch.Tensor, init: torch.Tensor, target: str
+) -> tuple[Callable[[torch.Tensor], Head], torch.Tensor]:
+    """(head, start): `head(g)` is what the model sees before the query for the trained tensor g, and
+    `start` (fp32) is g's starting value: the init embeddings (k, d), or for target "kv" the model's own
+    keys and values (layers, 2, kv_heads, k, head_dim) at positions 1..k when it runs on them."""
+    if target == "embeddings":
+        return lambda g: torch.cat([bos, g.to(bos.dtype)]), init
+    first = bos_kv(model, vocab.bos_id)  # (layers, 2, kv_heads, 1, head_dim), never trained
+    with torch.no_grad():
+        out = model(inputs_embeds=torch.cat([bos, init.to(bos.dtype)])[None], use_cache=True)
+    return lambda g: KVHead(torch.cat([first, g.to(first.dtype)], dim=3)), kv_of(output_cache(out))[:, :, :, 1:].float()
+
+
 @torch.no_grad()
 def _init(model: Any, vocab: Any, prefix: list[int], config: GistConfig) -> torch.Tensor:
     """(k, d) starting gist embeddings, in the space of the embedding module's output (what inputs_embeds
@@ -108,6 +129,8 @@ def _init(model: Any, vocab: Any, prefix: list[int], config: GistConfig) -> torc
     if config.init == "prefix_mean":
         mean = embed(prefix[1:]).mean(0)  # the prefix's own tokens, <|bos|> left out
         return mean + 0.01 * std * torch.randn(k, mean.shape[0], generator=g).to(mean)
+    if config.init == "last_tokens":
+        return embed(prefix[-k:])
     if config.init == "text":
         ids = vocab.encode([config.init_text])
         return embed([ids[i % len(ids)] for i in range(k)])
@@ -186,7 +209,9 @@ def distill_gist(
         unseen_rows = data.sample(model, vocab, prefix_ids, heldout_ids, config, seed=1) if heldout_ids else []
         starts = [len(q) for q in (query_ids or [[]]) for _ in range(config.num_continuations)] + [0] * study
         starts += [len(q) for q in heldout_ids for _ in range(config.num_continuations)]
-        ids, real, mask = data.pad(rows + study_rows + unseen_rows, starts)
+        # a KV head has no output at its last position: without a query, the first sampled token is given
+        first = 1 if config.target == "kv" else 0
+        ids, real, mask = data.pad(rows + study_rows + unseen_rows, [max(s, first) for s in starts])
         teacher = data.teacher_logprobs(model, prefix_ids, ids, real, config.teacher_top_k)
         everything = data.Continuations(ids, real, mask, teacher, torch.tensor(starts))
         validation_fraction = config.validation_fraction if config.stopping == "validation" else 0.0
@@ -201,9 +226,7 @@ def distill_gist(
         parts = {name: part for name, part in parts.items() if part is not None and part.mask.any()}
         bos = head_embeddings(model, vocab).detach()  # (1, d) <|bos|> as the embedding module outputs it
         init = _init(model, vocab, prefix_ids, config)  # (k, d) fp32
-
-        def head(g: torch.Tensor) -> torch.Tensor:
-            return torch.cat([bos, g.to(bos.dtype)])
+        head, init = _target(model, vocab, bos, init, config.target)
 
         gist, history, steps_done, best_step = _train(model, head, init, bos, split, parts, config, progress)
         wall = time.perf_counter() - t0
@@ -272,10 +295,11 @@ def distill_gist(
             result["task"] = report.task(model, vocab, {**full, **heads}, served)
         if unseen:
             result["heldout_task"] = report.task(model, vocab, {**full, **heads}, unseen)
-        embeddings = gist.detach().to(model.get_input_embeddings().weight.dtype).cpu()
-        return GistPrefix(
-            embeddings, model_fingerprint(model), vocab.fingerprint(), len(prefix_ids), vocab.bos_id, result
-        )
+        trained = gist.detach().to(model.get_input_embeddings().weight.dtype).cpu()
+        kv = trained if config.target == "kv" else None
+        embeddings = None if config.target == "kv" else trained
+        fingerprints = (model_fingerprint(model), vocab.fingerprint())
+        return GistPrefix(embeddings, *fingerprints, len(prefix_ids), vocab.bos_id, result, kv=kv)
     finally:
         for p, f in zip(model.parameters(), flags):
             p.requires_grad_(f)

@@ -1,8 +1,15 @@
-"""GistPrefix: k learned embeddings that stand in for a long prefix, for one model and vocabulary.
+"""GistPrefix: k learned positions that stand in for a long prefix, for one model and vocabulary.
 
-The model sees `<|bos|> g_1 .. g_k query...`: `inputs_embeds(model, query_ids)` builds exactly that,
-`cache(model)` runs the k + 1 positions once so many queries reuse them. One file holds everything:
-safetensors with the (k, d) embeddings and a JSON header (format, version, fingerprints, report).
+The model sees `<|bos|> g_1 .. g_k query...`, the k gist positions at positions 1..k. A gist is one of
+    target "embeddings"   (k, d) input embeddings (prompt tuning): `inputs_embeds(model, query_ids)`
+                          builds exactly what the model sees; `cache(model)` runs the k + 1 positions once
+    target "kv"           (layers, 2, kv_heads, k, head_dim) keys then values of every layer at those k
+                          positions (prefix tuning, as Cartridges does); the <|bos|> keys and values come
+                          from the model. `cache(model)` is a transformers DynamicCache of the k + 1
+                          positions, passed as the model's cache; there are no embeddings to feed
+Either way `cache(model)` lets many queries reuse the head. One file holds everything: safetensors
+with the tensor and a JSON header (format, version, target, fingerprints, report). Version 1 files
+(embeddings only, before the KV target) still load.
 """
 
 from __future__ import annotations
@@ -21,7 +28,9 @@ import torch
 from ..storage import write_bytes_atomic
 
 FORMAT = "mmgist-gist"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a "target" field and the kv tensor; 1: embeddings only
+READABLE_VERSIONS = (1, 2)
+TARGETS = ("embeddings", "kv")
 
 
 _NOT_THE_MODEL = ("_name_or_path", "transformers_version", "_commit_hash", "dtype", "torch_dtype", "architectures")
@@ -54,18 +63,81 @@ def model_fingerprint(model: Any) -> str:
     return h.hexdigest()
 
 
+def kv_of(cache: Any) -> torch.Tensor:
+    """A batch-1 KV cache -> (layers, 2, kv_heads, T, head_dim): every layer's keys then values."""
+    layers = [(layer.keys, layer.values) for layer in cache.layers]
+    shapes = {tuple(k.shape) for k, _ in layers} | {tuple(v.shape) for _, v in layers}
+    if len(shapes) != 1 or next(iter(shapes))[0] != 1:
+        raise ValueError(
+            f"a KV gist needs one (1, heads, T, head_dim) shape for every layer's keys and values, got {shapes}"
+        )
+    return torch.stack([torch.stack([k[0], v[0]]) for k, v in layers])
+
+
+def kv_cache(model: Any, kv: torch.Tensor, batch_size: int = 1) -> Any:
+    """(layers, 2, kv_heads, T, head_dim) -> a DynamicCache of T positions for `batch_size` rows, in the
+    model's dtype and device. Differentiable in `kv` (the cache concatenates onto it)."""
+    from transformers import DynamicCache
+
+    w = model.get_input_embeddings().weight
+    kv = kv.to(device=w.device, dtype=w.dtype)
+    layers = [
+        (layer[0].expand(batch_size, -1, -1, -1), layer[1].expand(batch_size, -1, -1, -1)) for layer in kv[:, :, None]
+    ]
+    return DynamicCache(ddp_cache_data=layers, config=model.config)
+
+
+@torch.no_grad()
+def bos_kv(model: Any, bos_id: int) -> torch.Tensor:
+    """(layers, 2, kv_heads, 1, head_dim): the model's own keys and values for <|bos|> at position 0."""
+    from ..lm import output_cache
+
+    device = model.get_input_embeddings().weight.device
+    return kv_of(output_cache(model(input_ids=torch.tensor([[bos_id]], device=device), use_cache=True)))
+
+
+@dataclass
+class KVHead:
+    """A head given as keys and values rather than embeddings: what a KV gist puts before the query."""
+
+    kv: torch.Tensor  # (layers, 2, kv_heads, h, head_dim), <|bos|> first
+
+    def __len__(self) -> int:
+        return self.kv.shape[3]
+
+
 @dataclass
 class GistPrefix:
-    embeddings: torch.Tensor  # (k, d)
+    embeddings: torch.Tensor | None  # (k, d) for target "embeddings"; None for a KV gist
     model_fingerprint: str
     vocab_fingerprint: str
     prefix_length: int  # tokens of the prefix it replaces (bos included)
     bos_id: int
     report: dict[str, Any] = field(default_factory=dict)  # the fidelity report, as measured at distillation
+    kv: torch.Tensor | None = None  # (layers, 2, kv_heads, k, head_dim) for target "kv": keys, values at 1..k
+
+    def __post_init__(self) -> None:
+        if (self.embeddings is None) == (self.kv is None):
+            raise ValueError(
+                "a GistPrefix holds exactly one of embeddings (k, d) and kv (layers, 2, heads, k, head_dim)"
+            )
+        if self.kv is not None and (self.kv.ndim != 5 or self.kv.shape[1] != 2):
+            raise ValueError(f"a KV gist is (layers, 2, kv_heads, k, head_dim), got {tuple(self.kv.shape)}")
+        if self.embeddings is not None and self.embeddings.ndim != 2:
+            raise ValueError(f"gist embeddings are (k, d), got {tuple(self.embeddings.shape)}")
+
+    @property
+    def target(self) -> str:
+        return "embeddings" if self.kv is None else "kv"
+
+    @property
+    def tensor(self) -> torch.Tensor:
+        """What was trained: the embeddings or the keys and values."""
+        return self.embeddings if self.kv is None else self.kv
 
     @property
     def k(self) -> int:
-        return self.embeddings.shape[0]
+        return self.embeddings.shape[0] if self.kv is None else self.kv.shape[3]
 
     @property
     def compression(self) -> float:
@@ -83,18 +155,33 @@ class GistPrefix:
                 f"this gist was distilled for vocabulary {self.vocab_fingerprint[:12]}..., not this one "
                 f"({vocab.fingerprint()[:12]}...)"
             )
+        if self.kv is not None:
+            own = bos_kv(model, self.bos_id).shape  # (layers, 2, kv_heads, 1, head_dim)
+            layers, _, heads, _, dim = self.kv.shape
+            if (layers, heads, dim) != (own[0], own[2], own[4]):
+                raise ValueError(
+                    f"this KV gist has {layers} layers of {heads} key/value heads x {dim} dims; "
+                    f"the model has {own[0]} layers of {own[2]} x {own[4]}"
+                )
+            return
         d = model.get_input_embeddings().weight.shape[1]
         if self.embeddings.shape[1] != d:
             raise ValueError(f"gist embeddings have width {self.embeddings.shape[1]}, the model {d}")
 
-    def head(self, model: Any) -> torch.Tensor:
-        """(k + 1, d): the bos embedding then the gist tokens, in the model's dtype and device."""
-        emb = model.get_input_embeddings()
-        bos = emb(torch.tensor([self.bos_id], device=emb.weight.device))
-        return torch.cat([bos, self.embeddings.to(emb.weight)], dim=0)
+    def head(self, model: Any) -> torch.Tensor | KVHead:
+        """What goes before the query, in the model's dtype and device: (k + 1, d) embeddings (<|bos|>'s,
+        then the gist's), or for a KV gist a KVHead of k + 1 positions (<|bos|>'s from the model)."""
+        w = model.get_input_embeddings().weight
+        if self.kv is not None:
+            return KVHead(torch.cat([bos_kv(model, self.bos_id), self.kv.to(w)], dim=3))
+        bos = model.get_input_embeddings()(torch.tensor([self.bos_id], device=w.device))
+        return torch.cat([bos, self.embeddings.to(w)], dim=0)
 
     def inputs_embeds(self, model: Any, query_ids: torch.Tensor) -> torch.Tensor:
-        """query_ids (B, T) -> (B, k + 1 + T, d): exactly what the model sees for these queries."""
+        """query_ids (B, T) -> (B, k + 1 + T, d): exactly what the model sees for these queries
+        (embeddings gists only: a KV gist has no embeddings; use `cache_for`)."""
+        if self.kv is not None:
+            raise ValueError("a KV gist has keys and values, not input embeddings: use gist.cache_for(model, batch)")
         emb = model.get_input_embeddings()
         q = emb(query_ids.to(emb.weight.device))
         return torch.cat([self.head(model).expand(q.shape[0], -1, -1), q], dim=1)
@@ -104,7 +191,10 @@ class GistPrefix:
         """The KV cache of the k + 1 head positions (batch 1); copy it per use (`copy.deepcopy`)."""
         from ..lm import output_cache
 
-        return output_cache(model(inputs_embeds=self.head(model)[None], use_cache=True))
+        head = self.head(model)
+        if isinstance(head, KVHead):
+            return kv_cache(model, head.kv)
+        return output_cache(model(inputs_embeds=head[None], use_cache=True))
 
     def cache_for(self, model: Any, batch_size: int, cache: Any = None):
         """A fresh copy of the head cache repeated for a batch."""
@@ -117,22 +207,21 @@ class GistPrefix:
     def save(self, path: str | os.PathLike) -> Path:
         from safetensors.torch import save
 
-        if not torch.isfinite(self.embeddings.float()).all():
-            raise ValueError(f"refusing to save a gist with non-finite embeddings to {str(path)!r}")
+        if not torch.isfinite(self.tensor.float()).all():
+            raise ValueError(f"refusing to save a gist with non-finite {self.target} to {str(path)!r}")
         header = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
+            "target": self.target,
             "model_fingerprint": self.model_fingerprint,
             "vocab_fingerprint": self.vocab_fingerprint,
             "prefix_length": self.prefix_length,
             "bos_id": self.bos_id,
             "k": self.k,
-            "dtype": str(self.embeddings.dtype),
+            "dtype": str(self.tensor.dtype),
             "report": self.report,
         }
-        data = save(
-            {"embeddings": self.embeddings.detach().cpu().contiguous()}, metadata={"mmgist": json.dumps(header)}
-        )
+        data = save({self.target: self.tensor.detach().cpu().contiguous()}, metadata={"mmgist": json.dumps(header)})
         write_bytes_atomic(path, data)
         return Path(path)
 
@@ -147,36 +236,47 @@ class GistPrefix:
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
-                embeddings = f.get_tensor("embeddings")
+                tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118  (a safe_open is not iterable)
             header = json.loads(meta["mmgist"])
             if not isinstance(header, dict):
                 raise TypeError(f"header is a {type(header).__name__}, not an object")
         except Exception as e:
             raise ValueError(f"{str(path)!r} is not a readable gist file: {type(e).__name__}: {e}") from e
-        if header.get("format") != FORMAT or header.get("format_version") != FORMAT_VERSION:
+        if header.get("format") != FORMAT or header.get("format_version") not in READABLE_VERSIONS:
             raise ValueError(
                 f"{str(path)!r} has format {header.get('format')!r} version {header.get('format_version')!r};"
-                f" this mmgist reads {FORMAT!r} version {FORMAT_VERSION}"
+                f" this mmgist reads {FORMAT!r} versions {list(READABLE_VERSIONS)}"
             )
+        target = header.get("target", "embeddings")  # version 1: embeddings
+        if target not in TARGETS or target not in tensors:
+            raise ValueError(f"{str(path)!r}: target {target!r} (one of {list(TARGETS)}) with tensors {list(tensors)}")
         needed = ("model_fingerprint", "vocab_fingerprint", "prefix_length", "bos_id", "k")
         if missing := [key for key in needed if key not in header]:
             raise ValueError(f"{str(path)!r}: the gist header lacks {missing}")
         fields = {key: header[key] for key in needed}
-        if embeddings.ndim != 2 or embeddings.shape[0] != fields["k"]:
+        tensor = tensors[target]
+        shape_ok = (
+            tensor.ndim == 2 and tensor.shape[0] == fields["k"]
+            if target == "embeddings"
+            else tensor.ndim == 5 and tensor.shape[1] == 2 and tensor.shape[3] == fields["k"]
+        )
+        if not shape_ok:
+            want = "(k, d)" if target == "embeddings" else "(layers, 2, kv_heads, k, head_dim)"
             raise ValueError(
-                f"{str(path)!r}: embeddings of shape {tuple(embeddings.shape)}, expected ({fields['k']}, d)"
+                f"{str(path)!r}: {target} of shape {tuple(tensor.shape)}, expected {want} with k={fields['k']}"
             )
-        if not torch.isfinite(embeddings.float()).all():
-            raise ValueError(f"{str(path)!r}: the embeddings hold NaN or inf")
-        if header.get("dtype", str(embeddings.dtype)) != str(embeddings.dtype):
-            raise ValueError(f"{str(path)!r}: embeddings are {embeddings.dtype}, the header says {header['dtype']}")
+        if not torch.isfinite(tensor.float()).all():
+            raise ValueError(f"{str(path)!r}: the {target} hold NaN or inf")
+        if header.get("dtype", str(tensor.dtype)) != str(tensor.dtype):
+            raise ValueError(f"{str(path)!r}: {target} are {tensor.dtype}, the header says {header['dtype']}")
         gist = cls(
-            embeddings,
+            tensor if target == "embeddings" else None,
             fields["model_fingerprint"],
             fields["vocab_fingerprint"],
             fields["prefix_length"],
             fields["bos_id"],
             header.get("report", {}),
+            tensor if target == "kv" else None,
         )
         if model is not None:
             gist.check(model, vocab)

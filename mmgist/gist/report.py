@@ -1,15 +1,16 @@
 """How closely a head (the gist, a baseline, or the full prefix) reproduces the full prefix.
 
-A head is the (h, d) input embeddings placed before a query: `<|bos|> g_1..g_k` for a gist,
+A head is what is placed before a query: (h, d) input embeddings, or a KVHead (keys and values of h
+positions, for a KV gist). `<|bos|> g_1..g_k` for a gist,
 `<|bos|>` alone for no prefix, `<|bos|>` + the last k prefix tokens for the truncated baseline, the
 whole of another prefix for the control (the same instruction, another photo, say: a gist that only
 learned what the two share closes none of the content gap G_content = 1 - KL_gist / KL_control). Every
-measure runs the same embeddings path, so the figures of different heads compare exactly:
+measure runs one path per kind of head (`student_logprobs`), so the figures of different heads compare:
 
     fidelity   KL(full || head) and top-1 agreement on held-out continuation positions, and KL by
                position within the continuation (the first 8, then the rest pooled)
     greedy     exact match of the greedy continuation after each query with the full prefix's
-    task       multiple-choice accuracy and option KL on `Question`s (see mmgist.scoring)
+    task       multiple-choice accuracy and option KL against the full prefix on `Question`s
 """
 
 from __future__ import annotations
@@ -18,18 +19,28 @@ from typing import Any
 
 import torch
 
-from ..scoring import Question, option_logprobs, to_ids
-from .data import Continuations, Teacher
+from ..lm import cache_kwargs, output_cache
+from ..scoring import Question, to_ids
+from .data import Continuations, Teacher, pad
+from .prefix import KVHead, kv_cache
+
+Head = torch.Tensor | KVHead  # (h, d) embeddings, or keys and values of h positions
 
 
-def student_logprobs(model: Any, head: torch.Tensor, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """(n, T, V) on the model's device: log-probs of each position's token given `head` (h, d) and the tokens before."""
-    emb = model.get_input_embeddings()
-    device = emb.weight.device
-    x = torch.cat([head.expand(len(ids), -1, -1), emb(ids.to(device))], dim=1)  # (n, h + T, d)
-    attn = torch.cat([torch.ones(len(ids), head.shape[0], dtype=torch.long), real.long()], 1).to(device)
+def student_logprobs(model: Any, head: Head, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """(n, T, V) on the model's device: log-probs of each position's token given `head` and the tokens before.
+
+    An embeddings head's last position predicts ids[:, 0]. A KVHead has keys and values but no output
+    there: its position 0 comes back uniform, so rows after a KV head count from their second token."""
+    device = model.get_input_embeddings().weight.device
+    attn = torch.cat([torch.ones(len(ids), len(head), dtype=torch.long), real.long()], 1).to(device)
+    if isinstance(head, KVHead):
+        cache = kv_cache(model, head.kv, len(ids))
+        logits = model(input_ids=ids.to(device), attention_mask=attn, **cache_kwargs(model, cache)).logits.float()
+        return torch.cat([torch.zeros_like(logits[:, :1]), logits[:, :-1]], 1).log_softmax(-1)
+    x = torch.cat([head.expand(len(ids), -1, -1), model.get_input_embeddings()(ids.to(device))], dim=1)  # (n, h + T, d)
     logits = model(inputs_embeds=x, attention_mask=attn).logits.float()
-    return logits[:, head.shape[0] - 1 : -1].log_softmax(-1)  # position h - 1 predicts ids[:, 0]
+    return logits[:, len(head) - 1 : -1].log_softmax(-1)  # position h - 1 predicts ids[:, 0]
 
 
 def kl_per_position(teacher: Teacher, student: torch.Tensor) -> torch.Tensor:
@@ -58,7 +69,7 @@ POSITIONS = [*map(str, range(8)), "8+"]  # the per-position breakdown: the first
 
 
 @torch.no_grad()
-def fidelity(model: Any, head: torch.Tensor, data: Continuations) -> dict[str, Any]:
+def fidelity(model: Any, head: Head, data: Continuations) -> dict[str, Any]:
     """{"kl", "agreement", "kl_by_position", "count_by_position"} over data.mask, in chunks of 16 rows:
     the mean KL at each index within the continuation (POSITIONS; None where none has that index)
     and how many positions each mean is over."""
@@ -84,23 +95,27 @@ def fidelity(model: Any, head: torch.Tensor, data: Continuations) -> dict[str, A
 
 
 @torch.no_grad()
-def greedy(model: Any, head: torch.Tensor, query: list[int], n: int, eos_id: int) -> list[int]:
+def greedy(model: Any, head: Head, query: list[int], n: int, eos_id: int) -> list[int]:
     """The greedy continuation (up to n tokens, eos included) after `head` then `query`, with a KV cache."""
-    from ..lm import cache_kwargs, output_cache
-
-    emb = model.get_input_embeddings()
-    x = torch.cat([head, emb(torch.tensor(query, dtype=torch.long, device=emb.weight.device))])[None]
-    out = model(inputs_embeds=x, use_cache=True)
+    device = model.get_input_embeddings().weight.device
+    if isinstance(head, KVHead):
+        if not query:
+            raise ValueError("greedy decoding after a KV head needs a query: a KV head predicts no first token")
+        cache = kv_cache(model, head.kv)
+        out = model(input_ids=torch.tensor([query], device=device), **cache_kwargs(model, cache))
+    else:
+        x = torch.cat([head, model.get_input_embeddings()(torch.tensor(query, dtype=torch.long, device=device))])
+        out = model(inputs_embeds=x[None], use_cache=True)
     seq: list[int] = []
     while True:
         seq.append(int(out.logits[0, -1].argmax()))
         if len(seq) == n or seq[-1] == eos_id:
             return seq
-        step = torch.tensor([seq[-1:]], device=emb.weight.device)
+        step = torch.tensor([seq[-1:]], device=device)
         out = model(input_ids=step, **cache_kwargs(model, output_cache(out)))
 
 
-def greedy_match(model: Any, heads: dict[str, torch.Tensor], queries: list[list[int]], n: int, eos_id: int) -> dict:
+def greedy_match(model: Any, heads: dict[str, Head], queries: list[list[int]], n: int, eos_id: int) -> dict:
     """Per head: the share of queries whose greedy continuation equals the full prefix's (heads["full_prefix"])."""
     runs = {name: [greedy(model, head, q, n, eos_id) for q in queries or [[]]] for name, head in heads.items()}
     full = runs["full_prefix"]
@@ -109,7 +124,7 @@ def greedy_match(model: Any, heads: dict[str, torch.Tensor], queries: list[list[
 
 def table(
     model: Any,
-    heads: dict[str, torch.Tensor],
+    heads: dict[str, Head],
     data: Continuations,
     queries: list[list[int]] | None,
     n: int,
@@ -140,7 +155,22 @@ def by_position(tables: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[
     return out
 
 
-def task(model: Any, vocab: Any, heads: dict[str, torch.Tensor], questions: list[Question]) -> dict[str, Any]:
+@torch.no_grad()
+def option_logprobs(model: Any, head: Head, query: list[int], options: list[list[int]]) -> torch.Tensor:
+    """(n_options,): log P(option | head, query), the sum of its tokens' log-probs; one batch of
+    `query option` rows after `head` (mmgist.scoring.option_logprobs, for either kind of head)."""
+    if any(len(o) == 0 for o in options):
+        raise ValueError("an answer option encodes to no tokens")
+    if isinstance(head, KVHead) and not query:
+        raise ValueError("scoring options after a KV head needs a query: a KV head predicts no first token")
+    ids, real, _ = pad([query + o for o in options])
+    logp = student_logprobs(model, head, ids, real).cpu()  # (n_options, T, V)
+    return torch.stack([
+        logp[b, len(query) + torch.arange(len(o)), torch.tensor(o)].sum() for b, o in enumerate(options)
+    ])  # fmt: skip
+
+
+def task(model: Any, vocab: Any, heads: dict[str, Head], questions: list[Question]) -> dict[str, Any]:
     """Per head (heads["full_prefix"] among them): accuracy where answers are known, and against the full
     prefix's option probabilities, KL over the options and agreement of the chosen option."""
     probs = {

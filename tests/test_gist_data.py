@@ -129,7 +129,7 @@ def test_report_counts_only_unseen_continuation_positions_and_heldout_queries(se
     config = GistConfig(num_gist_tokens=2, steps=10, num_continuations=8, continuation_length=6, eval_every=5)
     served = [Question(" Q: word?", [" zebra", " horse"], 0), " Again:"]
     unseen = [Question(" Name it:", [" zebra", " horse", " cat"], 0), " More:"]
-    control = Prompt(["The secret word is zebra. ", torch.rand(3, 8, 8), " Always answer with the secret word."])
+    control = Prompt(["The secret word is horse. ", torch.rand(3, 8, 8), " Always answer with the secret word."])
     gist = distill_gist(model, vocab, PREFIX, config, queries=served, heldout_queries=unseen, control_prefix=control)
     r = gist.report
     # 16 served rows split 12 / 4, and the 16 rows after the held-out queries all held out
@@ -145,7 +145,7 @@ def test_report_counts_only_unseen_continuation_positions_and_heldout_queries(se
         assert set(table) == heads and table["no_prefix"]["gap_closed"] == 0.0
         # the content gap: how much of KL(full || control) the gist (init, truncated) closes
         for head in ("gist", "init", "truncated"):
-            assert r["G_content"][part][head] == 1 - table[head]["kl"] / table["control"]["kl"]
+            assert r["G_content"][part][head] == 1 - table[head]["kl"] / max(table["control"]["kl"], 1e-12)
         # KL by position within the continuation: the counted positions, pooled again, give the table's KL
         split = r["by_position"][part]
         assert split["positions"] == ["0", "1", "2", "3", "4", "5", "6", "7", "8+"] and split["count"][6:] == [0, 0, 0]
@@ -153,7 +153,7 @@ def test_report_counts_only_unseen_continuation_positions_and_heldout_queries(se
         for head in heads:
             means = [(m or 0.0) * c for m, c in zip(split[head], split["count"])]
             assert sum(means) / sum(split["count"]) == pytest.approx(table[head]["kl"], rel=1e-6)
-    assert r["heldout_task"]["rows"]["control"]["option_kl"] >= 0  # option KL vs the full prefix, per head
+    assert r["heldout_task"]["rows"]["control"]["option_kl"] > -1e-6  # option KL vs the full prefix (rounding: ~0 here)
     from mmgist.gist.report import summary
 
     assert "content gap closed vs the control prefix, unseen_queries: gist" in summary(r)

@@ -149,7 +149,8 @@ def distill_gist(
     heldout_queries: list[Any] | None = None,
     control_prefix: Any = None,
 ) -> GistPrefix:
-    """Compress `prefix` (a Prompt, or ids starting with <|bos|>) into `config.num_gist_tokens` embeddings.
+    """Compress `prefix` (a Prompt, or ids starting with <|bos|>) into `config.num_gist_tokens` positions
+    (input embeddings, or keys and values with `target="kv"`).
 
     `queries`: what the gist must serve, each a Prompt, a string, ids or a `Question`; teacher
     continuations are sampled after each. `heldout_queries` (of the same kinds) are never trained on:
@@ -193,8 +194,7 @@ def distill_gist(
     if longest > context_length(model):
         raise ValueError(
             f"prefix ({head_length} tokens, the longer of prefix and control) plus query and continuation "
-            f"({longest} in all) exceed "
-            f"the model's context of {context_length(model)}"
+            f"({longest} in all) exceed the model's context of {context_length(model)}"
         )
     flags = [p.requires_grad for p in model.parameters()]
     was_training = model.training

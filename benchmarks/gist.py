@@ -1,18 +1,24 @@
-"""Gist benchmark: fidelity by k and prefix length, task accuracy, distillation cost, and latency.
+"""Gist benchmark on the demo task: fidelity and accuracy on question types the gist never saw, by k and
+target; self-study data; stopping; latency.
 
-    python benchmarks/gist.py [--model models/demo-brightness] [--prefix-tokens 128 256 512 1024] [--ks 1 2 4 8 16]
+    make data                                     # once: the held-out photos in data/photos/heldout
+    python benchmarks/gist.py [--model models/demo-photo-qa] [--samples 3] [--ks 1 4 16] [--targets embeddings kv]
 
-1. Fidelity: mixed prefixes of held-out photographs (tokenized by the model's image tokenizer) then
-   instruction text, filled to the requested length; G, agreement and cost on held-out continuation
-   positions (see mmgist.gist.data: rows held out at random, minus positions whose context was
-   trained on, plus every row after 2 held-out region queries the gist never saw).
-2. Task accuracy: the demo task's own prefixes (a held-out photo crop + instruction, about 350
-   tokens) and its 5 region questions with their true answers: each gist is trained after 3 of them
-   (served) and also scored on the other 2 (unseen), with the full prefix, the gist, the truncated
-   prefix and no prefix (see mmgist.demo_task, mmgist.scoring).
-3. Latency, side by side for one prefix: (a) the full prefix recomputed with each query, (b) the
-   prefix's KV cache reused, (c) the gist's cache, (d) no prefix at all; time to first token (TTFT,
-   best of 20) and per-token generation latency (best of 5).
+Prefixes are the demo task's own (mmgist.demo_task): a 96x96 crop of a held-out photo (never trained on
+by the model or its image tokenizer) and an instruction, about 200 tokens. Question types are split:
+demo_task.GIST_HELDOUT_TYPES are never trained on. Each gist is distilled from (a) self-study samples, which the model
+writes itself straight after the full prefix (questions and answers about the photo), cut before any
+unseen type's question, and (b) the continuations after SERVED questions of the other types. It is
+then measured after UNSEEN questions of the unseen types: G = 1 - KL(full||gist) / KL(full||none) on the
+continuations sampled after them; G_content = 1 - KL(full||gist) / KL(full||control), where the
+control is the same instruction with another held-out photo (what the gist keeps of *this* photo);
+multiple-choice accuracy with the full prefix, the gist, its initialization, the truncated prefix
+(last k tokens), the control and no prefix; greedy exact match. Figures are means over --samples prefixes.
+
+Tables: 1. by target and k; 2. G against the number of self-study samples; 3. initialization;
+4. stopping (fixed steps against the best validation step); 5. latency for one prefix (full prefix
+recomputed, its KV cache reused, the gist's cache, no prefix) with a long in-distribution prefix
+(photo, instruction and earlier question/answer turns), and an out-of-distribution stress row.
 The functions are shared with notebooks/gist_benchmark.ipynb.
 """
 
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import random
 import sys
 import tempfile
 from pathlib import Path
@@ -29,37 +36,66 @@ from timing import best_of
 
 from mmgist import Prompt, distill_gist, load_model
 from mmgist.datasets import split_photos
-from mmgist.demo_task import REGIONS, TaskSample, make_samples
+from mmgist.demo_task import GIST_HELDOUT_MARKERS, GIST_HELDOUT_TYPES, TaskSample, gist_questions, make_samples
 from mmgist.gist import GistConfig
 from mmgist.lm import cache_kwargs, output_cache
 
-INSTRUCTION = (" Instruction: look at the reference photo above and answer questions about how bright each "
-               "region is, in one word, dark, medium or bright, without any other text.")  # fmt: skip
+SERVED_PER_PREFIX = 6
+UNSEEN_PER_PREFIX = 4
+HEADS = ("full_prefix", "gist", "init", "truncated", "control", "no_prefix")
 
 
-def make_prefix(vocab, n_tokens: int, seed: int = 0) -> list[int]:
-    """About `n_tokens` ids (bos included): photos while they fit in half the budget, then instruction text."""
-    ids = [vocab.bos_id]
-    if "image" in vocab.tokenizers:
-        from mmgist.datasets import HELDOUT, photo_paths
-        from mmgist.io import image_to_tensor, load_image
+def benchmark_samples(photos: str | Path | None, n: int, seed: int = 1) -> list[tuple[TaskSample, TaskSample]]:
+    """`n` (sample, control) pairs from held-out photos (None: the bundled held-out ones, which need no
+    `make data`): the control has the same style (instruction) and another crop's image."""
+    if photos is None or not Path(photos).is_dir():
+        photos = split_photos(Path(tempfile.mkdtemp()))[1]
+    samples = make_samples(photos, 2 * n, seed=seed)
+    return [(s, TaskSample(samples[n + i].image, s.style)) for i, s in enumerate(samples[:n])]
 
-        photos = [image_to_tensor(load_image(photo_paths()[n])) for n in HELDOUT]
-        g = torch.Generator().manual_seed(seed)
-        for size in (128, 64):
-            while True:
-                im = photos[int(torch.randint(0, len(photos), (1,), generator=g))]
-                y = int(torch.randint(0, im.shape[1] - size + 1, (1,), generator=g))
-                x = int(torch.randint(0, im.shape[2] - size + 1, (1,), generator=g))
-                seg_ids = vocab.encode([im[:, y : y + size, x : x + size]])
-                if len(ids) + len(seg_ids) > n_tokens // 2 + 16:
-                    break
-                ids += seg_ids
-    text = INSTRUCTION
-    while len(ids) + len(vocab.encode([text])) < n_tokens:
-        text += INSTRUCTION
-    text_ids = vocab.encode([text])[: n_tokens - len(ids)]
-    return ids + text_ids
+
+def distill(model, vocab, sample: TaskSample, control: TaskSample, config: GistConfig):
+    served, unseen = gist_questions(sample, SERVED_PER_PREFIX, UNSEEN_PER_PREFIX)
+    return distill_gist(
+        model, vocab, sample.prefix(), config, queries=served, heldout_queries=unseen,
+        control_prefix=control.prefix(), self_study_exclude=list(GIST_HELDOUT_MARKERS),
+    )  # fmt: skip
+
+
+def reports(model, vocab, pairs: list[tuple[TaskSample, TaskSample]], config: GistConfig) -> list[dict]:
+    """One gist per (sample, control) pair with `config`; their reports."""
+    return [distill(model, vocab, s, c, config).report for s, c in pairs]
+
+
+def row(reports: list[dict], **label) -> dict:
+    """Means over the prefixes' reports of the figures on unseen question types."""
+
+    def mean(get):
+        values = [get(r) for r in reports]
+        values = [v for v in values if v is not None]
+        return sum(values) / len(values) if values else None
+
+    out = dict(label)
+    out["G gist"] = mean(lambda r: r["unseen_queries"]["gist"]["gap_closed"])
+    out["G init"] = mean(lambda r: r["unseen_queries"]["init"]["gap_closed"])
+    out["G truncated"] = mean(lambda r: r["unseen_queries"]["truncated"]["gap_closed"])
+    out["G control"] = mean(lambda r: r["unseen_queries"]["control"]["gap_closed"])
+    out["G_content gist"] = mean(lambda r: (r["G_content"] or {}).get("unseen_queries", {}).get("gist"))
+    out["agreement gist"] = mean(lambda r: r["unseen_queries"]["gist"]["agreement"])
+    out["greedy match"] = mean(lambda r: r["unseen_queries"]["gist"]["greedy_exact_match"])
+    for head in HEADS:
+        out[f"acc {head}"] = mean(lambda r, h=head: r["heldout_task"]["rows"][h]["accuracy"])
+    out["option KL gist"] = mean(lambda r: r["heldout_task"]["rows"]["gist"]["option_kl"])
+    out["option KL control"] = mean(lambda r: r["heldout_task"]["rows"]["control"]["option_kl"])
+    out["steps"] = mean(lambda r: r["best_step"])
+    out["distill s"] = mean(lambda r: r["wall_seconds"])
+    return out
+
+
+MAIN_COLUMNS = {"target": "", "k": "", "G gist": ".3f", "G_content gist": ".3f", "G init": ".3f", "G truncated": ".3f",
+                "G control": ".3f", "agreement gist": ".3f", "greedy match": ".2f", "acc full_prefix": ".3f",
+                "acc gist": ".3f", "acc truncated": ".3f", "acc control": ".3f", "acc no_prefix": ".3f",
+                "option KL gist": ".3f", "option KL control": ".3f", "steps": ".0f", "distill s": ".1f"}  # fmt: skip
 
 
 def kv_bytes(cache) -> int:
@@ -121,189 +157,102 @@ def markdown(rows: list[dict], columns: dict[str, str]) -> str:
         return "-" if v is None else format(v, spec)
 
     head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns)
-    return "\n".join([head] + ["| " + " | ".join(cell(r[c], f) for c, f in columns.items()) + " |" for r in rows])
+    return "\n".join([head] + ["| " + " | ".join(cell(r.get(c), f) for c, f in columns.items()) + " |" for r in rows])
 
 
-FIDELITY_COLUMNS = {"prefix tokens": "", "k": "", "compression": ".0f", "G gist": ".3f", "G init": ".3f",
-                    "G truncated": ".3f", "agreement gist": ".3f", "agreement none": ".3f", "greedy match": ".2f",
-                    "G gist (served, held-out rows)": ".3f", "served held-out positions": "", "steps": "",
-                    "steps to G=0.9": "", "distill s": ".1f"}  # fmt: skip
-TASK_COLUMNS = {"k": "", "served q": "", "served acc full": ".3f", "served acc gist": ".3f", "served acc none": ".3f",
-                "served same as full": ".3f", "unseen q": "", "unseen acc full": ".3f", "unseen acc gist": ".3f",
-                "unseen acc truncated": ".3f", "unseen acc none": ".3f", "unseen same as full": ".3f",
-                "unseen option KL gist": ".3f", "unseen option KL none": ".3f", "G gist (unseen)": ".3f",
-                "distill s": ".1f"}  # fmt: skip
+def print_row(r: dict, columns: dict[str, str]) -> None:
+    print(markdown([r], columns).split("\n")[-1], flush=True)
 
 
-def fidelity_row(prefix: list[int], gist) -> dict:
-    """G, agreement and greedy match on the unseen queries (or, without them, on the held-out rows)."""
-    r = gist.report
-    part, key = (
-        ("unseen_queries", "unseen_queries_gap_closed") if r["unseen_queries"] else ("baselines", "heldout_gap_closed")
-    )
-    b, served = r[part] or {}, r["baselines"]
-
-    def get(head, field):
-        return b[head][field] if b else None
-
-    return {
-        "prefix tokens": len(prefix),
-        "k": gist.k,
-        "compression": r["compression"],
-        "G gist": get("gist", "gap_closed"),
-        "G init": get("init", "gap_closed"),
-        "G truncated": get("truncated", "gap_closed"),
-        "agreement gist": get("gist", "agreement"),
-        "agreement none": get("no_prefix", "agreement"),
-        "greedy match": get("gist", "greedy_exact_match"),
-        "G gist (served, held-out rows)": served["gist"]["gap_closed"] if served else None,
-        "served held-out positions": r["heldout_positions"],
-        "steps": r["steps"],
-        "steps to G=0.9": next((h["step"] for h in r["history"] if h.get(key, -1) >= 0.9), None),
-        "distill s": r["wall_seconds"],
-    }
-
-
-def task_samples(n: int, seed: int = 1) -> list[TaskSample]:
-    """`n` demo-task samples cut from the held-out photos (never seen in training)."""
-    return make_samples(split_photos(Path(tempfile.mkdtemp()))[1], n, seed=seed)
-
-
-UNSEEN_PER_SAMPLE = 2  # region questions held out from each prefix's gist (rotating), the other 3 served
-
-
-def task_row(model, vocab, samples: list[TaskSample], k: int, steps: int, continuations: int = 48) -> dict:
-    """One gist per sample, trained after 3 of its region questions (served) and scored on those and on
-    the other 2 (unseen: never sampled after); figures averaged over the samples."""
-    reports = []
-    for n, s in enumerate(samples):
-        questions = s.questions()
-        unseen = {(n * UNSEEN_PER_SAMPLE + j) % len(questions) for j in range(UNSEEN_PER_SAMPLE)}
-        served = [q for j, q in enumerate(questions) if j not in unseen]
-        config = GistConfig(num_gist_tokens=k, steps=steps, num_continuations=max(1, continuations // len(served)))
-        gist = distill_gist(model, vocab, s.prefix(), config, queries=served,
-                            heldout_queries=[questions[j] for j in sorted(unseen)])  # fmt: skip
-        reports.append(gist.report)
-
-    def mean(section, head, key):
-        return sum(r[section]["rows"][head][key] for r in reports) / len(reports)
-
-    return {
-        "k": k,
-        "served q": sum(r["task"]["questions"] for r in reports),
-        "served acc full": mean("task", "full_prefix", "accuracy"),
-        "served acc gist": mean("task", "gist", "accuracy"),
-        "served acc none": mean("task", "no_prefix", "accuracy"),
-        "served same as full": mean("task", "gist", "agreement"),
-        "unseen q": sum(r["heldout_task"]["questions"] for r in reports),
-        "unseen acc full": mean("heldout_task", "full_prefix", "accuracy"),
-        "unseen acc gist": mean("heldout_task", "gist", "accuracy"),
-        "unseen acc truncated": mean("heldout_task", "truncated", "accuracy"),
-        "unseen acc none": mean("heldout_task", "no_prefix", "accuracy"),
-        "unseen same as full": mean("heldout_task", "gist", "agreement"),
-        "unseen option KL gist": mean("heldout_task", "gist", "option_kl"),
-        "unseen option KL none": mean("heldout_task", "no_prefix", "option_kl"),
-        "G gist (unseen)": sum(r["unseen_queries"]["gist"]["gap_closed"] for r in reports) / len(reports),
-        "distill s": sum(r["wall_seconds"] for r in reports) / len(reports),
-    }
+def long_prefix(sample: TaskSample, turns: int = 8, seed: int = 3) -> Prompt:
+    """In distribution and longer: the sample's prefix followed by `turns` of its own question/answer turns."""
+    chosen = random.Random(seed).sample(sample.turns(seed), turns)
+    return Prompt([sample.image, " " + sample.style.instruction + "".join(t.text for t in chosen)])
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="models/demo-brightness")
-    ap.add_argument("--prefix-tokens", type=int, nargs="+", default=[128, 256, 512, 1024])
-    ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    ap.add_argument("--model", default="models/demo-photo-qa")
+    ap.add_argument("--photos", default="data/photos/heldout", help="held-out photos (make data gathers them; "
+                    "without them, the bundled held-out photos)")  # fmt: skip
+    ap.add_argument("--samples", type=int, default=3, help="prefixes per configuration")
+    ap.add_argument("--ks", type=int, nargs="+", default=[1, 4, 16])
+    ap.add_argument("--targets", nargs="+", default=["embeddings", "kv"], choices=["embeddings", "kv"])
     ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--continuations", type=int, default=48)
-    ap.add_argument("--latency-prefix", type=int, default=512)
-    ap.add_argument("--latency-k", type=int, default=4)
+    ap.add_argument("--self-study", type=int, default=64)
+    ap.add_argument("--self-study-sweep", type=int, nargs="*", default=[0, 16, 64])
+    ap.add_argument("--sections", nargs="+", default=["main", "self-study", "init", "stopping", "latency"])
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--task-samples", type=int, default=10, help="demo-task prefixes per k for task accuracy (0: skip)")
-    ap.add_argument(
-        "--no-queries",
-        action="store_true",
-        help="sample continuations straight after the prefix instead of after the task's region queries",
-    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, vocab = load_model(args.model)
+    pairs = benchmark_samples(args.photos, args.samples)
+    lengths = [len(vocab.encode(s.prefix(), add_bos=True)) for s, _ in pairs]
     print(
         f"model {args.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters; "
-        f"{args.threads} CPU threads; figures on held-out continuations\n"
+        f"{args.threads} CPU threads; {len(pairs)} prefixes of held-out photos ({min(lengths)}-{max(lengths)} "
+        f"tokens), each with {SERVED_PER_PREFIX} served questions and up to {UNSEEN_PER_PREFIX} of unseen types "
+        f"({', '.join(GIST_HELDOUT_TYPES)}); {args.self_study} self-study samples cut before unseen types; "
+        f"{args.steps} steps\n"
     )
-    print(markdown([], FIDELITY_COLUMNS))
-    # The demo model answers queries about the prefix: continuations are sampled after 3 region queries
-    # (served) and after the other 2 (held out: never trained on, they measure the answer positions)
-    regions = [Prompt([TaskSample.query(r)]) for r in REGIONS]
-    queries, heldout = (None, None) if args.no_queries else (regions[:3], regions[3:])
-    per_query = args.continuations // (len(queries) if queries else 1)
-    gists = {}
-    for n in args.prefix_tokens:
-        prefix = make_prefix(vocab, n)
-        for k in args.ks:
-            config = GistConfig(num_gist_tokens=k, steps=args.steps, num_continuations=per_query, early_stopping=None)
-            gist = distill_gist(model, vocab, prefix, config, queries=queries, heldout_queries=heldout)
-            gists[(n, k)] = (prefix, gist)
-            print(markdown([fidelity_row(prefix, gist)], FIDELITY_COLUMNS).split("\n")[-1], flush=True)
-    if args.task_samples:
-        samples = task_samples(args.task_samples)
-        print(
-            f"\ntask accuracy: {len(samples)} demo-task prefixes from held-out photos "
-            f"({min(len(vocab.encode(s.prefix(), add_bos=True)) for s in samples)} to "
-            f"{max(len(vocab.encode(s.prefix(), add_bos=True)) for s in samples)} tokens), one gist per prefix "
-            f"trained after 3 of its 5 region questions (served); the other {UNSEEN_PER_SAMPLE} are unseen. "
-            "True answers are never trained on. Early stopping at train G 0.95\n"
-        )
-        print(markdown([], TASK_COLUMNS))
-        for k in args.ks:
-            print(
-                markdown([task_row(model, vocab, samples, k, args.steps, args.continuations)], TASK_COLUMNS).split(
-                    "\n"
-                )[-1],
-                flush=True,
-            )
-    key = (args.latency_prefix, args.latency_k)
-    if key not in gists:
-        prefix = make_prefix(vocab, args.latency_prefix)
-        gists[key] = (
-            prefix,
-            distill_gist(
-                model,
-                vocab,
-                prefix,
-                GistConfig(num_gist_tokens=args.latency_k, steps=args.steps),
-                queries,
-                heldout_queries=heldout,
-            ),
-        )
-    prefix, gist = gists[key]
-    query = vocab.encode(Prompt([" Q: top left? A:"]))
-    rows = latency(model, vocab, prefix, gist, query, args.new_tokens)
-    print(
-        f"\nlatency, prefix {len(prefix)} tokens, gist k={gist.k}, query {len(query)} tokens, "
-        f"{args.new_tokens} new tokens (TTFT best of 20; per-token from 1 vs {args.new_tokens} new tokens; "
-        "cache copies outside the clock)\n"
-    )
-    print("| setup | TTFT ms | per-token ms | total ms | KV-cache bytes |\n|---|---|---|---|---|")
-    for name, r in rows.items():
-        print(f"| {name} | {r['ttft_ms']:.1f} | {r['per_token_ms']:.2f} | {r['total_ms']:.1f} | {r['kv_bytes']:,} |")
-    a, b, c, d = rows.values()
-    saved = (a["total_ms"] - c["total_ms"]) / 1e3
-    print(
-        f"\nTTFT gist / no prefix: {c['ttft_ms'] / d['ttft_ms']:.2f}x (aim: within 1.1x); "
-        f"TTFT full / gist: {a['ttft_ms'] / c['ttft_ms']:.1f}x"
-    )
-    if c["kv_bytes"]:
-        print(
-            f"KV bytes prefix / gist: {b['kv_bytes'] / c['kv_bytes']:.1f}x (positions {len(prefix)} / {gist.k + 1}; "
-            f"the compression ratio {gist.compression:.1f}x leaves out the <|bos|> both keep)"
-        )
-    payback = gist.report["wall_seconds"] / saved if saved > 0 else float("inf")
-    print(
-        f"distillation {gist.report['wall_seconds']:.1f} s is paid back after {payback:.0f} queries "
-        f"(each saves {1e3 * saved:.0f} ms against recomputing the prefix)"
-    )
+
+    done: dict[str, list[dict]] = {}  # a configuration asked for by two tables is distilled once
+
+    def run(**overrides):
+        config = GistConfig(**{"steps": args.steps, "self_study": args.self_study, "num_continuations": 8, **overrides})
+        if repr(config) not in done:
+            done[repr(config)] = reports(model, vocab, pairs, config)
+        return done[repr(config)]
+
+    best_target = args.targets[-1]
+    if "main" in args.sections:
+        print("1. by target and k (unseen question types)\n")
+        print(markdown([], MAIN_COLUMNS))
+        for target in args.targets:
+            for k in args.ks:
+                print_row(row(run(target=target, num_gist_tokens=k), target=target, k=k), MAIN_COLUMNS)
+    if "self-study" in args.sections:
+        print(f"\n2. G against the number of self-study samples (target {best_target}, k=4)\n")
+        columns = {"self-study samples": "", **{c: MAIN_COLUMNS[c] for c in list(MAIN_COLUMNS)[2:]}}
+        print(markdown([], columns))
+        for n in args.self_study_sweep:
+            print_row(row(run(target=best_target, self_study=n), **{"self-study samples": n}), columns)
+    if "init" in args.sections:
+        print("\n3. initialization (k=4)\n")
+        columns = {"target": "", "init": "", **{c: MAIN_COLUMNS[c] for c in list(MAIN_COLUMNS)[2:]}}
+        print(markdown([], columns))
+        for target in args.targets:
+            for init in ("prefix_mean", "last_tokens"):
+                print_row(row(run(target=target, init=init), target=target, init=init), columns)
+    if "stopping" in args.sections:
+        print(f"\n4. stopping (target {best_target}, k=4): all steps, or the best of every 25 on validation rows\n")
+        columns = {"stopping": "", **{c: MAIN_COLUMNS[c] for c in list(MAIN_COLUMNS)[2:]}}
+        print(markdown([], columns))
+        for stopping in ("fixed", "validation"):
+            print_row(row(run(target=best_target, stopping=stopping), stopping=stopping), columns)
+    if "latency" in args.sections:
+        sample, control = pairs[0]
+        query = vocab.encode(Prompt([" Q: centre brightness? A:"]))
+        print(f"\n5. latency (target {best_target}, k=4, {args.new_tokens} new tokens; TTFT best of 20; per-token "
+              f"from 1 vs {args.new_tokens} new tokens; cache copies outside the clock)\n")  # fmt: skip
+        print("| prefix | setup | TTFT ms | per-token ms | total ms | KV-cache bytes |\n|---|---|---|---|---|---|")
+        stress = Prompt([sample.image, control.image, pairs[-1][0].image, " " + sample.style.instruction])
+        for label, prefix in (("photo + instruction + 8 turns", long_prefix(sample)), ("3 photos (stress: never "
+                              "trained on)", stress)):  # fmt: skip
+            ids = vocab.encode(prefix, add_bos=True)
+            gist = distill_gist(model, vocab, ids, GistConfig(target=best_target, steps=args.steps, num_gist_tokens=4,
+                                                              self_study=args.self_study))  # fmt: skip
+            rows = latency(model, vocab, ids, gist, query, args.new_tokens)
+            for name, r in rows.items():
+                print(f"| {label}, {len(ids)} tokens | {name} | {r['ttft_ms']:.1f} | {r['per_token_ms']:.2f} | "
+                      f"{r['total_ms']:.1f} | {r['kv_bytes']:,} |")  # fmt: skip
+            a, _, c, d = rows.values()
+            saved = (a["total_ms"] - c["total_ms"]) / 1e3
+            payback = gist.report["wall_seconds"] / saved if saved > 0 else float("inf")
+            print(f"| {label} | TTFT full / gist {a['ttft_ms'] / c['ttft_ms']:.1f}x, gist / none "
+                  f"{c['ttft_ms'] / d['ttft_ms']:.2f}x; distillation {gist.report['wall_seconds']:.0f} s paid back "
+                  f"after {payback:.0f} queries | | | | |")  # fmt: skip
     return 0
 
 

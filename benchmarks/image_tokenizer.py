@@ -1,9 +1,9 @@
-"""Image tokenizer benchmark on held-out photographs: shipped v2, the plain-VQ baseline, v1, and WebP.
+"""Image tokenizer benchmark on held-out photographs: image-vq-f8 (v2), the plain-VQ baseline, v1, and WebP.
 
     make data                                   # once: installs the photo packages, gathers data/photos
-    python benchmarks/image_tokenizer.py [--tokenizers image-vq-f8-v2 image-vq-f8-plain image-vq-f8]
-                                         [--side-by-side tokenizers/image-vq-f8-v2/heldout.png]
-                                         [--update-card tokenizers/image-vq-f8-v2/README.md]
+    python benchmarks/image_tokenizer.py [--tokenizers image-vq-f8 image-vq-f8-plain image-vq-f8-v1]
+                                         [--side-by-side tokenizers/image-vq-f8/heldout.png]
+                                         [--update-card tokenizers/image-vq-f8/README.md]
 
 Every row is measured in this one run, on the held-out photos of `mmgist.datasets.gather_photos`
 (never trained on). Quality on 256x256 crops (a non-overlapping grid over each photo): PSNR, SSIM,
@@ -38,7 +38,7 @@ from mmgist.metrics import CodeUsage, chroma_ratio, ciede2000, grey_cast, psnr, 
 CROP = 256
 BORDER = 8  # the ring whose error is compared with the interior's
 SPEED_CROPS = 16
-DEFAULT_TOKENIZERS = ("image-vq-f8-v2", "image-vq-f8-plain", "image-vq-f8")
+DEFAULT_TOKENIZERS = ("image-vq-f8", "image-vq-f8-plain", "image-vq-f8-v1")
 
 
 def heldout_crops(folder: Path, max_per_photo: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,6 +1,6 @@
 """LM throughput on this machine: training tokens/s and model FLOPs utilization, generation with and without a KV cache.
 
-    python benchmarks/lm.py [--model models/demo-brightness] [--preset small] [--threads 2]
+    python benchmarks/lm.py [--model models/demo-photo-qa] [--preset small] [--threads 2]
 
 MFU is measured against the CPU's own float32 matrix-multiply rate, timed in the same run
 (a 1024 x 1024 x 1024 matmul, best of 5). Training FLOPs per token use the usual estimate

@@ -20,10 +20,10 @@ from mmgist.tokenizers.registry import list_zoo
 OUT = Path("out/demo")
 
 
-def sample_photo() -> Path:
+def sample_photo(name: str = "chelsea") -> Path:
     import skimage
 
-    return Path(skimage.__file__).parent / "data" / "chelsea.png"  # a real photograph, bundled offline
+    return Path(skimage.__file__).parent / "data" / f"{name}.png"  # a real photograph, bundled offline, held out
 
 
 def main() -> None:
@@ -68,34 +68,41 @@ def main() -> None:
 
 def gist_demo(photo: torch.Tensor) -> None:
     from mmgist import GistConfig, distill_gist, generate, load_model
-    from mmgist.demo_task import CROP, INSTRUCTIONS, REGIONS, TaskSample, level
+    from mmgist.demo_task import CROP, GIST_HELDOUT_MARKERS, GIST_HELDOUT_TYPES, STYLES, TaskSample, gist_questions
     from mmgist.gist.report import summary
 
-    model, vocab = load_model("models/demo-brightness")
-    crop = photo[:, 64 : 64 + CROP, 64 : 64 + CROP]
-    words = INSTRUCTIONS[0][1]
-    sample = TaskSample(crop, 0, {r: words[level(crop, r)] for r in REGIONS})  # true answers from the pixels
+    model, vocab = load_model("models/demo-photo-qa")
+    crop = photo[:, 96 : 96 + CROP, 64 : 64 + CROP]  # the cat's face: a held-out photo, never trained on
+    sample = TaskSample(crop, STYLES[0])  # facts (true answers) computed from the pixels
+    other = image_to_tensor(load_image(sample_photo("coffee")))[:, 100 : 100 + CROP, 100 : 100 + CROP]
+    control = TaskSample(other, STYLES[0])  # the same instruction with another photo
+    served, unseen = gist_questions(sample)
     prefix = sample.prefix()
-    queries = [TaskSample.query(r) for r in REGIONS]
     n = len(vocab.encode(prefix, add_bos=True))
-    print(f"\ngist: a {CROP}x{CROP} crop of the photo + instruction = {n} tokens, compressed into 4 gist tokens")
-    questions = sample.questions()  # served: the first 3; the last 2 are held out, never trained on
-    gist = distill_gist(model, vocab, prefix, GistConfig(num_gist_tokens=4, steps=200), queries=questions[:3],
-                        heldout_queries=questions[3:])  # fmt: skip
+    print(
+        f"\ngist: a {CROP}x{CROP} crop of the photo + instruction = {n} tokens, compressed into 4 gist tokens "
+        f"(keys and values per layer), distilled on the model's own questions and answers about the photo and "
+        f"{len(served)} questions; question types {', '.join(GIST_HELDOUT_TYPES)} are never trained on"
+    )
+    config = GistConfig(num_gist_tokens=4, target="kv", self_study=64, steps=300)
+    gist = distill_gist(model, vocab, prefix, config, queries=served, heldout_queries=unseen,
+                        control_prefix=control.prefix(), self_study_exclude=list(GIST_HELDOUT_MARKERS))  # fmt: skip
     print("\n".join("  " + line for line in summary(gist.report).splitlines()))
     cache = gist.cache(model)
     t_full = t_gist = 0.0
-    for region, q in zip(REGIONS, queries):
+    print("\nquestions the gist never saw (answers side by side):")
+    for q in unseen:
         t0 = time.perf_counter()
-        full = generate(model, vocab, Prompt([*prefix, q]), max_new_tokens=8).text().strip()
+        full = generate(model, vocab, Prompt([*prefix, q.query]), max_new_tokens=24).text().split(" Q:")[0].strip()
         t1 = time.perf_counter()
-        short = generate(model, vocab, q, max_new_tokens=8, gist=gist, gist_cache=cache).text().strip()
+        short = generate(model, vocab, q.query, max_new_tokens=24, gist=gist, gist_cache=cache).text()
+        short = short.split(" Q:")[0].strip()
         t_full, t_gist = t_full + t1 - t0, t_gist + time.perf_counter() - t1
-        truth = sample.answers[region]
-        print(f"  {q.strip():<22} full prefix: {full!r:<10} gist: {short!r:<10} pixels: {truth!r}")
+        truth = q.options[q.answer].strip()
+        print(f"  {q.query.strip():<36} full prefix: {full!r:<14} gist: {short!r:<14} pixels: {truth!r}")
     print(
-        f"distilled in {gist.report['wall_seconds']:.0f} s; per query {1e3 * t_full / len(queries):.0f} ms with "
-        f"the full prefix, {1e3 * t_gist / len(queries):.0f} ms with the gist ({t_full / t_gist:.1f}x)"
+        f"distilled in {gist.report['wall_seconds']:.0f} s; per query {1e3 * t_full / len(unseen):.0f} ms with "
+        f"the full prefix, {1e3 * t_gist / len(unseen):.0f} ms with the gist ({t_full / t_gist:.1f}x)"
     )
 
 

@@ -1,9 +1,10 @@
 """Ask the demo model about a photo: an image+text prompt through the processor, answered by generation.
 
-    python examples/image_text_prompt.py [IMAGE] [--model models/demo-brightness] [--region "top left"]
+    python examples/image_text_prompt.py [IMAGE] [--model models/demo-photo-qa] [--style 0]
 
-The demo model was trained on mmgist.demo_task: it reports how bright a region of a reference photo is.
-With no IMAGE a held-out bundled photograph is used (a 128x128 centre crop, the size it was trained on).
+The demo model was trained on mmgist.demo_task: questions about the brightness, colour and texture of
+a 3x3 grid over a reference photo, comparisons and extremes, answered in the instruction's style. With
+no IMAGE a held-out bundled photograph is used (a 96x96 centre crop, the size it was trained on).
 """
 
 from __future__ import annotations
@@ -12,15 +13,15 @@ import argparse
 from pathlib import Path
 
 from mmgist import MultimodalProcessor, generate, load_model
-from mmgist.demo_task import CROP, INSTRUCTIONS, REGIONS, level
+from mmgist.demo_task import CROP, STYLES, TaskSample
 from mmgist.io import image_to_tensor, load_image
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("image", nargs="?")
-    ap.add_argument("--model", default="models/demo-brightness")
-    ap.add_argument("--instruction", type=int, default=0, choices=range(len(INSTRUCTIONS)))
+    ap.add_argument("--model", default="models/demo-photo-qa")
+    ap.add_argument("--style", type=int, default=0, choices=range(len(STYLES)), help="which instruction")
     args = ap.parse_args()
 
     if args.image:
@@ -31,18 +32,18 @@ def main() -> None:
         path = photo_paths()["coffee"]
     photo = image_to_tensor(load_image(path))
     top, left = (photo.shape[1] - CROP) // 2, (photo.shape[2] - CROP) // 2
-    photo = photo[:, top : top + CROP, left : left + CROP]
+    sample = TaskSample(photo[:, top : top + CROP, left : left + CROP], STYLES[args.style])
 
     model, vocab = load_model(args.model)
     processor = MultimodalProcessor(vocab)
-    instruction, words = INSTRUCTIONS[args.instruction]
-    print(f"photo: {path.name} (centre {CROP}x{CROP}); instruction: {instruction!r}")
-    for region in REGIONS:
-        text = f"<image> {instruction} Q: {region}? A:"
-        batch = processor(text=text, images=[photo], return_tensors="pt")
-        answer = generate(model, vocab, vocab.decode(batch["input_ids"][0]), max_new_tokens=8).text().strip()
-        truth = words[level(photo, region)]
-        print(f"  {region:<13} model: {answer!r:<10} pixels say: {truth!r}")
+    print(f"photo: {path.name} (centre {CROP}x{CROP}); instruction: {sample.style.instruction!r}")
+    for turn in sample.turns():
+        if turn.type == "describe" or turn.type.endswith(("brightness", "colour", "brighter", "main colour")):
+            text = f"<image> {sample.style.instruction}{turn.query}"
+            batch = processor(text=text, images=[sample.image], return_tensors="pt")
+            out = generate(model, vocab, vocab.decode(batch["input_ids"][0]), max_new_tokens=48).text()
+            answer = out.split(" Q:")[0].strip()
+            print(f"  {turn.question:<34} model: {answer!r:<34} pixels say: {turn.options[turn.answer].strip()!r}")
 
 
 if __name__ == "__main__":

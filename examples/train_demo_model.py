@@ -1,89 +1,144 @@
-"""Train the demo language model on the region-brightness task (mmgist.demo_task) and measure it.
+"""Train the demo language model on the demo task (mmgist.demo_task), stop on validation loss, measure it.
 
-    python examples/train_demo_model.py --steps 1500 --out models/demo-brightness
+    make data                                            # once: the photo collections in data/photos
+    python examples/train_demo_model.py --out models/demo-photo-qa      # the shipped run: 700 steps, ~45 min
 
-Photos: the bundled training photographs for training samples, the held-out ones for evaluation.
-Images are tokenized by the shipped image-vq-f8 (128x128 crops: 16x16 codes). Writes the model and
-its vocabulary to --out, with training.json holding data, steps, wall time and the measured figures.
+Photos: `data/photos/train` (gathered by `make data`) minus every VALIDATION_EVERY-th image (sorted by
+name), which gives the validation crops; the held-out photos (`data/photos/heldout`, never trained on)
+give the figures. Images are tokenized by the shipped `image-vq-f8` (96x96 crops: 12x12 codes).
+Training runs in chunks of --eval-every steps through the shared loop (mmgist.train, resumable);
+after each chunk the validation loss is measured, the best model so far is saved to --out, and
+training stops after --patience chunks without improvement. training.json in --out holds data,
+steps, wall time, the validation curve and the held-out accuracy per question type.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
 import torch
 
 from mmgist import ByteTokenizer, SharedVocabulary, build_lm, load_model, load_tokenizer
-from mmgist.datasets import split_photos
-from mmgist.demo_task import evaluate, make_samples, write_manifest
-from mmgist.lm_train import train_lm
+from mmgist.datasets import image_files
+from mmgist.demo_task import TYPES, chance, evaluate, make_samples, option_kl, write_manifest
+from mmgist.lm import save_model
+from mmgist.lm_train import train_lm, validation_loss
+from mmgist.manifest import TokenShards
 from mmgist.storage import write_json_atomic
+
+VALIDATION_EVERY = 8
+
+
+def split_training_photos(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(training files, validation files): every VALIDATION_EVERY-th file by name goes to validation."""
+    files = image_files(folder)
+    return [p for i, p in enumerate(files) if i % VALIDATION_EVERY], files[::VALIDATION_EVERY]
+
+
+def measure(model, vocab, samples) -> dict:
+    full = evaluate(model, vocab, samples)
+    bare = evaluate(model, vocab, samples, with_prefix=False)
+    return {
+        "crops": len(samples),
+        "questions": full.questions,
+        "accuracy_with_prefix": full.accuracy,
+        "accuracy_without_prefix": bare.accuracy,
+        "chance": sum(chance(samples).values()) / len(chance(samples)),
+        "accuracy_with_prefix_varied_crops": full.varied_accuracy,
+        "per_type_with_prefix": full.per_type,
+        "per_type_without_prefix": bare.per_type,
+        "per_type_chance": chance(samples),
+        "option_kl_full_vs_no_prefix": option_kl(full.probs, bare.probs),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default="models/demo-brightness")
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--out", default="models/demo-photo-qa")
+    ap.add_argument("--steps", type=int, default=700, help="the LR schedule's length (training may stop earlier)")
+    ap.add_argument("--eval-every", type=int, default=175)
+    ap.add_argument("--patience", type=int, default=2, help="chunks without a better validation loss before stopping")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--train-samples", type=int, default=4000)
-    ap.add_argument("--heldout-samples", type=int, default=100)
+    ap.add_argument("--train-samples", type=int, default=10000)
+    ap.add_argument("--validation-samples", type=int, default=300)
+    ap.add_argument("--heldout-samples", type=int, default=40)
     ap.add_argument("--preset", default="small")
     ap.add_argument("--data", default="data")
+    ap.add_argument("--tokenizer", default="image-vq-f8")
+    ap.add_argument("--evaluate-only", action="store_true", help="measure the model in --out again (no training)")
     args = ap.parse_args()
 
-    train_photos, heldout_photos = split_photos(Path(args.data) / "photos")
-    vocab = SharedVocabulary(text=ByteTokenizer(), image=load_tokenizer("image-vq-f8"))
-    manifest = write_manifest(make_samples(train_photos, args.train_samples, seed=0), Path(args.data) / "demo-task")
+    photos = Path(args.data) / "photos"
+    out = Path(args.out)
+    if not args.evaluate_only:
+        train(args, photos, out)
+    model, vocab = load_model(out)
+    heldout = make_samples(photos / "heldout", args.heldout_samples, seed=1)
+    figures = measure(model, vocab, heldout)
+    record = json.loads((out / "training.json").read_text(encoding="utf-8"))
+    write_json_atomic(out / "training.json", {**record, "heldout": figures})
+    print(json.dumps({k: v for k, v in figures.items() if not k.startswith("per_type")}, indent=2))
+    print(json.dumps(figures["per_type_with_prefix"], indent=2))
+
+
+def train(args: argparse.Namespace, photos: Path, out: Path) -> None:
+    """Train with validation stops; the best model and training.json (data, steps, curve) go to `out`."""
+    train_files, val_files = split_training_photos(photos / "train")
+    vocab = SharedVocabulary(text=ByteTokenizer(), image=load_tokenizer(args.tokenizer))
+    work = Path(args.data) / "demo-task" / out.name
+    manifest = write_manifest(make_samples(train_files, args.train_samples, seed=0), work / "train")
+    val_manifest = write_manifest(make_samples(val_files, args.validation_samples, seed=2), work / "validation", seed=2)
+    val_shards = TokenShards.build(val_manifest, vocab, Path(args.data) / "token-cache")
     torch.manual_seed(0)
     model = build_lm(vocab, preset=args.preset)
+    run_dir = Path(args.data) / f"{out.name}-run"  # checkpoints: rerunning the same command resumes
     t0 = time.perf_counter()
-    result = train_lm(
-        model,
-        vocab,
-        manifest,
-        args.out,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        cache_dir=Path(args.data) / "token-cache",
-    )
-    wall = time.perf_counter() - t0
-    if result.steps != args.steps:
-        return
-    model, vocab = load_model(args.out)
-    heldout = make_samples(heldout_photos, args.heldout_samples, seed=1)
-    full = evaluate(model, vocab, heldout)
-    bare = evaluate(model, vocab, heldout, with_prefix=False, reference=full.probs)
-    figures = {
-        "heldout_queries": len(full.probs),
-        "accuracy_with_prefix": full.accuracy,
-        "accuracy_without_prefix": bare.accuracy,
-        "chance": 1 / 3,
-        "option_kl_full_vs_no_prefix": bare.option_kl,
-    }
-    params = sum(p.numel() for p in model.parameters())
+    curve, best, best_step, since_best, done = [], float("inf"), 0, 0, 0
+    while done < args.steps and since_best < args.patience:
+        stop = min(done + args.eval_every, args.steps)
+        result = train_lm(
+            model, vocab, manifest, out.parent / f".{out.name}-last", steps=args.steps, batch_size=args.batch_size,
+            lr=args.lr, cache_dir=Path(args.data) / "token-cache", run_dir=run_dir, stop_at=stop,
+            checkpoint_every=args.eval_every,
+        )  # fmt: skip
+        done = result.steps
+        val = validation_loss(model, vocab, val_shards)["loss"]
+        train_loss = result.history[-1]["loss"] if result.history else float("nan")
+        curve.append({"step": done, "train_loss": train_loss, "validation_loss": val})
+        print(f"step {done}: train loss {train_loss:.4f}, validation loss {val:.4f}", flush=True)
+        if val < best:
+            best, since_best, best_step = val, 0, done
+            save_model(model, vocab, out)
+        else:
+            since_best += 1
+    shutil.rmtree(out.parent / f".{out.name}-last", ignore_errors=True)
     write_json_atomic(
-        Path(args.out) / "training.json",
+        out / "training.json",
         {
-            "task": "region brightness (mmgist.demo_task)",
+            "task": "mmgist.demo_task: photo facts (brightness, colour, texture of a 3x3 grid, comparisons, "
+            "extremes, main colour, describe) in 4 answer styles",
+            "question_types": len(TYPES),
             "preset": args.preset,
-            "parameters": params,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "image_tokenizer": args.tokenizer,
+            "train_photos": [p.name for p in train_files],
+            "validation_photos": [p.name for p in val_files],
             "train_samples": args.train_samples,
-            "queries_per_sample": 5,
-            "steps": args.steps,
+            "validation_samples": args.validation_samples,
+            "schedule_steps": args.steps,
+            "steps_done": done,
+            "best_step": best_step,
             "batch_size": args.batch_size,
             "lr": args.lr,
-            "wall_seconds_this_run": round(wall, 1),
-            "resumed_from": result.resumed_from,
-            "final_train_metrics": result.history[-1],
-            "heldout": figures,
+            "wall_seconds": round(time.perf_counter() - t0, 1),
+            "validation_curve": curve,
         },
     )
-    print(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":

@@ -98,7 +98,8 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
         extra["channels"] = tuple(int(c) for c in args.channels.split(","))
     if args.loss == "mse":
         extra.update(l1_weight=0.0, colour_weight=0.0, edge_weight=0.0, mse_weight=1.0)
-    augment = {"colour": CropAugment.colour(), "scale": CropAugment(min_scale=0.25), "none": None}[args.augment]
+    augments = {"colour": CropAugment.colour(), "natural": CropAugment.natural(), "scale": CropAugment(min_scale=0.25)}
+    augment = augments.get(args.augment)  # "none": None
     result = train_image_tokenizer(
         args.data,
         out,
@@ -141,7 +142,9 @@ def cmd_distill(args: argparse.Namespace) -> None:
     from .lm import load_model
 
     model, vocab = load_model(args.model)
-    config = GistConfig(num_gist_tokens=args.k, steps=args.steps, lr=args.lr, seed=args.seed)
+    chosen = {name: getattr(args, name) for name in ("target", "self_study", "stopping")}
+    extra = {name: value for name, value in chosen.items() if value is not None}  # else GistConfig's defaults
+    config = GistConfig(num_gist_tokens=args.k, steps=args.steps, lr=args.lr, seed=args.seed, **extra)
     out = Path(args.out)
     if args.prefix.endswith(".jsonl"):
         written = distill_many(model, vocab, args.prefix, out, config)
@@ -209,9 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels", help="encoder/decoder widths per level, comma-separated (default: the preset's)")
     p.add_argument(
         "--augment",
-        choices=["colour", "scale", "none"],
+        choices=["colour", "natural", "scale", "none"],
         default="colour",
-        help="crop augmentation: rescaling + hue/saturation/brightness/grey (colour), rescaling only, or none",
+        help="crop augmentation: rescaling + hue over the whole wheel/saturation/brightness/grey (colour), "
+        "the same with small hue nudges (natural), rescaling only (scale), or none",
     )
     p.add_argument("--loss", choices=["v2", "mse"], default="v2", help="v2: L1 + local colour + edges; mse: v1's")
     p.add_argument("--init", help="start from this trained tokenizer's weights (zoo name or folder)")
@@ -245,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="a query never trained on, to measure the gist (repeatable)",
     )
+    p.add_argument("--target", choices=["embeddings", "kv"], help="what is trained (default: GistConfig's)")
+    p.add_argument("--self-study", type=int, help="samples the model writes after the prefix, trained on")
+    p.add_argument("--stopping", choices=["fixed", "validation"], help="all steps, or the best validation step")
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--seed", type=int, default=0)

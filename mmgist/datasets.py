@@ -23,6 +23,7 @@ import hashlib
 import math
 import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -204,11 +205,16 @@ class CropAugment:
     resized to crop_size (antialiased). Then, each with its probability: a hue rotation by a uniform
     amount of the colour wheel, a saturation factor and a brightness factor (log-uniform up to the
     given factor either way), and conversion to grey (so grey stays grey).
+
+    `colour()` rotates hues over the whole wheel; `natural()` only nudges them (up to 1/20 turn), so the
+    decoder keeps the hue statistics of real photographs (see the image-vq-f8 card: whole-wheel
+    rotation alone shifted reds to orange on held-out photos).
     """
 
     min_scale: float = 1.0
     max_scale: float = 1.0
-    hue: float = 0.0  # probability of a hue rotation (uniform over the whole wheel)
+    hue: float = 0.0  # probability of a hue rotation
+    hue_range: float = 0.5  # the rotation is uniform in [-hue_range, hue_range] turns (0.5: the whole wheel)
     saturation: float = 1.0  # factor range: exp(uniform(-log s, log s)); 1 = off
     brightness: float = 1.0  # same, for brightness
     grey: float = 0.0  # probability of turning the crop grey
@@ -219,6 +225,8 @@ class CropAugment:
         for name in ("hue", "grey"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"CropAugment.{name} is a probability in [0, 1], got {getattr(self, name)}")
+        if not 0 <= self.hue_range <= 0.5:
+            raise ValueError(f"CropAugment.hue_range is a fraction of a turn in [0, 0.5], got {self.hue_range}")
         for name in ("saturation", "brightness"):
             if not getattr(self, name) >= 1:
                 raise ValueError(f"CropAugment.{name} is a factor range >= 1 (1 = off), got {getattr(self, name)}")
@@ -228,19 +236,30 @@ class CropAugment:
         """What the v2 image tokenizers train with: scales 1/4 to 1, every hue, grey 10% of the time."""
         return cls(min_scale=0.25, max_scale=1.0, hue=0.8, saturation=1.6, brightness=1.3, grey=0.1)
 
+    @classmethod
+    def natural(cls) -> CropAugment:
+        """Scales 1/4 to 1, small hue nudges (half the crops, up to 1/20 turn), milder saturation, grey 10%."""
+        return cls(min_scale=0.25, max_scale=1.0, hue=0.5, hue_range=0.05, saturation=1.3, brightness=1.3, grey=0.1)
+
 
 class RandomCrops:
-    """Random square crops (with horizontal flips) from every image in a folder, held in memory (uint8).
+    """Random square crops (with horizontal flips) from every image in a folder (or a list of files), held in
+    memory (uint8).
 
     `crops(step, rank, batch_size)` depends only on its arguments and the seed, so a resumed or
     distributed run sees exactly the batches an uninterrupted single run would have drawn for it.
     Images smaller than the crop are upscaled to fit. Larger images are drawn more often (by area).
     """
 
-    def __init__(self, folder: PathLike, crop_size: int, seed: int = 0, augment: CropAugment | None = None) -> None:
+    def __init__(
+        self, folder: PathLike | Sequence[PathLike], crop_size: int, seed: int = 0, augment: CropAugment | None = None
+    ) -> None:
         self.crop_size, self.seed = crop_size, seed
         self.augment = augment or CropAugment()
-        self.images = [self._fit(_to_uint8(image_to_tensor(load_image(p)))) for p in image_files(folder)]  # (3, H, W)
+        files = image_files(folder) if isinstance(folder, (str, Path)) else [Path(p) for p in folder]
+        if not files:
+            raise ValueError(f"no images to crop from in {folder}")
+        self.images = [self._fit(_to_uint8(image_to_tensor(load_image(p)))) for p in files]  # (3, H, W)
         self.weights = torch.tensor([float(im.shape[1] * im.shape[2]) for im in self.images])
 
     def _fit(self, im: torch.Tensor) -> torch.Tensor:
@@ -289,7 +308,7 @@ def _colour_augment(crop: torch.Tensor, aug: CropAugment, g: torch.Generator, un
     draws = torch.rand(2, generator=g)  # always drawn, so the stream does not depend on which branches run
     hue, sat, bright = uniform(-0.5, 0.5, g), uniform(-1, 1, g), uniform(-1, 1, g)
     if draws[0] < aug.hue:
-        crop = TF.adjust_hue(crop, hue)
+        crop = TF.adjust_hue(crop, hue * aug.hue_range / 0.5)
     if aug.saturation > 1:
         crop = TF.adjust_saturation(crop, math.exp(sat * math.log(aug.saturation)))
     if aug.brightness > 1:

@@ -65,6 +65,28 @@ def collate(shards: TokenShards, indices: list[int], pad_id: int) -> dict[str, t
     return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
+@torch.no_grad()
+def validation_loss(
+    model: nn.Module, vocab: SharedVocabulary, shards: TokenShards, batch_size: int = 16
+) -> dict[str, float]:
+    """{"loss": mean next-token cross-entropy over every loss position of `shards`, as training counts
+    them, "positions": how many}; the model is left in the mode it was in."""
+    was_training = model.training
+    step = CausalLMStep(model, vocab).to(next(model.parameters()).device).eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    try:
+        for start in range(0, len(shards), batch_size):
+            batch = collate(shards, list(range(start, min(start + batch_size, len(shards)))), vocab.pad_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            n = int((batch["labels"][:, 1:] != -100).sum())
+            total += step(batch).loss.item() * n  # the batch's mean, weighted by its positions
+            count += n
+    finally:
+        model.train(was_training)
+    return {"loss": total / max(count, 1), "positions": count}
+
+
 def train_lm(
     model: nn.Module,
     vocab: SharedVocabulary,

@@ -54,8 +54,9 @@ def to_ids(vocab: Any, x: Any, add_bos: bool = False) -> list[int]:
     return vocab.encode(x if isinstance(x, Prompt) else Prompt(x), add_bos=add_bos)
 
 
-def head_embeddings(model: Any, vocab: Any, prefix: Any = None, gist: Any = None) -> torch.Tensor:
-    """(h, d): what the model sees before the query: <|bos|> + prefix, <|bos|> + gist, or <|bos|> alone."""
+def head_embeddings(model: Any, vocab: Any, prefix: Any = None, gist: Any = None) -> Any:
+    """What the model sees before the query: (h, d) embeddings of <|bos|> + prefix, <|bos|> + gist, or
+    <|bos|> alone; for a KV gist, its keys and values (a KVHead)."""
     if prefix is not None and gist is not None:
         raise ValueError("give a prefix or a gist, not both: the gist stands in for the prefix")
     if gist is not None:
@@ -69,24 +70,12 @@ def head_embeddings(model: Any, vocab: Any, prefix: Any = None, gist: Any = None
 
 
 @torch.no_grad()
-def option_logprobs(model: Any, head: torch.Tensor, query: list[int], options: list[list[int]]) -> torch.Tensor:
-    """(n_options,): log P(option | head, query), one batch of `head query option` rows, right-padded."""
-    if any(len(o) == 0 for o in options):
-        raise ValueError("an answer option encodes to no tokens")
-    emb = model.get_input_embeddings()
-    rows = [query + o for o in options]
-    width = max(map(len, rows))
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    mask = torch.zeros(len(rows), head.shape[0] + width, dtype=torch.long)
-    for b, r in enumerate(rows):
-        ids[b, : len(r)] = torch.tensor(r)
-        mask[b, : head.shape[0] + len(r)] = 1
-    x = torch.cat([head.expand(len(rows), -1, -1), emb(ids.to(emb.weight.device))], dim=1)  # (n, h + T, d)
-    logp = model(inputs_embeds=x, attention_mask=mask.to(x.device)).logits.float().log_softmax(-1).cpu()
-    start = head.shape[0] + len(query) - 1  # this position predicts each option's first token
-    return torch.stack([
-        logp[b, start + torch.arange(len(o)), torch.tensor(o)].sum() for b, o in enumerate(options)
-    ])  # fmt: skip
+def option_logprobs(model: Any, head: Any, query: list[int], options: list[list[int]]) -> torch.Tensor:
+    """(n_options,): log P(option | head, query), one batch of `head query option` rows, right-padded.
+    `head`: (h, d) embeddings, or the keys and values of a KV gist (a `mmgist.gist.prefix.KVHead`)."""
+    from .gist.report import option_logprobs as scored  # one path for both kinds of head, shared with the report
+
+    return scored(model, head, query, options)
 
 
 def score_options(

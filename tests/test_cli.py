@@ -111,6 +111,14 @@ def test_distill_and_generate_with_a_gist(tmp_path, capsys):
     assert main(args) == 2 and "pass --force" in capsys.readouterr().err
     assert main(["generate", "--model", str(tmp_path / "lm"), "--gist", str(tmp_path / "g.safetensors"),
                  "--max-new-tokens", "4", "Q:"]) == 0  # fmt: skip
+    kv = [*args[:-1], str(tmp_path / "kv.safetensors"), "--target", "kv", "--self-study", "4"]
+    kv += ["--stopping", "validation"]
+    assert main(kv) == 0
+    from mmgist import GistPrefix
+
+    kv_gist = GistPrefix.load(tmp_path / "kv.safetensors")
+    assert kv_gist.target == "kv" and kv_gist.report["config"]["self_study"] == 4
+    assert kv_gist.report["config"]["stopping"] == "validation"
     question = {"query": " Q:", "options": [" x", " y"], "answer": 1}
     lines = [
         {"id": "a", "prefix": ["first long prefix"]},
@@ -120,7 +128,6 @@ def test_distill_and_generate_with_a_gist(tmp_path, capsys):
     (tmp_path / "many.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert main([*args[:1], str(tmp_path / "many.jsonl"), *args[2:-1], str(tmp_path / "gists")]) == 0
     assert sorted(p.name for p in (tmp_path / "gists").iterdir()) == ["a.safetensors", "b.safetensors"]
-    from mmgist import GistPrefix
 
     report = GistPrefix.load(tmp_path / "gists" / "b.safetensors").report
     assert (

@@ -188,3 +188,14 @@ def test_a_bfloat16_model_gets_a_finite_gist_trained_in_float32(setup):
     assert gist.embeddings.dtype == torch.bfloat16 and torch.isfinite(gist.embeddings.float()).all()
     history = gist.report["history"]
     assert history[-1]["train_kl"] < history[0]["train_kl"]
+
+
+def test_cut_at_stops_each_row_before_the_first_excluded_pattern():
+    from mmgist.gist.data import cut_at
+
+    rows = [[5, 1, 2, 7], [1, 2, 3], [9, 9, 3, 4, 1, 2], [4, 4]]
+    assert cut_at(rows, [[1, 2]]) == [[5], [], [9, 9, 3, 4], [4, 4]]
+    assert cut_at(rows, [[1, 2], [3, 4]]) == [[5], [], [9, 9], [4, 4]]
+    assert cut_at(rows, [[1, 2]], starts=[2, 1, 0, 0]) == [[5, 1, 2, 7], [1, 2, 3], [9, 9, 3, 4], [4, 4]]
+    with pytest.raises(ValueError, match="no tokens"):
+        cut_at(rows, [[]])

@@ -154,3 +154,17 @@ def test_kv_gists_on_other_hugging_face_architectures(setup, arch):
         training = student_logprobs(model, gist.head(model), ids, real)
     cached = _logprobs_after_cache(model, gist, ids[:, :2])
     assert torch.allclose(training[:, 1:2], cached[:, :1], atol=1e-4)
+
+
+def test_score_options_after_a_kv_gist_agree_with_scoring_by_hand(setup):
+    from mmgist import score_options
+
+    model, vocab, gist = setup
+    query, options = vocab.encode([" Name it:"]), [vocab.encode([" zebra"]), vocab.encode([" horse"])]
+    scores = score_options(model, vocab, query, options, gist=gist)
+    by_hand = []
+    for o in options:
+        ids = torch.tensor([query + o])
+        logp = _logprobs_after_cache(model, gist, ids)[0]  # position t predicts token t + 1
+        by_hand.append(sum(logp[len(query) + j - 1, tok] for j, tok in enumerate(o)))
+    assert torch.allclose(scores.logprobs, torch.stack(by_hand), atol=1e-4)

@@ -33,5 +33,5 @@ def test_notebook_runs(path, monkeypatch):
     assert not errors
     tables = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "text/markdown" in o.get("data", {})]
     assert len(tables) == 3 and all(
-        "| k |" in t.data["text/markdown"] or "setup" in t.data["text/markdown"] for t in tables
+        "| G gist |" in t.data["text/markdown"] or "setup" in t.data["text/markdown"] for t in tables
     )

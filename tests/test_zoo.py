@@ -15,10 +15,10 @@ SHIPPED = sorted(p.name for p in ZOO.iterdir() if (p / "config.json").is_file())
 
 
 def test_the_image_tokenizers_are_shipped():
-    # v1 (the default, and the demo model's), the colour-augmented v2 candidate, and v2's plain-VQ baseline
-    assert {"image-vq-f8", "image-vq-f8-plain", "image-vq-f8-v2"} <= set(SHIPPED) <= set(list_zoo())
-    assert load_tokenizer("image-vq-f8").config.padding == "zeros"
-    assert load_tokenizer("image-vq-f8-v2").config.padding == "replicate"
+    # v2 (the default), v1 (kept for comparison) and v2's plain-VQ baseline
+    assert {"image-vq-f8", "image-vq-f8-plain", "image-vq-f8-v1"} <= set(SHIPPED) <= set(list_zoo())
+    assert load_tokenizer("image-vq-f8").config.padding == "replicate"
+    assert load_tokenizer("image-vq-f8-v1").config.padding == "zeros"
     assert load_tokenizer("image-vq-f8-plain").config.quantizer == "plain-vq"
 
 
@@ -32,53 +32,51 @@ def test_shipped_folder_is_complete_and_small(name):
     assert load_tokenizer(name).fingerprint() == load_tokenizer(folder).fingerprint()
 
 
-def test_the_v2_card_holds_the_benchmark_and_the_side_by_side_picture():
-    card = (ZOO / "image-vq-f8-v2" / "README.md").read_text()
+def test_the_default_card_holds_the_benchmark_and_the_side_by_side_picture():
+    card = (ZOO / "image-vq-f8" / "README.md").read_text()
     assert "<!-- benchmark:start -->" in card and "image-vq-f8-plain" in card and "WebP" in card
-    assert (ZOO / "image-vq-f8-v2" / "heldout.png").is_file() and "heldout.png" in card
+    assert (ZOO / "image-vq-f8" / "heldout.png").is_file() and "heldout.png" in card
 
 
-def _heldout_crop(name: str) -> torch.Tensor:
+def _heldout_crops() -> torch.Tensor:
+    """(3, 3, 256, 256): the top-left 256x256 of three bundled photos that no shipped tokenizer trained on."""
     from mmgist.datasets import HELDOUT, photo_paths
 
-    assert name in HELDOUT  # never seen in training by any shipped tokenizer
-    return image_to_tensor(load_image(photo_paths()[name]))[:, :256, :256]
+    names = ("chelsea", "coffee", "astronaut")
+    assert set(names) <= set(HELDOUT)
+    return torch.stack([image_to_tensor(load_image(photo_paths()[n]))[:, :256, :256] for n in names])
 
 
-def test_image_vq_f8_reconstructs_held_out_photos():
-    from mmgist.metrics import chroma_ratio, ciede2000
+# Bounds on those crops, a little below what was measured when shipped (PSNR dB, CIEDE2000, chroma
+# ratio, grey cast /255 of chelsea in grey): image-vq-f8 23.0, 9.9, 1.03, 5.2; image-vq-f8-v1 23.6,
+# 7.4, 0.96, 2.3. (The benchmark on all held-out photographs is the measure; these catch regressions.)
+BOUNDS = {
+    "image-vq-f8": {"psnr": 22.5, "delta_e": 10.5, "chroma": (0.9, 1.15), "grey": 6.0},
+    "image-vq-f8-v1": {"psnr": 23.0, "delta_e": 8.0, "chroma": (0.85, 1.1), "grey": 3.5},
+}
 
-    tok = load_tokenizer("image-vq-f8")
-    photos = torch.stack([_heldout_crop(n) for n in ("chelsea", "coffee", "astronaut")])
+
+@pytest.mark.parametrize("name", sorted(BOUNDS))
+def test_image_tokenizers_reconstruct_held_out_photos(name):
+    from mmgist.metrics import chroma_ratio, ciede2000, grey_cast
+
+    tok, bounds, photos = load_tokenizer(name), BOUNDS[name], _heldout_crops()
     codes = tok.encode(photos)
     assert codes.shape == (3, 32, 32)
     recon = tok.decode(codes)
-    assert psnr(recon, photos).mean().item() > PSNR_FLOOR
-    assert ciede2000(recon, photos).mean().item() < DELTA_E_CEILING
-    assert 0.8 < chroma_ratio(recon, photos).median().item() < 1.2
+    assert psnr(recon, photos).mean().item() > bounds["psnr"]
+    assert ciede2000(recon, photos).mean().item() < bounds["delta_e"]
+    low, high = bounds["chroma"]
+    assert low < chroma_ratio(recon, photos).median().item() < high
     assert torch.equal(tok.encode(recon), tok.encode(recon))  # deterministic
-
-
-def test_v2_keeps_colours_saturated():
-    from mmgist.metrics import chroma_ratio
-
-    tok = load_tokenizer("image-vq-f8-v2")
-    photos = torch.stack([_heldout_crop(n) for n in ("chelsea", "coffee", "astronaut")])
-    assert 0.95 < chroma_ratio(tok.decode(tok.encode(photos)), photos).median().item() < 1.2  # measured 1.09
-
-
-def test_grey_photos_come_back_grey():
-    from mmgist.metrics import grey_cast
-
-    tok = load_tokenizer("image-vq-f8")
-    photo = _heldout_crop("chelsea")
-    grey = (0.299 * photo[0] + 0.587 * photo[1] + 0.114 * photo[2]).expand(3, -1, -1)
-    assert grey_cast(tok.decode(tok.encode(grey))[None]).item() * 255 < GREY_CAST_CEILING
+    p = photos[0]
+    grey = (0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]).expand(3, -1, -1)
+    assert grey_cast(tok.decode(tok.encode(grey))[None]).item() * 255 < bounds["grey"]
 
 
 def test_codes_barely_depend_on_the_thread_count():
     tok = load_tokenizer("image-vq-f8")
-    photo = _heldout_crop("astronaut")
+    photo = _heldout_crops()[2]
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -92,21 +90,14 @@ def test_codes_barely_depend_on_the_thread_count():
         assert psnr(tok.decode(one)[None], tok.decode(two)[None]).item() > 40  # and the flips decode alike
 
 
-# Bounds for image-vq-f8 on the bundled held-out crops above (chelsea, coffee, astronaut; top-left
-# 256x256), measured: PSNR 23.6 dB, CIEDE2000 7.4, chroma ratio 0.96, grey cast 2.3/255 (chelsea).
-PSNR_FLOOR = 22.5
-DELTA_E_CEILING = 8.5
-GREY_CAST_CEILING = 3.5
-
-
 def test_demo_model_loads_and_its_prefix_matters(tmp_path):
     from mmgist import load_model
     from mmgist.datasets import split_photos
     from mmgist.demo_task import evaluate, make_samples
 
-    model, vocab = load_model(Path(__file__).resolve().parents[1] / "models" / "demo-brightness")
-    samples = make_samples(split_photos(tmp_path)[1], 8, seed=2)  # crops of the held-out photos
+    model, vocab = load_model(Path(__file__).resolve().parents[1] / "models" / "demo-photo-qa")
+    assert vocab.tokenizers["image"].zoo_name == "image-vq-f8"
+    samples = make_samples(split_photos(tmp_path)[1], 4, seed=2)  # crops of the bundled held-out photos
     full = evaluate(model, vocab, samples)
-    bare = evaluate(model, vocab, samples, with_prefix=False, reference=full.probs)
-    assert full.accuracy > bare.accuracy + 0.1  # measured when shipped: 0.50 vs 0.33 on these 40 queries
-    assert bare.option_kl > 0.5
+    bare = evaluate(model, vocab, samples, with_prefix=False)
+    assert full.accuracy > bare.accuracy + 0.1  # measured when shipped: 0.56 against 0.37 on these 159 questions

@@ -130,6 +130,24 @@ def sample(
     return rows
 
 
+def cut_at(rows: list[list[int]], patterns: list[list[int]], starts: list[int] | None = None) -> list[list[int]]:
+    """Each row up to (not including) the first occurrence of any pattern at or after `starts[b]` (0).
+
+    [[5, 1, 2, 7]], [[1, 2]] -> [[5]]"""
+    if any(not p for p in patterns):
+        raise ValueError("an excluded pattern encodes to no tokens")
+    out = []
+    for b, row in enumerate(rows):
+        cut = len(row)
+        for p in patterns:
+            for i in range(starts[b] if starts else 0, cut - len(p) + 1):
+                if row[i : i + len(p)] == p:
+                    cut = i
+                    break
+        out.append(row[:cut])
+    return out
+
+
 def pad(rows: list[list[int]], starts: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(n, T) ids right-padded with 0, the (n, T) mask of real tokens, and the (n, T) mask of the positions
     that count: from `starts[b]` (the query's length; 0 by default) to the row's end."""

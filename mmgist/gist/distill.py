@@ -148,6 +148,7 @@ def distill_gist(
     progress: bool = False,
     heldout_queries: list[Any] | None = None,
     control_prefix: Any = None,
+    self_study_exclude: list[Any] | None = None,
 ) -> GistPrefix:
     """Compress `prefix` (a Prompt, or ids starting with <|bos|>) into `config.num_gist_tokens` positions
     (input embeddings, or keys and values with `target="kv"`).
@@ -158,6 +159,9 @@ def distill_gist(
     `control_prefix` (of the same kinds as `prefix`): another prefix, say another photo with the same
     instruction; the report then measures it whole as the "control" head, and `G_content` says how
     much of the gap between the control and the full prefix the gist closes (what is the prefix's own).
+    `self_study_exclude` (strings or ids): every sample trained on (self-study, and the continuations of
+    served queries) is cut where one of them first occurs, so that what follows (a question type kept
+    for the report, say) is never trained on.
     """
     from ..lm import check_model, context_length
 
@@ -206,6 +210,12 @@ def distill_gist(
         study_rows = (
             data.sample(model, vocab, prefix_ids, [], config, 2, study, config.self_study_length) if study else []
         )
+        if self_study_exclude:
+            patterns = [to_ids(vocab, x) for x in self_study_exclude]
+            starts = [len(q) for q in (query_ids or [[]]) for _ in range(config.num_continuations)]
+            rows = data.cut_at(rows, patterns, starts)
+            study_rows = [r for r in data.cut_at(study_rows, patterns) if r]
+            study = len(study_rows)
         unseen_rows = data.sample(model, vocab, prefix_ids, heldout_ids, config, seed=1) if heldout_ids else []
         starts = [len(q) for q in (query_ids or [[]]) for _ in range(config.num_continuations)] + [0] * study
         starts += [len(q) for q in heldout_ids for _ in range(config.num_continuations)]

@@ -1,6 +1,6 @@
 """image-vq: a convolutional VQ tokenizer, one code per f x f patch (f = 8 or 16).
 
-    tok = load_tokenizer("image-vq-f8")  # also "image-vq-f8-v2" (colour-augmented) and "image-vq-f8-plain"
+    tok = load_tokenizer("image-vq-f8")  # v2; also "image-vq-f8-v1" and the baseline "image-vq-f8-plain"
     codes = tok.encode(photo)            # PIL image or (3, H, W) tensor -> (H/8, W/8) LongTensor
     recon = tok.decode(codes)            # -> (3, H, W) float in [0, 1]
     tok.tokens_per_image(256, 256)       # 1024

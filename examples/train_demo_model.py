@@ -24,10 +24,11 @@ import torch
 
 from mmgist import ByteTokenizer, SharedVocabulary, build_lm, load_model, load_tokenizer
 from mmgist.datasets import image_files
-from mmgist.demo_task import TYPES, chance, evaluate, make_samples, option_kl, write_manifest
+from mmgist.demo_task import TYPES, chance, evaluate, make_samples, write_manifest
 from mmgist.lm import save_model
 from mmgist.lm_train import train_lm, validation_loss
 from mmgist.manifest import TokenShards
+from mmgist.scoring import option_kl
 from mmgist.storage import write_json_atomic
 
 VALIDATION_EVERY = 8

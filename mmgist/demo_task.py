@@ -30,7 +30,6 @@ questions and answers about that prefix: the self-study data of gist distillatio
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 from collections.abc import Sequence
@@ -366,9 +365,3 @@ def chance(samples: list[TaskSample]) -> dict[str, float]:
         for type_, q in s.questions():
             sums.setdefault(family(type_), []).append(1 / len(q.options))
     return {k: sum(v) / len(v) for k, v in sums.items()}
-
-
-def option_kl(reference: list[torch.Tensor], probs: list[torch.Tensor]) -> float:
-    """Mean KL(reference || probs) over questions, each over its own options."""
-    kls = [(p * (p.clamp_min(1e-12).log() - q.clamp_min(1e-12).log())).sum().item() for p, q in zip(reference, probs)]
-    return sum(kls) / max(len(kls), 1) if kls else math.nan

@@ -78,6 +78,14 @@ def option_logprobs(model: Any, head: Any, query: list[int], options: list[list[
     return scored(model, head, query, options)
 
 
+def option_kl(reference: list[torch.Tensor], probs: list[torch.Tensor]) -> float:
+    """Mean over questions of KL(reference || probs), each over its own options' probabilities."""
+    if not reference:
+        raise ValueError("option_kl needs at least one question")
+    kls = [(p * (p.clamp_min(1e-12).log() - q.clamp_min(1e-12).log())).sum().item() for p, q in zip(reference, probs)]
+    return sum(kls) / len(kls)
+
+
 def score_options(
     model: Any, vocab: Any, query: Any, options: list[Any], *, prefix: Any = None, gist: Any = None
 ) -> OptionScores:

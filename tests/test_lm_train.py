@@ -9,7 +9,7 @@ from ddp import run_ddp
 
 from mmgist.io import save_image
 from mmgist.lm import build_lm
-from mmgist.lm_train import collate, train_lm
+from mmgist.lm_train import CausalLMStep, collate, train_lm, validation_loss
 from mmgist.manifest import TokenShards, read_manifest
 
 
@@ -52,6 +52,22 @@ def test_collate_masks_prompt_and_padding(vocab, tmp_path):
     assert (batch["labels"][0, :p0] == -100).all()
     assert batch["labels"][0, p0 : len(ids0)].tolist() == ids0[p0:]
     assert (batch["labels"][batch["attention_mask"] == 0] == -100).all()
+
+
+def test_validation_loss_is_the_mean_over_loss_positions_whatever_the_batching(vocab, tmp_path):
+    shards = TokenShards.tokenize(read_manifest(write_manifest(tmp_path)), vocab)
+    torch.manual_seed(0)
+    model = build_lm(vocab, preset="tiny").train()
+    whole = validation_loss(model, vocab, shards, batch_size=len(shards))
+    assert model.training  # the mode it was in is restored
+    with torch.no_grad():  # one batch of everything: the training step's own mean
+        expected = CausalLMStep(model.eval(), vocab)(collate(shards, list(range(len(shards))), vocab.pad_id)).loss
+    for batch_size in (1, 5):  # smaller batches, weighted by their positions, give the same mean
+        assert validation_loss(model, vocab, shards, batch_size=batch_size)["loss"] == pytest.approx(
+            expected.item(), rel=1e-5
+        )
+    assert whole["loss"] == pytest.approx(expected.item(), rel=1e-5)
+    assert whole["positions"] == sum(len(ids) - 1 - max(p - 1, 0) for ids, p in map(shards.sample, range(len(shards))))
 
 
 @pytest.mark.parametrize(

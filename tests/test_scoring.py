@@ -82,3 +82,21 @@ def test_questions_add_a_task_section_to_the_gist_report(setup):
         score_options(model, vocab, " The word:", OPTIONS, gist=gist).best == 0
     )
     assert gist.report["train_continuations"] + gist.report["heldout_continuations"] == 12  # 4 per query
+
+
+def test_option_kl_is_the_mean_kl_over_questions_each_over_its_own_options():
+    import math
+
+    import torch
+
+    from mmgist.scoring import option_kl
+
+    p, q = (
+        [torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0, 0.0])],
+        [torch.tensor([0.25, 0.75]), torch.tensor([0.5, 0.25, 0.25])],
+    )
+    by_hand = (0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75) + math.log(1 / 0.5)) / 2
+    assert option_kl(p, q) == pytest.approx(by_hand, rel=1e-6)
+    assert option_kl(p, p) == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="at least one"):
+        option_kl([], [])

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..lm import cache_kwargs, output_cache
-from ..scoring import Question, to_ids
+from ..scoring import Question, option_kl, to_ids
 from .data import Continuations, Teacher, pad
 from .prefix import KVHead, kv_cache
 
@@ -184,11 +184,10 @@ def task(model: Any, vocab: Any, heads: dict[str, Head], questions: list[Questio
     full = probs["full_prefix"]
     rows = {}
     for name, ps in probs.items():
-        option_kl = [(f * (f.clamp_min(1e-12).log() - p.clamp_min(1e-12).log())).sum().item() for f, p in zip(full, ps)]
         right = sum(int(ps[n].argmax()) == questions[n].answer for n in answered)
         rows[name] = {
             "accuracy": right / len(answered) if answered else None,
-            "option_kl": sum(option_kl) / len(option_kl),
+            "option_kl": option_kl(full, ps),
             "agreement": sum(int(p.argmax() == f.argmax()) for f, p in zip(full, ps)) / len(ps),
         }
     return {"questions": len(questions), "answered": len(answered), "rows": rows}

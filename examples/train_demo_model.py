@@ -1,30 +1,36 @@
 """Train the demo language model on the demo task (mmgist.demo_task), stop on validation loss, measure it.
 
     make data                                            # once: the photo collections in data/photos
-    python examples/train_demo_model.py --out models/demo-photo-qa      # the shipped run: 700 steps, ~45 min
+    python examples/train_demo_model.py --out models/demo-photo-qa      # the shipped run (see its card)
+    python examples/train_demo_model.py --evaluate-only                  # measure the saved model again
 
 Photos: `data/photos/train` (gathered by `make data`) minus every VALIDATION_EVERY-th image (sorted by
 name), which gives the validation crops; the held-out photos (`data/photos/heldout`, never trained on)
-give the figures. Images are tokenized by the shipped `image-vq-f8` (96x96 crops: 12x12 codes).
-Training runs in chunks of --eval-every steps through the shared loop (mmgist.train, resumable);
-after each chunk the validation loss is measured, the best model so far is saved to --out, and
-training stops after --patience chunks without improvement. training.json in --out holds data,
-steps, wall time, the validation curve and the held-out accuracy per question type.
+give the figures. The crops are made by --workers processes and tokenized in batches by the shipped
+`image-vq-f8` (96x96 crops: 12x12 codes) on --device, in memory. Training runs in chunks of
+--eval-every steps through the shared loop (mmgist.train, resumable from data/<out>-run); after each
+chunk the validation loss is measured and the best model so far is saved to --out; training stops
+after --patience chunks without improvement, or at the first chunk boundary past --time-limit.
+training.json in --out holds data, steps, wall time, the validation curve and the held-out accuracy
+per question type. The same command runs on a CPU or a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import pickle
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
 from mmgist import ByteTokenizer, SharedVocabulary, build_lm, load_model, load_tokenizer
 from mmgist.datasets import image_files
-from mmgist.demo_task import TYPES, chance, evaluate, make_samples, write_manifest
+from mmgist.demo_task import TYPES, TaskSample, chance, evaluate, make_samples, training_rows
 from mmgist.lm import save_model
 from mmgist.lm_train import train_lm, validation_loss
 from mmgist.manifest import TokenShards
@@ -38,6 +44,29 @@ def split_training_photos(folder: Path) -> tuple[list[Path], list[Path]]:
     """(training files, validation files): every VALIDATION_EVERY-th file by name goes to validation."""
     files = image_files(folder)
     return [p for i, p in enumerate(files) if i % VALIDATION_EVERY], files[::VALIDATION_EVERY]
+
+
+def samples_in_parallel(files: list[Path], n: int, seed: int, workers: int, colour: bool) -> list[TaskSample]:
+    """make_samples(files, n, seed) made by `workers` processes in chunks (the same crops up to float
+    rounding: interpolation sums in another order on one thread)."""
+    if workers <= 1:
+        return make_samples(files, n, seed=seed, colour=colour)
+    size = -(-n // workers)
+    with ProcessPoolExecutor(workers) as pool:
+        parts = pool.map(_chunk, [(files, min(size, n - a), seed, a, colour) for a in range(0, n, size)])
+        return [s for part in parts for s in pickle.loads(part)]
+
+
+def _chunk(job: tuple[list[Path], int, int, int, bool]) -> bytes:
+    """One worker's samples, pickled by value: the pool's own pickler would pass each tensor as a file
+    descriptor, and tens of thousands of them exhaust what a process (or a sandbox) allows."""
+    files, n, seed, start, colour = job
+    torch.set_num_threads(1)
+    return pickle.dumps(make_samples(files, n, seed=seed, start=start, colour=colour))
+
+
+def tokenized(samples: list[TaskSample], vocab: SharedVocabulary, seed: int) -> TokenShards:
+    return TokenShards.tokenize(training_rows(samples, seed=seed), vocab)
 
 
 def measure(model, vocab, samples) -> dict:
@@ -63,6 +92,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=700, help="the LR schedule's length (training may stop earlier)")
     ap.add_argument("--eval-every", type=int, default=175)
     ap.add_argument("--patience", type=int, default=2, help="chunks without a better validation loss before stopping")
+    ap.add_argument("--time-limit", type=float, default=None, help="minutes; stop at the first chunk end past it")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--train-samples", type=int, default=10000)
@@ -71,6 +101,10 @@ def main() -> None:
     ap.add_argument("--preset", default="small")
     ap.add_argument("--data", default="data")
     ap.add_argument("--tokenizer", default="image-vq-f8")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes making the crops")
+    ap.add_argument("--colour", action="store_true", help="colour-augment the training crops (make_samples)")
+    ap.add_argument("--no-evaluate", action="store_true", help="train only (the held-out figures come later)")
     ap.add_argument("--evaluate-only", action="store_true", help="measure the model in --out again (no training)")
     args = ap.parse_args()
 
@@ -78,6 +112,8 @@ def main() -> None:
     out = Path(args.out)
     if not args.evaluate_only:
         train(args, photos, out)
+    if args.no_evaluate:
+        return
     model, vocab = load_model(out)
     heldout = make_samples(photos / "heldout", args.heldout_samples, seed=1)
     figures = measure(model, vocab, heldout)
@@ -89,23 +125,30 @@ def main() -> None:
 
 def train(args: argparse.Namespace, photos: Path, out: Path) -> None:
     """Train with validation stops; the best model and training.json (data, steps, curve) go to `out`."""
-    train_files, val_files = split_training_photos(photos / "train")
-    vocab = SharedVocabulary(text=ByteTokenizer(), image=load_tokenizer(args.tokenizer))
-    work = Path(args.data) / "demo-task" / out.name
-    manifest = write_manifest(make_samples(train_files, args.train_samples, seed=0), work / "train")
-    val_manifest = write_manifest(make_samples(val_files, args.validation_samples, seed=2), work / "validation", seed=2)
-    val_shards = TokenShards.build(val_manifest, vocab, Path(args.data) / "token-cache")
-    torch.manual_seed(0)
-    model = build_lm(vocab, preset=args.preset)
-    run_dir = Path(args.data) / f"{out.name}-run"  # checkpoints: rerunning the same command resumes
     t0 = time.perf_counter()
+    train_files, val_files = split_training_photos(photos / "train")
+    train_samples = samples_in_parallel(train_files, args.train_samples, 0, args.workers, args.colour)  # no CUDA yet
+    vocab = SharedVocabulary(text=ByteTokenizer(), image=load_tokenizer(args.tokenizer))
+    vocab.tokenizer("image").to(args.device)
+    shards = tokenized(train_samples, vocab, seed=0)
+    val_shards = tokenized(make_samples(val_files, args.validation_samples, seed=2), vocab, seed=2)
+    vocab.tokenizer("image").cpu()
+    del train_samples
+    torch.set_float32_matmul_precision("high")  # TF32 matrix products on a GPU; no effect on a CPU
+    data_seconds = time.perf_counter() - t0
+    print(f"{len(shards)} training and {len(val_shards)} validation sequences in {data_seconds:.0f} s", flush=True)
+    torch.manual_seed(0)
+    model = build_lm(vocab, preset=args.preset).to(args.device)
+    run_dir = Path(args.data) / f"{out.name}-run"  # checkpoints: rerunning the same command resumes
     curve, best, best_step, since_best, done = [], float("inf"), 0, 0, 0
     while done < args.steps and since_best < args.patience:
+        if args.time_limit is not None and time.perf_counter() - t0 > 60 * args.time_limit:
+            print(f"time limit of {args.time_limit} min reached at step {done}", flush=True)
+            break
         stop = min(done + args.eval_every, args.steps)
         result = train_lm(
-            model, vocab, manifest, out.parent / f".{out.name}-last", steps=args.steps, batch_size=args.batch_size,
-            lr=args.lr, cache_dir=Path(args.data) / "token-cache", run_dir=run_dir, stop_at=stop,
-            checkpoint_every=args.eval_every,
+            model, vocab, shards, out.parent / f".{out.name}-last", steps=args.steps, batch_size=args.batch_size,
+            lr=args.lr, run_dir=run_dir, stop_at=stop, checkpoint_every=args.eval_every,
         )  # fmt: skip
         done = result.steps
         val = validation_loss(model, vocab, val_shards)["loss"]
@@ -130,12 +173,15 @@ def train(args: argparse.Namespace, photos: Path, out: Path) -> None:
             "train_photos": [p.name for p in train_files],
             "validation_photos": [p.name for p in val_files],
             "train_samples": args.train_samples,
+            "colour_augment": args.colour,
             "validation_samples": args.validation_samples,
             "schedule_steps": args.steps,
             "steps_done": done,
             "best_step": best_step,
             "batch_size": args.batch_size,
             "lr": args.lr,
+            "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+            "data_seconds": round(data_seconds, 1),
             "wall_seconds": round(time.perf_counter() - t0, 1),
             "validation_curve": curve,
         },

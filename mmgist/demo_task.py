@@ -276,27 +276,41 @@ def make_samples(
     n: int,
     seed: int = 0,
     crop_scales: tuple[float, float] = (0.125, 0.5),
+    start: int = 0,
+    colour: bool = False,
 ) -> list[TaskSample]:
     """`n` samples from random crops (flips, rescaling: a crop covers 96/scale pixels) of the photos in a
-    folder or list of files (deterministic in `seed`); the styles take turns."""
-    crops = RandomCrops(
-        photos, CROP, seed=seed, augment=CropAugment(min_scale=crop_scales[0], max_scale=crop_scales[1])
-    )
-    return [TaskSample(crops.crops(k, 0, 1)[0], STYLES[k % len(STYLES)]) for k in range(n)]
+    folder or list of files; the styles take turns. Sample k depends only on (photos, seed, k), so
+    `start` gives samples start..start + n - 1 of the same stream (for parallel workers). `colour`
+    (for training) also rotates hues (half the crops, any amount) and scales saturation and brightness
+    (up to 1.4x either way): the facts are read after, so a model cannot answer from which photo it is."""
+    augment = CropAugment(min_scale=crop_scales[0], max_scale=crop_scales[1])
+    if colour:
+        augment = CropAugment(augment.min_scale, augment.max_scale, hue=0.5, saturation=1.4, brightness=1.4)
+    crops = RandomCrops(photos, CROP, seed=seed, augment=augment)
+    return [TaskSample(crops.crops(k, 0, 1)[0], STYLES[k % len(STYLES)]) for k in range(start, start + n)]
+
+
+def training_rows(samples: list[TaskSample], max_turns: int = 6, seed: int = 0) -> list[tuple[Prompt, Prompt]]:
+    """(prompt, completion) per sample: the crop and instruction, then 1 to `max_turns` of its turns in
+    random order (the loss covers the questions too: the model learns to ask). Deterministic in `seed`."""
+    rng = random.Random(seed)
+    rows = []
+    for k, s in enumerate(samples):
+        available = s.turns(seed=seed * 1_000_003 + k)
+        chosen = rng.sample(available, min(len(available), rng.randint(1, max_turns)))
+        rows.append((s.prefix(), Prompt(["".join(t.text for t in chosen)])))
+    return rows
 
 
 def write_manifest(samples: list[TaskSample], folder: str | os.PathLike, max_turns: int = 6, seed: int = 0) -> Path:
-    """A training manifest (see mmgist.manifest): the prefix as the prompt, then 1 to `max_turns` turns
-    in random order as the completion (the loss covers the questions too: the model learns to ask)."""
+    """`training_rows` as a training manifest (see mmgist.manifest), the crops saved as PNG beside it."""
     folder = Path(folder)
-    rng = random.Random(seed)
     lines = []
-    for k, s in enumerate(samples):
+    for k, (s, (_, completion)) in enumerate(zip(samples, training_rows(samples, max_turns, seed))):
         save_image(s.image, folder / "images" / f"{k:05d}.png")
-        available = s.turns(seed=seed * 1_000_003 + k)
-        chosen = rng.sample(available, min(len(available), rng.randint(1, max_turns)))
         prompt = [{"image": f"images/{k:05d}.png"}, " " + s.style.instruction]
-        lines.append(json.dumps({"prompt": prompt, "completion": ["".join(t.text for t in chosen)]}))
+        lines.append(json.dumps({"prompt": prompt, "completion": [completion.text()]}))
     path = folder / "train.jsonl"
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,6 +1,7 @@
 """Training the LM on a manifest (see `mmgist.manifest`) through the shared loop in `mmgist.train`.
 
     train_lm(model, vocab, "data/train.jsonl", out="models/my-lm", steps=2000)
+    train_lm(model, vocab, TokenShards.tokenize(rows, vocab), out="models/my-lm")  # rows held in memory
     mmgist train-lm --manifest data/train.jsonl --vocab my_vocab --preset small --steps 2000 --out models/my-lm
 
 Samples are drawn at random per step (a pure function of the step, so resume and DDP are exact),
@@ -90,7 +91,7 @@ def validation_loss(
 def train_lm(
     model: nn.Module,
     vocab: SharedVocabulary,
-    manifest: str | os.PathLike,
+    data: str | os.PathLike | TokenShards,
     out: str | os.PathLike,
     steps: int = 1000,
     batch_size: int = 16,
@@ -102,11 +103,16 @@ def train_lm(
     stop_at: int | None = None,
     **train: Any,
 ) -> TrainResult:
-    """Train `model` on `manifest`; saves model + vocabulary to `out` (rank 0) when all steps are done."""
+    """Train `model` on `data` (a manifest path, or shards already tokenized); saves model + vocabulary to
+    `out` (rank 0) when all steps are done."""
     rank, world = init_distributed()
     check_model(model, vocab)
     out = Path(out)
-    shards = TokenShards.build(manifest, vocab, cache_dir or out.parent / ".token-cache")
+    if isinstance(data, TokenShards):
+        shards, data_key = data, {"shards_sha256": data.fingerprint()}
+    else:
+        shards = TokenShards.build(data, vocab, cache_dir or out.parent / ".token-cache")
+        data_key = {"manifest_sha256": hashlib.sha256(Path(data).read_bytes()).hexdigest()}
     longest = int((shards.offsets[1:] - shards.offsets[:-1]).max())
     if longest > context_length(model):
         raise ValueError(f"the longest sample is {longest} tokens, over the model's context of {context_length(model)}")
@@ -127,7 +133,7 @@ def train_lm(
         **train,
     )
     run = {
-        "manifest_sha256": hashlib.sha256(Path(manifest).read_bytes()).hexdigest(),
+        **data_key,
         "vocab": vocab.fingerprint(),
         "batch_size": batch_size,
         "processes": world,

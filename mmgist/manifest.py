@@ -61,6 +61,28 @@ def _segment(item: Any, base: Path, where: str, loaded: dict | None = None) -> A
     raise ValueError(f"{where}: segment {item!r} must be a string or {{'image'|'audio'|'video': path}}")
 
 
+def _encode_images(
+    samples: list[tuple[Prompt, Prompt | None]], vocab: SharedVocabulary, batch_size: int
+) -> dict[int, list[int]]:
+    """{id(segment): ids} for the RGB tensor image segments without codes, in batches of one size and dtype."""
+    if "image" not in vocab.modalities:
+        return {}
+    pending: dict[tuple, dict[int, Image]] = {}  # (shape, dtype) -> {id: segment}, each segment once
+    for prompt, completion in samples:
+        for seg in [*prompt, *(completion or [])]:
+            px = getattr(seg, "pixels", None)
+            if isinstance(seg, Image) and seg.codes is None and isinstance(px, torch.Tensor) and px.shape[0] == 3:
+                pending.setdefault((tuple(px.shape), px.dtype), {})[id(seg)] = seg  # others: one at a time
+    tok, memo = vocab.tokenizer("image"), {}
+    for group in pending.values():
+        keys, segs = list(group), list(group.values())
+        for start in range(0, len(segs), batch_size):
+            pixels = torch.stack([s.pixels for s in segs[start : start + batch_size]])  # (B, 3, H, W)
+            for key, codes in zip(keys[start : start + batch_size], tok.encode(pixels)):
+                memo[key] = vocab.codes_to_ids("image", tok.check_codes(codes))
+    return memo
+
+
 def media_files(path: str | os.PathLike) -> set[Path]:
     """Every media file a manifest names (those that exist)."""
     path = Path(path)
@@ -127,9 +149,12 @@ class TokenShards:
         return self.ids[self.offsets[k] : self.offsets[k + 1]].tolist(), int(self.prompt_lengths[k])
 
     @staticmethod
-    def tokenize(samples: list[tuple[Prompt, Prompt | None]], vocab: SharedVocabulary) -> TokenShards:
-        ids, offsets, prompt_lengths = [], [0], []
-        memo: dict[int, list[int]] = {}  # media segments shared between samples are encoded once
+    def tokenize(
+        samples: list[tuple[Prompt, Prompt | None]], vocab: SharedVocabulary, batch_size: int = 256
+    ) -> TokenShards:
+        """Tokenize `samples` (prompt, completion or None). Images of one size are encoded `batch_size` at
+        a time on the image tokenizer's device; a media segment shared between samples is encoded once."""
+        memo = _encode_images(samples, vocab, batch_size)  # id(segment) -> ids
 
         def encode(p: Prompt) -> list[int]:
             out = []
@@ -142,6 +167,7 @@ class TokenShards:
                     out += memo[id(seg)]
             return out
 
+        ids, offsets, prompt_lengths = [], [0], []
         for prompt, completion in samples:
             row = [vocab.bos_id, *encode(prompt)]
             prompt_lengths.append(len(row) if completion is not None else 0)
@@ -151,6 +177,13 @@ class TokenShards:
             ids += row
             offsets.append(len(ids))
         return TokenShards(torch.tensor(ids, dtype=torch.int32), torch.tensor(offsets), torch.tensor(prompt_lengths))
+
+    def fingerprint(self) -> str:
+        """sha256 of the ids, offsets and prompt lengths: equal shards, equal fingerprint."""
+        h = hashlib.sha256()
+        for t in (self.ids, self.offsets, self.prompt_lengths):
+            h.update(t.to(torch.int64).numpy().tobytes())
+        return h.hexdigest()
 
     @staticmethod
     def build(manifest: str | os.PathLike, vocab: SharedVocabulary, cache_dir: str | os.PathLike) -> TokenShards:

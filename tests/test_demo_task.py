@@ -22,6 +22,7 @@ from mmgist.demo_task import (
     family,
     make_samples,
     pixel_colours,
+    training_rows,
     write_manifest,
 )
 from mmgist.demo_task import turns as all_turns
@@ -136,3 +137,22 @@ def test_samples_are_deterministic(tmp_path):
     a, b = make_samples(tmp_path, 3, seed=5), make_samples([tmp_path / "p.png"], 3, seed=5)
     assert all(torch.equal(x.image, y.image) for x, y in zip(a, b))
     assert TaskSample(a[0].image, STYLES[0]).facts == a[0].facts
+
+
+def test_sample_streams_resume_at_start_and_colour_augmentation_keeps_facts_true(tmp_path):
+    save_image(torch.rand(3, 300, 300), tmp_path / "p.png")
+    whole, tail = make_samples(tmp_path, 5, seed=3), make_samples(tmp_path, 2, seed=3, start=3)
+    assert all(torch.equal(x.image, y.image) and x.style == y.style for x, y in zip(whole[3:], tail))
+    coloured = make_samples(tmp_path, 5, seed=3, colour=True)
+    assert any(not torch.equal(x.image, y.image) for x, y in zip(whole, coloured))
+    assert all(TaskSample(s.image, s.style).facts == s.facts for s in coloured)  # read after the augmentation
+
+
+def test_training_rows_are_what_the_manifest_holds(tmp_path):
+    save_image(torch.rand(3, 300, 300), tmp_path / "p.png")
+    samples = make_samples(tmp_path, 6, seed=1)
+    rows = training_rows(samples, max_turns=4, seed=2)
+    stored = read_manifest(write_manifest(samples, tmp_path / "task", max_turns=4, seed=2))
+    for (prompt, completion), (p, c), s in zip(rows, stored, samples):
+        assert completion.text() == c.text() and prompt.text() == p.text() == " " + s.style.instruction
+        assert torch.equal(prompt[0].pixels, s.image)

@@ -11,6 +11,7 @@ from mmgist.io import save_image
 from mmgist.lm import build_lm
 from mmgist.lm_train import CausalLMStep, collate, train_lm, validation_loss
 from mmgist.manifest import TokenShards, read_manifest
+from mmgist.prompt import Image, Prompt
 
 
 def write_manifest(folder: Path, n: int = 12) -> Path:
@@ -43,6 +44,20 @@ def test_cached_shards_equal_fresh_tokenization_and_skip_the_encoders(vocab, tmp
     assert ids[0] == vocab.bos_id and ids[-1] == vocab.eos_id
     assert vocab.decode(ids[prompt_len:]).text() == " light"
     assert cached.sample(len(cached) - 1)[1] == 0  # no completion: loss on every token
+
+
+def test_batched_image_encoding_equals_one_at_a_time(vocab):
+    g = torch.Generator().manual_seed(0)
+    shared = Image(torch.rand(3, 16, 16, generator=g))  # one segment in two samples: encoded once
+    rows = [([Image(torch.rand(3, 16, 16, generator=g)), "Q: shade?"], [" dark"]) for _ in range(5)]
+    rows += [([shared, "a"], None), (["b", shared], [" c"]), ([Image(torch.rand(3, 8, 24, generator=g))], None)]
+    rows = [(Prompt(p), None if c is None else Prompt(c)) for p, c in rows]
+    batched, single = TokenShards.tokenize(rows, vocab, batch_size=3), TokenShards.tokenize(rows, vocab, batch_size=1)
+    assert torch.equal(batched.offsets, single.offsets) and torch.equal(batched.prompt_lengths, single.prompt_lengths)
+    assert torch.equal(batched.ids, single.ids)
+    for k, (prompt, completion) in enumerate(rows):
+        expected = vocab.encode(prompt, add_bos=True) + (vocab.encode(completion) if completion else [])
+        assert batched.sample(k)[0] == [*expected, vocab.eos_id]
 
 
 def test_collate_masks_prompt_and_padding(vocab, tmp_path):
@@ -118,6 +133,18 @@ def test_training_lowers_the_loss_and_resume_matches(vocab, tmp_path):
     assert [h["loss"] for h in second.history] == [h["loss"] for h in whole.history]
     for (k, a), (_, b) in zip(model.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_training_on_shards_in_memory_equals_training_on_the_manifest(vocab, tmp_path):
+    manifest = write_manifest(tmp_path)
+    histories = []
+    for name, data in (("m", manifest), ("s", TokenShards.tokenize(read_manifest(manifest), vocab))):
+        torch.manual_seed(0)
+        model = build_lm(vocab, preset="tiny")
+        result = train_lm(model, vocab, data, tmp_path / name, steps=5, batch_size=4, cache_dir=tmp_path / "cache",
+                          progress=False, log_every=1)  # fmt: skip
+        histories.append([h["loss"] for h in result.history])
+    assert histories[0] == histories[1] and len(histories[0]) == 5
 
 
 def test_two_process_ddp_lm(tmp_path):

@@ -42,7 +42,7 @@ import torch
 from .datasets import CropAugment, RandomCrops
 from .io import save_image
 from .prompt import Prompt
-from .scoring import Question, score_options
+from .scoring import Question, prefix_head, score_options
 
 CROP = 96  # 12x12 codes at f8: a prefix of about 200 tokens with the instruction
 CELL = CROP // 3
@@ -356,8 +356,10 @@ def evaluate(model, vocab, samples: list[TaskSample], with_prefix: bool = True, 
     for i, s in enumerate(samples):
         if gists is not None:
             context = {"gist": gists[i]}
-        else:  # the prefix's ids once per sample, not per question (the image is tokenized once)
-            context = {"prefix": vocab.encode(s.prefix(), add_bos=True) if with_prefix else None}
+        elif with_prefix:  # the prefix read once per sample, as keys and values, not once per question
+            context = {"head": prefix_head(model, vocab, s.prefix())}
+        else:
+            context = {}
         differ = len(set(s.facts.brightness)) > 1
         for type_, q in s.questions():
             scores = score_options(model, vocab, q.query, q.options, **context)

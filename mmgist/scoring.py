@@ -3,6 +3,8 @@
     q = Question(" Q: centre? A:", [" dark", " medium", " bright"], answer=2)
     score_options(model, vocab, q.query, q.options, prefix=photo_prompt).probs   # after the full prefix
     score_options(model, vocab, q.query, q.options, gist=gist).probs             # after the gist instead
+    head = prefix_head(model, vocab, photo_prompt)                               # many questions, one prefix:
+    score_options(model, vocab, q.query, q.options, head=head).probs             # read it once, as keys/values
     accuracy(model, vocab, [q, ...], gist=gist)
 
 The context is one of: the full prefix (a Prompt or ids; <|bos|> is added when missing), a GistPrefix
@@ -70,6 +72,21 @@ def head_embeddings(model: Any, vocab: Any, prefix: Any = None, gist: Any = None
 
 
 @torch.no_grad()
+def prefix_head(model: Any, vocab: Any, prefix: Any) -> Any:
+    """<|bos|> + `prefix` read once, as every layer's keys and values (a KVHead of len(prefix) + 1 positions).
+    Scoring after it equals scoring after the prefix, float rounding aside, without re-reading the prefix
+    for every question; the query must not be empty (the head holds no prediction for its first token)."""
+    from .gist.prefix import KVHead, kv_of
+    from .lm import output_cache
+
+    ids = to_ids(vocab, prefix, add_bos=True)
+    if ids[0] != vocab.bos_id:
+        ids = [vocab.bos_id, *ids]
+    device = model.get_input_embeddings().weight.device
+    return KVHead(kv_of(output_cache(model(input_ids=torch.tensor([ids], device=device), use_cache=True))))
+
+
+@torch.no_grad()
 def option_logprobs(model: Any, head: Any, query: list[int], options: list[list[int]]) -> torch.Tensor:
     """(n_options,): log P(option | head, query), one batch of `head query option` rows, right-padded.
     `head`: (h, d) embeddings, or the keys and values of a KV gist (a `mmgist.gist.prefix.KVHead`)."""
@@ -87,10 +104,13 @@ def option_kl(reference: list[torch.Tensor], probs: list[torch.Tensor]) -> float
 
 
 def score_options(
-    model: Any, vocab: Any, query: Any, options: list[Any], *, prefix: Any = None, gist: Any = None
+    model: Any, vocab: Any, query: Any, options: list[Any], *, prefix: Any = None, gist: Any = None, head: Any = None
 ) -> OptionScores:
-    """Score each option after `prefix` (or `gist`, or neither) and `query`."""
-    head = head_embeddings(model, vocab, prefix, gist)
+    """Score each option after `prefix` (or `gist`, or a `head` from `prefix_head`, or none) and `query`."""
+    if head is None:
+        head = head_embeddings(model, vocab, prefix, gist)
+    elif prefix is not None or gist is not None:
+        raise ValueError("give one context: a prefix, a gist or a head")
     logprobs = option_logprobs(model, head, to_ids(vocab, query), [to_ids(vocab, o) for o in options])
     return OptionScores(logprobs, logprobs.softmax(0))
 

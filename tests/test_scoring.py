@@ -7,7 +7,7 @@ from conftest import make_vocab
 from mmgist import Prompt
 from mmgist.gist import GistConfig, GistPrefix, distill_gist, model_fingerprint
 from mmgist.lm import build_lm
-from mmgist.scoring import Question, accuracy, score_options
+from mmgist.scoring import Question, accuracy, prefix_head, score_options
 
 PREFIX = Prompt(["The secret word is zebra. ", torch.rand(3, 16, 16), " Say it."])
 OPTIONS = [" zebra", " horse", " a"]
@@ -37,6 +37,18 @@ def test_scores_match_one_forward_pass_per_option(setup):
     assert torch.allclose(score_options(model, vocab, " The word:", OPTIONS, prefix=ids).logprobs, scores.logprobs)
     bare = score_options(model, vocab, " The word:", OPTIONS, prefix=[vocab.bos_id]).logprobs
     assert torch.allclose(score_options(model, vocab, " The word:", OPTIONS).logprobs, bare)
+
+
+def test_a_prefix_read_once_as_keys_and_values_scores_like_the_prefix(setup):
+    model, vocab = setup
+    head = prefix_head(model, vocab, PREFIX)
+    assert len(head) == len(vocab.encode(PREFIX, add_bos=True))
+    for query, options in ((" The word:", OPTIONS), (" Q: again? A:", [" no", " yes, zebra"])):
+        cached = score_options(model, vocab, query, options, head=head)
+        assert torch.allclose(cached.logprobs, score_options(model, vocab, query, options, prefix=PREFIX).logprobs,
+                              atol=1e-4)  # fmt: skip
+    with pytest.raises(ValueError, match="one context"):
+        score_options(model, vocab, " The word:", OPTIONS, prefix=PREFIX, head=head)
 
 
 def test_a_gist_of_the_prefix_own_embeddings_scores_like_the_prefix(setup):

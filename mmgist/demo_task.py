@@ -57,9 +57,12 @@ BUSY_THRESHOLD = 0.011  # calibrate(...): the median region busyness
 MARGINS = {"brighter": 0.05, "busier": 0.01}  # comparisons and extremes are asked only where one side leads by this
 ATTRIBUTES = ("brightness", "colour", "texture")
 # Question types a gist is never trained on in the benchmark and the demo (a type is held out when its
-# name holds one of these), and how their questions start: self-study samples are cut there
-GIST_HELDOUT_TYPES = ("texture", "busier", "darkest")
-GIST_HELDOUT_MARKERS = (" texture?", " busier,", " darkest?")
+# name holds one of these), and how their questions start: self-study samples are cut there. Both are
+# read from the photo by the demo model (held-out accuracy with / without the prefix: region texture
+# 0.79 / 0.53, main colour 0.80 / 0.00), so a gist answers them only if it kept what the photo shows;
+# the comparisons, which the model answers at chance, would measure the answer format alone
+GIST_HELDOUT_TYPES = ("texture", "main colour")
+GIST_HELDOUT_MARKERS = (" texture?", " main colour?")
 
 
 @dataclass(frozen=True)

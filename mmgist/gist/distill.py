@@ -229,6 +229,11 @@ def distill_gist(
             everything, config.heldout_fraction, config.seed, len(unseen_rows), validation_fraction, study
         )
         train, held, unseen_part = split.train, split.heldout, split.unseen
+        if not train.mask.any():
+            raise ValueError(
+                f"the teacher's {len(train)} training samples hold no token to learn from: the model ended each "
+                "at once (eos) after the prefix and queries; give queries it answers, or self_study samples"
+            )
         if split.validation is not None and not split.validation.mask.any():
             raise ValueError("the validation rows hold no sampled token to measure (raise continuation_length)")
         # what is measured: served rows held out (unseen contexts only), rows after held-out queries

@@ -36,9 +36,7 @@ class LayoutConstraint:
             raise ValueError(f"sizes has unknown modalities {sorted(unknown)}; expected image, audio, video")
         for m, size in self.sizes.items():
             dims = (size,) if m == "audio" else tuple(size) if isinstance(size, (tuple, list)) else ()
-            ok = len(dims) == {"image": 2, "audio": 1, "video": 3}[m] and all(
-                is_int(d) and d > 0 for d in dims
-            )
+            ok = len(dims) == {"image": 2, "audio": 1, "video": 3}[m] and all(is_int(d) and d > 0 for d in dims)
             if not ok:
                 want = {"image": "(h, w)", "audio": "frames", "video": "(t, h, w)"}[m]
                 raise ValueError(f"sizes[{m!r}] must be {want} of positive ints, got {size!r}")

@@ -155,11 +155,6 @@ class GistPrefix:
 
     def check(self, model: Any, vocab: Any = None) -> None:
         """Refuse a model (or vocabulary) other than the one this gist was distilled for."""
-        rows = model.get_input_embeddings().weight.shape[0]
-        if not 0 <= self.bos_id < rows:
-            raise ValueError(f"this gist's bos_id {self.bos_id} is outside the model's {rows} embedding rows")
-        if vocab is not None and self.bos_id != vocab.bos_id:
-            raise ValueError(f"this gist's bos_id {self.bos_id} is not the vocabulary's <|bos|> id {vocab.bos_id}")
         if model_fingerprint(model) != self.model_fingerprint:
             raise ValueError(
                 f"this gist was distilled for model {self.model_fingerprint[:12]}..., not this one "
@@ -170,6 +165,11 @@ class GistPrefix:
                 f"this gist was distilled for vocabulary {self.vocab_fingerprint[:12]}..., not this one "
                 f"({vocab.fingerprint()[:12]}...)"
             )
+        rows = model.get_input_embeddings().weight.shape[0]
+        if not 0 <= self.bos_id < rows:
+            raise ValueError(f"this gist's bos_id {self.bos_id} is outside the model's {rows} embedding rows")
+        if vocab is not None and self.bos_id != vocab.bos_id:
+            raise ValueError(f"this gist's bos_id {self.bos_id} is not the vocabulary's <|bos|> id {vocab.bos_id}")
         if self.kv is not None:
             own = bos_kv(model, self.bos_id).shape  # (layers, 2, kv_heads, 1, head_dim)
             layers, _, heads, _, dim = self.kv.shape

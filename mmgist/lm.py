@@ -13,6 +13,7 @@ Presets (parameters counted with tied embeddings for a bytes + 4096-code image v
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ def build_lm(vocab: SharedVocabulary, preset: str = "small", **overrides: Any):
         raise TypeError(f"build_lm needs a SharedVocabulary, got {type(vocab).__name__}")
     if preset not in PRESETS:
         raise ValueError(f"unknown LM preset {preset!r}; choose one of {list(PRESETS)}")
-    known = set(LlamaConfig().to_dict())
+    known = set(LlamaConfig().to_dict()) | set(inspect.signature(LlamaConfig.__init__).parameters)
     if unknown := sorted(set(overrides) - known):
         raise TypeError(f"build_lm got unknown LlamaConfig option(s) {unknown}; see transformers.LlamaConfig")
     sizes = {**PRESETS[preset], **overrides}
@@ -88,8 +89,6 @@ def extend_lm(model: Any, vocab: SharedVocabulary):
 
 def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
     """The forward keyword for a KV cache: `cache` in recent transformers 5.x, `past_key_values` before."""
-    import inspect
-
     name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     return {name: cache, "use_cache": True}
 
@@ -174,14 +173,17 @@ def load_model(folder: str | os.PathLike, dtype: torch.dtype | None = None) -> t
         kwargs["dtype"] = dtype
     from transformers.utils import logging as hf_logging
 
-    verbosity = hf_logging.get_verbosity()
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # its load report would only log what is refused below
+    hf_logging.disable_progress_bar()
     try:
         model, info = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     except (OSError, ValueError, TypeError, RuntimeError, KeyError, AttributeError) as e:
         raise ValueError(f"model folder {str(folder)!r} cannot be loaded: {type(e).__name__}: {e}") from e
     finally:
         hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
     mismatched = [m if isinstance(m, str) else f"{m[0]} {tuple(m[1])} (config: {tuple(m[2])})" for m in
                   info.get("mismatched_keys") or []]  # fmt: skip
     problems = {

@@ -50,7 +50,7 @@ class MultimodalProcessor:
         videos: Sequence[Any] | None = None,
     ) -> list[Prompt]:
         """The Prompts that placeholders and media describe (one per text)."""
-        texts = [text] if isinstance(text, str) else list(text)
+        texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
         if not texts or not all(isinstance(t, str) for t in texts):
             raise TypeError(f"text must be a string or a non-empty list of strings, got {text!r:.80}")
         media = {"image": _items(images, "images"), "audio": _items(audio, "audio"), "video": _items(videos, "videos")}

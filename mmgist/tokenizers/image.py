@@ -94,8 +94,10 @@ class ImageVQConfig:
                 setattr(self, key, value)
         for name in ("channels", "fsq_levels"):
             value = getattr(self, name)
-            if not isinstance(value, (list, tuple)) or not value or not all(is_int(c) and c > 0 for c in value):
+            if not isinstance(value, (list, tuple)) or not value or not all(is_int(c) for c in value):
                 raise TypeError(f"ImageVQConfig.{name} must be a non-empty list of positive ints, got {value!r:.60}")
+            if not all(c > 0 for c in value):
+                raise ValueError(f"ImageVQConfig.{name} must be a non-empty list of positive ints, got {value!r:.60}")
             setattr(self, name, tuple(int(c) for c in value))
         for c in self.channels:
             if c % (min(32, c // 4) or 1):

@@ -191,6 +191,7 @@ def generate(
         ids = vocab.encode(query, add_bos=True)
     else:
         gist.check(model, vocab)
+        gist.check_cache(model, gist_cache)
         # <|pad|> stands in for the k gist positions, which come from the cache and are never embedded
         ids = [vocab.bos_id] + [vocab.pad_id] * gist.k + (vocab.encode(query) if len(query) else [])
     if modality is not None:

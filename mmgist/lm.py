@@ -77,6 +77,8 @@ def extend_lm(model: Any, vocab: SharedVocabulary):
     """
     if not hasattr(model, "get_input_embeddings") or model.get_input_embeddings() is None:
         raise TypeError(f"extend_lm needs a Hugging Face causal LM, got {type(model).__name__}")
+    if not isinstance(vocab, SharedVocabulary):
+        raise TypeError(f"extend_lm needs a SharedVocabulary, got {type(vocab).__name__}")
     rows = model.get_input_embeddings().weight.shape[0]
     text = vocab.layout.text_size
     if rows != text:

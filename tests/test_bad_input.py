@@ -318,6 +318,7 @@ API_CASES = [
     P(lambda c: create_tokenizer("nope"), ValueError, "'nope'", id="create-unknown"),
     P(lambda c: create_tokenizer("byte", bogus=1), TypeError, "bogus", id="create-bad-option"),
     P(lambda c: load_tokenizer("no-such-tok"), ValueError, "'no-such-tok'", id="load-tokenizer-unknown"),
+    P(lambda c: load_tokenizer(None), TypeError, "None", id="load-tokenizer-none"),
     P(lambda c: ModalityTokenizer.from_pretrained(c.paths["afile"]), NotADirectoryError, "afile", id="tok-file"),
     P(lambda c: ModalityTokenizer.from_pretrained(c.root / "nope"), FileNotFoundError, "nope", id="tok-missing"),
     P(lambda c: load_tokenizer(tokenizer_folder(c, channels="abc")), TypeError, "config.json.*'abc'", id="tok-cfg-str"),
@@ -393,6 +394,7 @@ API_CASES = [
     P(lambda c: build_lm(c.vocab, "tiny", hidden_size=30), ValueError, "hidden_size 30", id="build-lm-heads"),
     P(lambda c: build_lm(c.vocab, num_hidden_layer=2), TypeError, "num_hidden_layer", id="build-lm-typo"),
     P(lambda c: extend_lm(object(), c.vocab), TypeError, "object", id="extend-lm-object"),
+    P(lambda c: extend_lm(c.model, "vocab"), TypeError, "str", id="extend-lm-vocab-str"),
     P(lambda c: extend_lm(c.model, c.vocab), ValueError, r"has \d+ embedding rows but .* 256 ids", id="extend-lm-rows"),
     P(lambda c: save_model(c.model, "vocab", c.root / "m2"), TypeError, "str", id="save-model-vocab-str"),
     P(
@@ -572,6 +574,14 @@ API_CASES = [
     P(lambda c: distill_gist(c.model, "vocab", "Hello there"), TypeError, "str", id="distill-vocab-str"),
     # gist files and objects
     P(lambda c: GistPrefix.load(c.root / "nope.safetensors"), FileNotFoundError, "nope", id="gist-missing"),
+    P(lambda c: c.g4.save(c.paths["adir"]), IsADirectoryError, "adir", id="gist-save-to-dir"),
+    P(lambda c: c.g4.save(c.root / "afile" / "g.st"), NotADirectoryError, "afile", id="gist-save-under-file"),
+    P(
+        lambda c: generate(c.model, c.vocab, "", gist=c.g4, gist_cache=c.g8.cache(c.model)),
+        ValueError,
+        "another gist",
+        id="gen-cache-other-no-query",
+    ),
     P(lambda c: GistPrefix.load(c.paths["adir"]), IsADirectoryError, "adir", id="gist-dir"),
     P(lambda c: GistPrefix.load(c.paths["afile"]), ValueError, "afile", id="gist-garbage"),
     P(lambda c: GistPrefix.load(gist_file(c, bos_id=999999), model=c.model), ValueError, "999999", id="gist-bos"),

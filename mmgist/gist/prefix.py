@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..storage import write_bytes_atomic
-from ..validate import existing_file, is_int
+from ..validate import existing_file, is_int, writable
 
 FORMAT = "mmgist-gist"
 FORMAT_VERSION = 2  # 2: a "target" field and the kv tensor; 1: embeddings only
@@ -214,9 +214,9 @@ class GistPrefix:
         cache.mmgist_gist = (self.identity(), model_fingerprint(model))  # what cache_for checks
         return cache
 
-    def cache_for(self, model: Any, batch_size: int, cache: Any = None):
-        """A fresh copy of the head cache repeated for a batch. A given `cache` must come from this gist's
-        `cache(model)` for this model: a cache of another gist (even of the same k) is refused."""
+    def check_cache(self, model: Any, cache: Any) -> None:
+        """Refuse a cache that this gist's `cache(model)` did not make for this model (another gist's,
+        even of the same k, or one built by hand)."""
         if cache is not None:
             made_by = getattr(cache, "mmgist_gist", None)
             if made_by is None:
@@ -231,6 +231,10 @@ class GistPrefix:
                 )
             if made_by[1] != model_fingerprint(model):
                 raise ValueError("gist_cache was made for another model; pass gist.cache(model) for this one")
+
+    def cache_for(self, model: Any, batch_size: int, cache: Any = None):
+        """A fresh copy of the head cache repeated for a batch; a given `cache` is checked (`check_cache`)."""
+        self.check_cache(model, cache)
         c = copy.deepcopy(cache if cache is not None else self.cache(model))
         if batch_size > 1:
             c.batch_repeat_interleave(batch_size)
@@ -240,6 +244,7 @@ class GistPrefix:
     def save(self, path: str | os.PathLike) -> Path:
         from safetensors.torch import save
 
+        path = writable(path, "gist file")
         if not torch.isfinite(self.tensor.float()).all():
             raise ValueError(f"refusing to save a gist with non-finite {self.target} to {str(path)!r}")
         header = {

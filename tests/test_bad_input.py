@@ -52,7 +52,7 @@ from mmgist.cli import build_parser, main
 from mmgist.generate import LayoutConstraint
 from mmgist.gist import model_fingerprint
 from mmgist.io import image_to_tensor, load_image, save_image, tensor_to_image
-from mmgist.scoring import accuracy, option_kl
+from mmgist.scoring import accuracy, option_kl, prefix_head
 from mmgist.storage import load_tensors, read_json, read_versioned_json
 from mmgist.tokenizers import HFTextTokenizer
 from mmgist.tokenizers.text import ByteConfig
@@ -636,6 +636,20 @@ API_CASES = [
         id="score-prefix-and-gist",
     ),
     P(lambda c: score_options(c.model, c.vocab, " q", []), ValueError, r"\[\]", id="score-no-options"),
+    P(
+        lambda c: prefix_head(c.model, c.vocab, [72, 10**6]),
+        ValueError,
+        "1000000 .* of the prefix",
+        id="prefix-head-range",
+    ),
+    P(
+        lambda c: score_options(
+            c.model, c.vocab, " q", [" a", " b"], prefix="x", head=prefix_head(c.model, c.vocab, "x")
+        ),
+        ValueError,
+        "one context",
+        id="score-prefix-and-head",
+    ),
     P(lambda c: Question(" q", [" a"]), ValueError, "got 1", id="question-one-option"),
     P(lambda c: Question(" q", [" a", " b"], answer=2), ValueError, "got 2", id="question-answer-range"),
     P(lambda c: Question(" q", [" a", " b"], answer=True), TypeError, "True", id="question-answer-bool"),

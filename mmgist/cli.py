@@ -1,4 +1,8 @@
-"""`mmgist ...`: thin subcommands over the public API. Errors go to stderr with exit code 2.
+"""`mmgist ...`: thin subcommands over the public API.
+
+Every error is one line on stderr (`mmgist CMD: error: ...`) and exit code 2; `mmgist --debug CMD ...`
+shows the traceback instead. Arguments (numbers, input files, output paths) are checked before
+any work starts, so a long run never fails at its end for a bad --out.
 
     mmgist tokenizers [PATTERN]                         registered tokenizers and the trained zoo
     mmgist vocab --text byte --image image-vq-f8 --out DIR   build and save a shared vocabulary
@@ -17,24 +21,32 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
+import traceback
 from pathlib import Path
 
 from . import Prompt, SharedVocabulary, list_tokenizers, load_tokenizer
 from .io import image_to_tensor, load_image, save_image
+from .storage import read_json
 from .tokenizers.registry import list_zoo
+from .validate import existing_dir, existing_file, writable
+
+# What a user can cause: reported as one line. Anything else is a bug in mmgist, reported the same way
+# but with its type and a pointer to --debug.
+USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError)
 
 
 def _load_prompt(path: Path) -> Prompt:
-    items = json.loads(path.read_text(encoding="utf-8"))
+    items = read_json(path, "prompt file")
     if not isinstance(items, list):
         raise ValueError(f"{str(path)!r} must hold a JSON list of strings and {{'image': path}} objects")
     out = []
     for k, item in enumerate(items):
         if isinstance(item, str):
             out.append(item)
-        elif isinstance(item, dict) and set(item) == {"image"}:
+        elif isinstance(item, dict) and set(item) == {"image"} and isinstance(item["image"], str):
             out.append(image_to_tensor(load_image(path.parent / item["image"])))
         else:
             raise ValueError(f"item {k} of {str(path)!r} is {item!r}; expected a string or {{'image': path}}")
@@ -47,7 +59,7 @@ def cmd_tokenizers(args: argparse.Namespace) -> None:
 
 
 def cmd_vocab(args: argparse.Namespace) -> None:
-    out = Path(args.out)
+    out = writable(args.out, "--out", folder=True)
     if (out / "mmgist_vocab.json").exists() and not args.force:
         raise FileExistsError(f"{str(out)!r} already holds a vocabulary; pass --force to overwrite")
     toks = {m: load_tokenizer(getattr(args, m)) for m in ("text", "image", "audio", "video") if getattr(args, m)}
@@ -58,13 +70,20 @@ def cmd_vocab(args: argparse.Namespace) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
-    vocab = SharedVocabulary.from_pretrained(args.vocab)
-    print(json.dumps(vocab.encode(_load_prompt(Path(args.prompt)), add_bos=args.bos, add_eos=args.eos)))
+    prompt_file = existing_file(args.prompt, "prompt file")
+    vocab = SharedVocabulary.from_pretrained(existing_dir(args.vocab, "--vocab"))
+    print(json.dumps(vocab.encode(_load_prompt(prompt_file), add_bos=args.bos, add_eos=args.eos)))
 
 
 def cmd_decode(args: argparse.Namespace) -> None:
-    vocab = SharedVocabulary.from_pretrained(args.vocab)
-    prompt = vocab.decode(json.loads(Path(args.ids).read_text()), media=args.media_dir is not None)
+    ids_file = existing_file(args.ids, "ids file")
+    if args.media_dir is not None:
+        writable(args.media_dir, "--media-dir", folder=True)
+    vocab = SharedVocabulary.from_pretrained(existing_dir(args.vocab, "--vocab"))
+    ids = read_json(ids_file, "ids file")
+    if not isinstance(ids, list):
+        raise ValueError(f"ids file {str(ids_file)!r} must hold a JSON list of ints, got {type(ids).__name__}")
+    prompt = vocab.decode(ids, media=args.media_dir is not None)
     for k, seg in enumerate(prompt):
         if seg.modality == "text":
             print(f"[{k}] text: {seg.text!r}")
@@ -76,7 +95,7 @@ def cmd_decode(args: argparse.Namespace) -> None:
 
 def _training_output(args: argparse.Namespace, marker: str, what: str) -> Path:
     """--out of a training command: refused if it holds `what` unless --force, which also starts the run over."""
-    out = Path(args.out)
+    out = writable(args.out, "--out", folder=True)
     if (out / marker).exists() and not args.force:
         raise FileExistsError(f"{str(out)!r} already holds {what}; pass --force to overwrite")
     if args.force:  # start over: an earlier run's checkpoint (out/../.NAME-run) must not be resumed
@@ -88,6 +107,7 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
     from .datasets import CropAugment
     from .tokenizers.train_image import train_image_tokenizer
 
+    existing_dir(args.data, "--data")
     out = _training_output(args, "config.json", "a tokenizer")
     extra = {"quantizer": args.quantizer} if args.quantizer else {}
     if args.codebook_size:
@@ -95,7 +115,12 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
     if args.code_dim:
         extra["code_dim"] = args.code_dim
     if args.channels:
-        extra["channels"] = tuple(int(c) for c in args.channels.split(","))
+        try:
+            extra["channels"] = tuple(int(c) for c in args.channels.split(","))
+        except ValueError:
+            raise ValueError(
+                f"--channels must be comma-separated ints such as 48,96,128, got {args.channels!r}"
+            ) from None
     if args.loss == "mse":
         extra.update(l1_weight=0.0, colour_weight=0.0, edge_weight=0.0, mse_weight=1.0)
     augments = {"colour": CropAugment.colour(), "natural": CropAugment.natural(), "scale": CropAugment(min_scale=0.25)}
@@ -118,12 +143,19 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
 
 
 def cmd_train_lm(args: argparse.Namespace) -> None:
-    from .lm import build_lm, load_model
+    import torch
+
+    from .lm import PRESETS, build_lm, load_model
     from .lm_train import train_lm
 
-    out = _training_output(args, "mmgist_vocab.json", "a model")
     if (args.vocab is None) == (args.model is None):
         raise ValueError("pass exactly one of --vocab (a new model) or --model (continue training a saved one)")
+    if args.preset not in PRESETS:
+        raise ValueError(f"unknown --preset {args.preset!r}; choose one of {list(PRESETS)}")
+    existing_file(args.manifest, "--manifest")
+    existing_dir(args.model or args.vocab, "--model" if args.model else "--vocab")
+    out = _training_output(args, "mmgist_vocab.json", "a model")
+    torch.manual_seed(args.seed)  # before the model is built: its initial weights follow --seed
     if args.model:
         model, vocab = load_model(args.model)
     else:
@@ -141,21 +173,23 @@ def cmd_distill(args: argparse.Namespace) -> None:
     from .gist.batch import distill_many
     from .lm import load_model
 
-    model, vocab = load_model(args.model)
     chosen = {name: getattr(args, name) for name in ("target", "self_study", "stopping")}
     extra = {name: value for name, value in chosen.items() if value is not None}  # else GistConfig's defaults
     config = GistConfig(num_gist_tokens=args.k, steps=args.steps, lr=args.lr, seed=args.seed, **extra)
-    out = Path(args.out)
-    if args.prefix.endswith(".jsonl"):
-        written = distill_many(model, vocab, args.prefix, out, config)
+    prefix_file = existing_file(args.prefix, "prefix file")
+    many = args.prefix.endswith(".jsonl")
+    out = writable(args.out, "--out", folder=many)  # checked before the model is loaded and anything distilled
+    if not many and out.exists() and not args.force:
+        raise FileExistsError(f"{str(out)!r} exists; pass --force to overwrite")
+    model, vocab = load_model(existing_dir(args.model, "--model"))
+    if many:
+        written = distill_many(model, vocab, prefix_file, out, config)
         print(f"wrote {len(written)} gist files to {out}")
         return
-    if out.exists() and not args.force:
-        raise FileExistsError(f"{str(out)!r} exists; pass --force to overwrite")
     gist = distill_gist(
         model,
         vocab,
-        _load_prompt(Path(args.prefix)),
+        _load_prompt(prefix_file),
         config,
         queries=[Prompt([q]) for q in args.query] or None,
         heldout_queries=[Prompt([q]) for q in args.heldout_query] or None,
@@ -172,15 +206,46 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from .gist import GistPrefix
     from .lm import load_model
 
-    model, vocab = load_model(args.model)
+    if args.gist:
+        existing_file(args.gist, "--gist")
+    model, vocab = load_model(existing_dir(args.model, "--model"))
     gist = GistPrefix.load(args.gist, model=model, vocab=vocab) if args.gist else None
     out = generate(model, vocab, args.query, max_new_tokens=args.max_new_tokens, gist=gist)
     print(out.text() if all(s.modality == "text" for s in out) else out)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one line on stderr (and exit code 2) like every other error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, minimum: float, what: str):
+    """An argparse type: an int or a finite float >= minimum (> 0 when minimum is 0.0 for floats)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if (kind is float and not math.isfinite(value)) or value < minimum or (kind is float and value <= 0):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+POSITIVE_INT = _number(int, 1, "a positive int")
+NON_NEGATIVE_INT = _number(int, 0, "an int >= 0")
+POSITIVE_FLOAT = _number(float, 0.0, "a positive finite number")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmgist", description=__doc__.split("\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="mmgist", description=__doc__.split("\n")[0])
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("tokenizers", help="list registered and trained tokenizers")
     p.add_argument("pattern", nargs="?", default="*")
     p.set_defaults(func=cmd_tokenizers)
@@ -207,8 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--preset", default="f8")
     p.add_argument("--quantizer", choices=["vq", "fsq", "plain-vq"])
-    p.add_argument("--codebook-size", type=int)
-    p.add_argument("--code-dim", type=int, help="lookup dimension of the 'vq' quantizer (default 8)")
+    p.add_argument("--codebook-size", type=POSITIVE_INT)
+    p.add_argument("--code-dim", type=POSITIVE_INT, help="lookup dimension of the 'vq' quantizer (default 8)")
     p.add_argument("--channels", help="encoder/decoder widths per level, comma-separated (default: the preset's)")
     p.add_argument(
         "--augment",
@@ -219,11 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--loss", choices=["v2", "mse"], default="v2", help="v2: L1 + local colour + edges; mse: v1's")
     p.add_argument("--init", help="start from this trained tokenizer's weights (zoo name or folder)")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=16, help="per process")
-    p.add_argument("--crop-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=POSITIVE_INT, default=3000)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="per process")
+    p.add_argument("--crop-size", type=POSITIVE_INT, default=64)
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3)
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
     p.add_argument("--force", action="store_true", help="overwrite an existing tokenizer")
     p.set_defaults(func=cmd_train_tokenizer)
     p = sub.add_parser("train-lm", help="train the language model on a JSONL manifest")
@@ -232,16 +297,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="saved model folder to continue training")
     p.add_argument("--preset", default="small")
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=16, help="per process")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=POSITIVE_INT, default=1000)
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="per process")
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3)
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
     p.add_argument("--force", action="store_true", help="overwrite an existing model")
     p.set_defaults(func=cmd_train_lm)
     p = sub.add_parser("distill", help="compress a prefix (prompt JSON, or a JSONL of them) into gist tokens")
     p.add_argument("prefix", help="a prompt JSON file, or a .jsonl of {id, prefix, queries}")
     p.add_argument("--model", required=True)
-    p.add_argument("--k", type=int, default=4, help="gist tokens")
+    p.add_argument("--k", type=POSITIVE_INT, default=4, help="gist tokens")
     p.add_argument("--query", action="append", default=[], help="a query the gist must serve (repeatable)")
     p.add_argument(
         "--heldout-query",
@@ -250,11 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a query never trained on, to measure the gist (repeatable)",
     )
     p.add_argument("--target", choices=["embeddings", "kv"], help="what is trained (default: GistConfig's)")
-    p.add_argument("--self-study", type=int, help="samples the model writes after the prefix, trained on")
+    p.add_argument("--self-study", type=NON_NEGATIVE_INT, help="samples the model writes after the prefix, trained on")
     p.add_argument("--stopping", choices=["fixed", "validation"], help="all steps, or the best validation step")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=POSITIVE_INT, default=300)
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-2)
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
     p.add_argument("--out", required=True, help="gist file (or folder, for a .jsonl)")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_distill)
@@ -262,8 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("query")
     p.add_argument("--model", required=True)
     p.add_argument("--gist")
-    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=POSITIVE_INT, default=32)
     p.set_defaults(func=cmd_generate)
+    for p in sub.choices.values():  # `mmgist CMD ... --debug` as well as `mmgist --debug CMD ...`
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
@@ -271,10 +338,25 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
-        print(f"mmgist {args.command}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"mmgist {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"mmgist {args.command}: error: {error_line(e)}", file=sys.stderr)
         return 2
     return 0
+
+
+def error_line(e: BaseException) -> str:
+    """One line saying what went wrong: the message of an error a user can cause, or the type and message
+    of an unexpected one (a bug in mmgist), with a pointer to --debug."""
+    message = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, USER_ERRORS):
+        return message
+    return f"{type(e).__name__}: {message} (an unexpected error: run with --debug for the traceback)"
 
 
 if __name__ == "__main__":

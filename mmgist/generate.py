@@ -21,6 +21,7 @@ import torch
 
 from .layout import CLOSE, OPEN
 from .prompt import Prompt
+from .validate import finite, is_int, positive_int
 from .vocab import SharedVocabulary
 
 
@@ -35,9 +36,7 @@ class LayoutConstraint:
             raise ValueError(f"sizes has unknown modalities {sorted(unknown)}; expected image, audio, video")
         for m, size in self.sizes.items():
             dims = (size,) if m == "audio" else tuple(size) if isinstance(size, (tuple, list)) else ()
-            ok = len(dims) == {"image": 2, "audio": 1, "video": 3}[m] and all(
-                isinstance(d, int) and d > 0 for d in dims
-            )
+            ok = len(dims) == {"image": 2, "audio": 1, "video": 3}[m] and all(is_int(d) and d > 0 for d in dims)
             if not ok:
                 want = {"image": "(h, w)", "audio": "frames", "video": "(t, h, w)"}[m]
                 raise ValueError(f"sizes[{m!r}] must be {want} of positive ints, got {size!r}")
@@ -174,22 +173,31 @@ def generate(
     """
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
 
+    from .gist.prefix import GistPrefix
     from .lm import cache_kwargs, check_model, context_length
 
     check_model(model, vocab)
-    query = prompt if isinstance(prompt, Prompt) else Prompt(prompt if prompt not in ("", None) else [])
+    positive_int(max_new_tokens, "max_new_tokens")
+    finite(temperature, "temperature", positive=True)
+    if top_k is not None:
+        positive_int(top_k, "top_k (or None)")
+    if gist is not None and not isinstance(gist, GistPrefix):
+        raise TypeError(f"gist must be a GistPrefix, got {type(gist).__name__}")
+    if gist_cache is not None and gist is None:
+        raise ValueError("gist_cache was given without its gist: pass gist=... too")
+    empty = prompt is None or (isinstance(prompt, str) and prompt == "")
+    query = prompt if isinstance(prompt, Prompt) else Prompt([] if empty else prompt)
     if gist is None:
         ids = vocab.encode(query, add_bos=True)
     else:
         gist.check(model, vocab)
+        gist.check_cache(model, gist_cache)
         # <|pad|> stands in for the k gist positions, which come from the cache and are never embedded
         ids = [vocab.bos_id] + [vocab.pad_id] * gist.k + (vocab.encode(query) if len(query) else [])
     if modality is not None:
         if modality not in OPEN or modality not in vocab.tokenizers:
             raise ValueError(f"modality {modality!r} cannot be generated; this vocabulary has {list(vocab.tokenizers)}")
         ids.append(vocab.layout.special(OPEN[modality]))
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if len(ids) + max_new_tokens > context_length(model):
         raise ValueError(
             f"prompt ({len(ids)} tokens) plus max_new_tokens ({max_new_tokens}) exceeds the model's "

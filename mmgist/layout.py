@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from .validate import integer, is_int
+
 # (name, which modalities need it); None = always present.
 SPECIALS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("<|image|>", ("image",)),
@@ -49,7 +51,7 @@ class IdLayout:
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if not isinstance(value, int) or value < 0:
+            if not is_int(value) or value < 0:
                 raise ValueError(f"IdLayout.{name} must be a non-negative int, got {value!r}")
         if self.text_size == 0:
             raise ValueError("IdLayout.text_size must be positive: every vocabulary has text")
@@ -134,6 +136,7 @@ class IdLayout:
         return torch.arange(r.start, r.stop)
 
     def check_id(self, token_id: int, position: int | None = None) -> None:
+        integer(token_id, "a token id" if position is None else f"the id at position {position}")
         if not 0 <= token_id < self._size:
             where = f" at position {position}" if position is not None else ""
             raise ValueError(f"id {token_id}{where} is outside the vocabulary [0, {self._size})")

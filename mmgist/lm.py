@@ -13,13 +13,20 @@ Presets (parameters counted with tied embeddings for a bytes + 4096-code image v
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .vocab import SharedVocabulary
+from .storage import atomic_folder, read_json
+from .validate import all_finite, existing_dir, existing_file, positive_int
+from .vocab import TOKENIZERS_DIR, VOCAB_FILE, SharedVocabulary
+
+# Config fields that size the network: each must be a positive int (not a bool, not a string).
+SIZE_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+               "num_key_value_heads", "max_position_embeddings", "head_dim")  # fmt: skip
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -33,8 +40,15 @@ def build_lm(vocab: SharedVocabulary, preset: str = "small", **overrides: Any):
     """A new LlamaForCausalLM with one embedding row per vocabulary id (input and output tied)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    if not isinstance(vocab, SharedVocabulary):
+        raise TypeError(f"build_lm needs a SharedVocabulary, got {type(vocab).__name__}")
     if preset not in PRESETS:
         raise ValueError(f"unknown LM preset {preset!r}; choose one of {list(PRESETS)}")
+    known = set(LlamaConfig().to_dict()) | set(inspect.signature(LlamaConfig.__init__).parameters)
+    if unknown := sorted(set(overrides) - known):
+        raise TypeError(f"build_lm got unknown LlamaConfig option(s) {unknown}; see transformers.LlamaConfig")
+    sizes = {**PRESETS[preset], **overrides}
+    check_sizes(sizes, "build_lm")
     config = LlamaConfig(
         vocab_size=len(vocab),
         tie_word_embeddings=True,
@@ -63,6 +77,8 @@ def extend_lm(model: Any, vocab: SharedVocabulary):
     """
     if not hasattr(model, "get_input_embeddings") or model.get_input_embeddings() is None:
         raise TypeError(f"extend_lm needs a Hugging Face causal LM, got {type(model).__name__}")
+    if not isinstance(vocab, SharedVocabulary):
+        raise TypeError(f"extend_lm needs a SharedVocabulary, got {type(vocab).__name__}")
     rows = model.get_input_embeddings().weight.shape[0]
     text = vocab.layout.text_size
     if rows != text:
@@ -75,8 +91,6 @@ def extend_lm(model: Any, vocab: SharedVocabulary):
 
 def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
     """The forward keyword for a KV cache: `cache` in recent transformers 5.x, `past_key_values` before."""
-    import inspect
-
     name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     return {name: cache, "use_cache": True}
 
@@ -87,8 +101,25 @@ def output_cache(out: Any) -> Any:
     return cache if cache is not None else out.past_key_values
 
 
+def check_sizes(config: dict[str, Any], where: str) -> None:
+    """Refuse network sizes that are not positive ints, or attention heads that do not divide evenly."""
+    for name in SIZE_FIELDS:
+        if config.get(name) is not None:
+            positive_int(config[name], f"{where}: {name}")
+    heads, kv = config.get("num_attention_heads"), config.get("num_key_value_heads")
+    hidden = config.get("hidden_size")
+    if heads and hidden and config.get("head_dim") is None and hidden % heads:
+        raise ValueError(f"{where}: hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
+    if heads and kv and heads % kv:
+        raise ValueError(f"{where}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}")
+
+
 def check_model(model: Any, vocab: SharedVocabulary) -> None:
-    """Refuse a model whose embedding size does not match the vocabulary."""
+    """Refuse a model that is not a Hugging Face LM, or whose embedding size does not match the vocabulary."""
+    if not isinstance(vocab, SharedVocabulary):
+        raise TypeError(f"expected a SharedVocabulary, got {type(vocab).__name__}")
+    if not hasattr(model, "get_input_embeddings") or not callable(getattr(model, "generate", None)):
+        raise TypeError(f"expected a Hugging Face causal LM (build_lm, load_model), got {type(model).__name__}")
     rows = model.get_input_embeddings().weight.shape[0]
     if rows != len(vocab):
         raise ValueError(
@@ -101,27 +132,103 @@ def context_length(model: Any) -> int:
     return int(getattr(model.config, "max_position_embeddings", 0) or 2**31)
 
 
+def _model_owns(name: str) -> bool:
+    """The entries of a model folder that `save_model` writes (and so replaces); others (a README) are kept."""
+    if name in ("config.json", "generation_config.json", VOCAB_FILE, TOKENIZERS_DIR):
+        return True
+    return name.startswith(("model.", "model-", "pytorch_model")) and name.endswith((".safetensors", ".bin", ".json"))
+
+
 def save_model(model: Any, vocab: SharedVocabulary, folder: str | os.PathLike) -> Path:
-    """Model (safetensors, HF layout) and vocabulary into one folder."""
+    """Model (safetensors, HF layout) and vocabulary into one folder.
+
+    The folder is written beside the old one and swapped in whole (`mmgist.storage.atomic_folder`):
+    a save killed at any point leaves the previous model loadable. Other files (a README card) are kept."""
     check_model(model, vocab)
     folder = Path(folder)
-    model.save_pretrained(folder)
-    vocab.save_pretrained(folder)
+    with atomic_folder(folder, owns=_model_owns) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        vocab.write_files(tmp)
     return folder
 
 
 def load_model(folder: str | os.PathLike, dtype: torch.dtype | None = None) -> tuple[Any, SharedVocabulary]:
-    """(model, vocab) from a folder written by `save_model`; the model is in eval mode."""
+    """(model, vocab) from a folder written by `save_model`; the model is in eval mode.
+
+    Refused with the folder named: a missing or malformed config.json (sizes that are not positive
+    ints), weights only in a pickle file (never unpickled), a corrupt safetensors file, weights that
+    do not fit the config (missing, extra or differently shaped tensors: transformers would only log
+    them) and weights holding NaN or inf."""
     from transformers import AutoModelForCausalLM
 
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
+    folder = existing_dir(folder, "model folder")
+    if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{str(folder)!r} holds no model (no config.json)")
+    config = read_json(folder / "config.json", "model config")
+    if not isinstance(config, dict):
+        raise ValueError(f"{str(folder / 'config.json')!r} must hold a JSON object, got {type(config).__name__}")
+    check_sizes(config, repr(str(folder / "config.json")))
+    _check_weight_files(folder)
     vocab = SharedVocabulary.from_pretrained(folder)
-    model = (
-        AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-        if dtype
-        else AutoModelForCausalLM.from_pretrained(folder)
-    )
+    kwargs: dict[str, Any] = {"use_safetensors": True, "output_loading_info": True, "ignore_mismatched_sizes": True}
+    if dtype:
+        kwargs["dtype"] = dtype
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # its load report would only log what is refused below
+    hf_logging.disable_progress_bar()
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    except (OSError, ValueError, TypeError, RuntimeError, KeyError, AttributeError) as e:
+        raise ValueError(f"model folder {str(folder)!r} cannot be loaded: {type(e).__name__}: {e}") from e
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    mismatched = [m if isinstance(m, str) else f"{m[0]} {tuple(m[1])} (config: {tuple(m[2])})" for m in
+                  info.get("mismatched_keys") or []]  # fmt: skip
+    problems = {
+        "missing": sorted(info.get("missing_keys") or []),
+        "unexpected": sorted(info.get("unexpected_keys") or []),
+        "shape mismatch": sorted(mismatched),
+    }
+    if any(problems.values()):
+        said = "; ".join(
+            f"{k} {v[:3]}" + (f" and {len(v) - 3} more" if len(v) > 3 else "") for k, v in problems.items() if v
+        )
+        raise ValueError(f"model folder {str(folder)!r}: the weights do not fit config.json: {said}")
+    all_finite(dict(model.named_parameters()), f"model folder {str(folder)!r}")
     check_model(model, vocab)
     return model.eval(), vocab
+
+
+def _check_weight_files(folder: Path) -> None:
+    """Refuse a folder whose weights are only pickled, or whose safetensors files are not readable."""
+    from safetensors import safe_open
+
+    names = sorted(p.name for p in folder.iterdir())
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        header = read_json(index, "weights index")
+        mapping = header.get("weight_map") if isinstance(header, dict) else None
+        files = sorted(set(mapping.values())) if isinstance(mapping, dict) else []
+        if not files:
+            raise ValueError(f"weights index {str(index)!r} has no weight_map")
+    elif "model.safetensors" in names:
+        files = ["model.safetensors"]
+    else:
+        pickled = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+        if pickled:
+            raise ValueError(
+                f"model folder {str(folder)!r} holds weights only as pickle ({pickled}); mmgist never unpickles: "
+                "convert them to safetensors (model.save_pretrained(folder, safe_serialization=True))"
+            )
+        raise FileNotFoundError(f"model folder {str(folder)!r} holds no weights (no model.safetensors)")
+    for name in files:
+        path = existing_file(folder / name, "weights file")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                f.keys()
+        except Exception as e:  # safetensors raises its own error types for a truncated or garbage file
+            raise ValueError(f"weights file {str(path)!r} is not a valid safetensors file: {e}") from e

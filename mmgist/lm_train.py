@@ -23,6 +23,7 @@ from torch import nn
 from .lm import check_model, context_length, save_model
 from .manifest import TokenShards
 from .train import StepOutput, TrainConfig, TrainResult, fit, init_distributed
+from .validate import positive_int
 from .vocab import SharedVocabulary
 
 KINDS = ("text", "image", "audio", "video", "special")
@@ -105,9 +106,10 @@ def train_lm(
 ) -> TrainResult:
     """Train `model` on `data` (a manifest path, or shards already tokenized); saves model + vocabulary to
     `out` (rank 0) when all steps are done."""
-    rank, world = init_distributed()
     check_model(model, vocab)
+    positive_int(batch_size, "train_lm batch_size")
     out = Path(out)
+    rank, world = init_distributed()
     if isinstance(data, TokenShards):
         shards, data_key = data, {"shards_sha256": data.fingerprint()}
     else:

@@ -30,6 +30,7 @@ import torch
 from .io import image_to_tensor, load_image
 from .prompt import Image, Prompt
 from .storage import load_tensors, read_versioned_json, save_tensors_atomic, versioned, write_json_atomic
+from .validate import existing_file
 from .vocab import SharedVocabulary
 
 FORMAT = "mmgist-token-shards"
@@ -103,7 +104,12 @@ def media_files(path: str | os.PathLike) -> set[Path]:
 
 def jsonl_objects(path: Path, key: str, shape: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
     """(line number, "file:line", object) for each non-empty line whose object has a non-empty list `key`."""
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    path = existing_file(path, "JSONL file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not UTF-8 text: {e}") from e
+    for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{n}"

@@ -15,13 +15,15 @@ A Prompt (or a list of them) can be passed instead of text and media.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from .prompt import Prompt, Video
+from .prompt import Audio, Image, Prompt, Video, as_segment
+from .validate import positive_int, show
 from .vocab import SharedVocabulary
 
 PLACEHOLDERS = {"<image>": "image", "<audio>": "audio", "<video>": "video"}
@@ -32,8 +34,12 @@ class MultimodalProcessor:
     def __init__(
         self, vocab: SharedVocabulary, add_bos: bool = True, padding_side: str = "right", max_length: int | None = None
     ) -> None:
+        if not isinstance(vocab, SharedVocabulary):
+            raise TypeError(f"MultimodalProcessor needs a SharedVocabulary, got {type(vocab).__name__}")
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        if max_length is not None:
+            positive_int(max_length, "MultimodalProcessor max_length")
         self.vocab, self.add_bos, self.padding_side, self.max_length = vocab, add_bos, padding_side, max_length
 
     def prompts(
@@ -44,10 +50,12 @@ class MultimodalProcessor:
         videos: Sequence[Any] | None = None,
     ) -> list[Prompt]:
         """The Prompts that placeholders and media describe (one per text)."""
-        texts = [text] if isinstance(text, str) else list(text)
+        texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
         if not texts or not all(isinstance(t, str) for t in texts):
             raise TypeError(f"text must be a string or a non-empty list of strings, got {text!r:.80}")
-        media = {"image": list(images or []), "audio": list(audio or []), "video": list(videos or [])}
+        media = {"image": _items(images, "images"), "audio": _items(audio, "audio"), "video": _items(videos, "videos")}
+        for modality, items in media.items():
+            media[modality] = [_media(modality, item, k) for k, item in enumerate(items)]
         for modality, items in media.items():
             wanted = sum(t.count(f"<{modality}>") for t in texts)
             if wanted != len(items):
@@ -59,10 +67,7 @@ class MultimodalProcessor:
             segments: list[Any] = []
             for part in _SPLIT.split(t):
                 if part in PLACEHOLDERS:
-                    item = media[PLACEHOLDERS[part]].pop(0)
-                    if PLACEHOLDERS[part] == "video" and isinstance(item, tuple):
-                        item = Video(*item)
-                    segments.append(item)
+                    segments.append(media[PLACEHOLDERS[part]].pop(0))
                 elif part:
                     segments.append(part)
             if not segments:
@@ -82,6 +87,10 @@ class MultimodalProcessor:
     ):
         from transformers import BatchFeature
 
+        if return_tensors not in (None, "pt"):
+            raise ValueError(f"return_tensors must be 'pt' or None, got {return_tensors!r}")
+        if padding_side not in (None, "left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
         if isinstance(text, Prompt) or (isinstance(text, list) and text and isinstance(text[0], Prompt)):
             if images or audio or videos:
                 raise ValueError("pass media inside the Prompt, not beside it")
@@ -108,3 +117,30 @@ class MultimodalProcessor:
             ids[k, span] = torch.tensor(row, dtype=torch.long)
             mask[k, span] = 1
         return {"input_ids": ids, "attention_mask": mask}
+
+
+def _items(given: Any, name: str) -> list[Any]:
+    """The media list a caller passed (None = none); one bare item or a string is refused by name."""
+    if given is None:
+        return []
+    if isinstance(given, (str, bytes)) or not isinstance(given, Sequence):
+        raise TypeError(f"{name} must be a list of items, got {type(given).__name__} {show(given)}")
+    return list(given)
+
+
+def _media(modality: str, item: Any, k: int) -> Any:
+    """One media item as its prompt segment; a path or another kind of value is refused, never read as text."""
+    name = {"image": "images", "audio": "audio", "video": "videos"}[modality]
+    if isinstance(item, (str, os.PathLike)):
+        loader = {"image": "mmgist.io.load_image(path)", "audio": "a loader", "video": "a loader"}[modality]
+        raise TypeError(f"{name}[{k}] is the path {str(item)!r}, not {modality} data; load it first with {loader}")
+    if modality == "video" and isinstance(item, tuple):
+        item = Video(*item)
+    try:
+        segment = as_segment(item)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"{name}[{k}]: {e}") from e
+    want = {"image": Image, "audio": Audio, "video": Video}[modality]
+    if not isinstance(segment, want):
+        raise TypeError(f"{name}[{k}] is {segment.modality} data ({type(item).__name__}), not {modality}")
+    return segment

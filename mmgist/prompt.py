@@ -19,11 +19,14 @@ Video needs its frame rate, so build it explicitly: `Video(frames, fps=25)`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+
+from .validate import is_int
 
 MODALITIES = ("text", "image", "audio", "video")
 
@@ -93,7 +96,7 @@ class Audio:
                 raise ValueError(
                     f"Audio waveform must be (channels, samples) and non-empty, got {tuple(self.waveform.shape)}"
                 )
-            if not isinstance(self.sample_rate, int) or self.sample_rate <= 0:
+            if not is_int(self.sample_rate) or self.sample_rate <= 0:
                 raise ValueError(f"Audio sample_rate must be a positive int, got {self.sample_rate!r}")
         self.codes = _check_codes(self.codes, 2, "audio")
 
@@ -116,7 +119,7 @@ class Video:
                     tuple(self.frames.shape) if isinstance(self.frames, torch.Tensor) else type(self.frames).__name__
                 )
                 raise ValueError(f"Video frames must be a non-empty (T, 3, H, W) tensor, got {shape}")
-            if not isinstance(self.fps, (int, float)) or self.fps <= 0:
+            if not isinstance(self.fps, (int, float)) or isinstance(self.fps, bool) or not 0 < self.fps < math.inf:
                 raise ValueError(f"Video fps must be a positive number, got {self.fps!r}")
         self.codes = _check_codes(self.codes, 3, "video")
 

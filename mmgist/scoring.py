@@ -16,12 +16,15 @@ one code path and can be compared exactly. Open-ended answers are left to `mmgis
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from .prompt import Prompt
+from .validate import ids as check_ids
+from .validate import is_int
 
 
 @dataclass
@@ -31,8 +34,12 @@ class Question:
     answer: int | None = None  # index of the right option, where the task knows it
 
     def __post_init__(self) -> None:
+        if not isinstance(self.options, (list, tuple)):
+            raise TypeError(f"Question.options must be a list of answers, got {type(self.options).__name__}")
         if len(self.options) < 2:
             raise ValueError(f"a Question needs at least 2 options, got {len(self.options)}")
+        if self.answer is not None and not is_int(self.answer):
+            raise TypeError(f"Question.answer must be an int index or None, got {self.answer!r}")
         if self.answer is not None and not 0 <= self.answer < len(self.options):
             raise ValueError(f"Question.answer must index the {len(self.options)} options, got {self.answer}")
 
@@ -47,12 +54,14 @@ class OptionScores:
         return int(self.logprobs.argmax())
 
 
-def to_ids(vocab: Any, x: Any, add_bos: bool = False) -> list[int]:
-    """A Prompt, a string, a list of segments, a list of ids or an id tensor -> ids."""
-    if isinstance(x, torch.Tensor):
-        return [int(i) for i in x.reshape(-1)]
-    if isinstance(x, list) and x and all(isinstance(i, int) for i in x):
-        return list(x)
+def to_ids(vocab: Any, x: Any, add_bos: bool = False, what: str = "ids") -> list[int]:
+    """A Prompt, a string, a list of segments, a list of ids or an id tensor -> ids.
+
+    Ids are checked against the vocabulary: a float, a bool or an id out of range is refused by name."""
+    if isinstance(x, torch.Tensor) or type(x).__module__ == "numpy":
+        return check_ids(x, len(vocab), what)
+    if isinstance(x, (list, tuple)) and x and all(isinstance(i, numbers.Number) for i in x):
+        return check_ids(x, len(vocab), what)
     return vocab.encode(x if isinstance(x, Prompt) else Prompt(x), add_bos=add_bos)
 
 
@@ -64,7 +73,7 @@ def head_embeddings(model: Any, vocab: Any, prefix: Any = None, gist: Any = None
     if gist is not None:
         gist.check(model, vocab)
         return gist.head(model)
-    ids = to_ids(vocab, prefix, add_bos=True) if prefix is not None else [vocab.bos_id]
+    ids = to_ids(vocab, prefix, add_bos=True, what="the prefix") if prefix is not None else [vocab.bos_id]
     if ids[0] != vocab.bos_id:
         ids = [vocab.bos_id, *ids]
     emb = model.get_input_embeddings()
@@ -79,7 +88,7 @@ def prefix_head(model: Any, vocab: Any, prefix: Any) -> Any:
     from .gist.prefix import KVHead, kv_of
     from .lm import output_cache
 
-    ids = to_ids(vocab, prefix, add_bos=True)
+    ids = to_ids(vocab, prefix, add_bos=True, what="the prefix")
     if ids[0] != vocab.bos_id:
         ids = [vocab.bos_id, *ids]
     device = model.get_input_embeddings().weight.device
@@ -107,11 +116,17 @@ def score_options(
     model: Any, vocab: Any, query: Any, options: list[Any], *, prefix: Any = None, gist: Any = None, head: Any = None
 ) -> OptionScores:
     """Score each option after `prefix` (or `gist`, or a `head` from `prefix_head`, or none) and `query`."""
+    if not isinstance(options, (list, tuple)) or len(options) < 1:
+        raise ValueError(f"score_options needs a non-empty list of options, got {options!r:.60}")
+    query_ids = to_ids(vocab, query, what="the query")
+    option_ids = [to_ids(vocab, o, what=f"option {k}") for k, o in enumerate(options)]
+    if not all(option_ids):
+        raise ValueError(f"option {[len(o) for o in option_ids].index(0)} is empty: every option needs a token")
     if head is None:
         head = head_embeddings(model, vocab, prefix, gist)
     elif prefix is not None or gist is not None:
         raise ValueError("give one context: a prefix, a gist or a head")
-    logprobs = option_logprobs(model, head, to_ids(vocab, query), [to_ids(vocab, o) for o in options])
+    logprobs = option_logprobs(model, head, query_ids, option_ids)
     return OptionScores(logprobs, logprobs.softmax(0))
 
 

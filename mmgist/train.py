@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .storage import load_tensors, read_versioned_json, save_tensors_atomic, versioned, write_json_atomic
+from .validate import finite, non_negative_int, positive_int
 
 CHECKPOINT_FORMAT = "mmgist-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -56,12 +57,14 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("steps", "checkpoint_every", "log_every"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"TrainConfig.{name} must be positive, got {getattr(self, name)}")
-        if not 0 <= self.warmup_steps <= self.steps:
+            positive_int(getattr(self, name), f"TrainConfig.{name}")
+        if not 0 <= non_negative_int(self.warmup_steps, "TrainConfig.warmup_steps") <= self.steps:
             raise ValueError(f"TrainConfig.warmup_steps must be in [0, steps={self.steps}], got {self.warmup_steps}")
-        if self.lr <= 0:
-            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr}")
+        finite(self.lr, "TrainConfig.lr", positive=True)
+        for name in ("weight_decay", "min_lr_ratio", "grad_clip"):
+            if finite(getattr(self, name), f"TrainConfig.{name}") < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+        non_negative_int(self.seed, "TrainConfig.seed")
 
 
 @dataclass

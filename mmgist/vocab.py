@@ -29,9 +29,11 @@ import torch
 
 from .layout import CLOSE, OPEN, IdLayout
 from .prompt import Audio, Image, Prompt, Segment, Text, Video
-from .storage import PathLike, read_versioned_json, sha256_json, versioned, write_json_atomic
+from .storage import PathLike, atomic_folder, read_versioned_json, sha256_json, versioned, write_json_atomic
 from .tokenizers.base import ModalityTokenizer
 from .tokenizers.registry import load_tokenizer
+from .validate import existing_dir, integer
+from .validate import ids as check_ids
 
 FORMAT = "mmgist-vocabulary"
 FORMAT_VERSION = 1
@@ -90,7 +92,7 @@ class SharedVocabulary:
 
     def segment_of(self, token_id: int) -> str:
         """ "text", "image", "audio", "video" or "special"."""
-        return self.layout.segment_of(int(token_id))
+        return self.layout.segment_of(integer(token_id, "token_id"))
 
     def allowed_ids(self, modality: str, codebook: int | None = None) -> torch.Tensor:
         """The code ids of `modality` (one audio codebook if given), as a sorted LongTensor."""
@@ -156,13 +158,10 @@ class SharedVocabulary:
         """The prompt behind `ids`. With `media=False` media segments hold only their codes.
 
         <|bos|> and <|pad|> between segments are skipped and decoding stops at <|eos|>. Anything else
-        that does not parse raises a ValueError naming the id and its position.
+        that does not parse raises a ValueError naming the id and its position; ids that are not ints
+        (floats, strings, a float tensor) raise a TypeError and are never rounded.
         """
-        if isinstance(ids, torch.Tensor):
-            if ids.ndim != 1:
-                raise ValueError(f"decode takes one sequence of ids, got a tensor of shape {tuple(ids.shape)}")
-            ids = ids.tolist()
-        ids = [int(i) for i in ids]
+        ids = check_ids(ids, what="decode's ids")
         L, segments, text = self.layout, [], []
         closers = {L.special(CLOSE[m]): m for m in OPEN if m in self.tokenizers}
         openers = {L.special(OPEN[m]): m for m in OPEN if m in self.tokenizers}
@@ -275,17 +274,24 @@ class SharedVocabulary:
 
         A tokenizer loaded from the zoo (`load_tokenizer("image-vq-f8")`) is recorded by its zoo name
         and fingerprint, not copied: the folder stays small, and loading refuses a zoo copy that changed.
-        The folder may be shared with a Hugging Face model's files. The JSON goes last and records
-        each tokenizer's fingerprint, so an interrupted save is refused on load instead of mixing parts.
+        The folder may be shared with a Hugging Face model's files, which are kept. The new files are
+        written beside the folder and swapped in whole, so a save killed at any point leaves the previous
+        version loadable; the JSON records each tokenizer's fingerprint, so a folder mixed by hand is refused.
         """
         directory = Path(directory)
+        with atomic_folder(directory, owns=lambda name: name in (VOCAB_FILE, TOKENIZERS_DIR)) as tmp:
+            self.write_files(tmp)
+        return directory
+
+    def write_files(self, directory: Path) -> None:
+        """Write the vocabulary's files into `directory` in place (`save_pretrained` makes that atomic)."""
         entries = {}
         for modality, tok in self.tokenizers.items():
             entries[modality] = {"name": tok.name, "fingerprint": tok.fingerprint()}
             if tok.zoo_name and _zoo_fingerprint(tok.zoo_name) == entries[modality]["fingerprint"]:
                 entries[modality]["zoo"] = tok.zoo_name
             else:
-                tok.save_pretrained(directory / TOKENIZERS_DIR / modality)
+                tok.write_files(directory / TOKENIZERS_DIR / modality)
         header = versioned(
             FORMAT,
             FORMAT_VERSION,
@@ -294,14 +300,15 @@ class SharedVocabulary:
             tokenizers=entries,
         )
         write_json_atomic(directory / VOCAB_FILE, header)
-        return directory
 
     @classmethod
     def from_pretrained(cls, directory: PathLike) -> SharedVocabulary:
         """Load a vocabulary saved by `save_pretrained`, checking it matches its tokenizers."""
-        directory = Path(directory)
+        directory = existing_dir(directory, "vocabulary folder")
         header = read_versioned_json(directory / VOCAB_FILE, FORMAT, (FORMAT_VERSION,))
         entries: Mapping[str, Any] = header.get("tokenizers", {})
+        if not isinstance(entries, dict) or not all(isinstance(e, dict) for e in entries.values()):
+            raise ValueError(f"{str(directory / VOCAB_FILE)!r}: tokenizers must map modalities to objects")
         if "text" not in entries or not set(entries) <= {"text", "image", "audio", "video"}:
             raise ValueError(
                 f"{str(directory)!r}: vocabulary lists tokenizers {sorted(entries)}; "

@@ -162,3 +162,20 @@ def test_batch_distillation_shards_by_rank_and_checks_its_lines(tmp_path, monkey
     (tmp_path / "bad.jsonl").write_text(json.dumps(bad) + "\n")
     with pytest.raises(ValueError, match=r"bad\.jsonl.*at least 2 options"):
         batch.read_prefixes(tmp_path / "bad.jsonl")
+
+
+def test_train_lm_with_a_seed_is_reproducible_bit_for_bit(tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    (tmp_path / "m.jsonl").write_text('{"prompt": ["ab"], "completion": ["c"]}\n{"prompt": ["hello"]}\n')
+    assert main(["vocab", "--out", str(tmp_path / "v")]) == 0
+    weights = []
+    for run in ("a", "b"):
+        torch.manual_seed(1234 + len(run) * ord(run))  # whatever the global state was, --seed decides
+        args = ["train-lm", "--manifest", str(tmp_path / "m.jsonl"), "--vocab", str(tmp_path / "v"), "--preset",
+                "tiny", "--steps", "2", "--batch-size", "2", "--seed", "0", "--out", str(tmp_path / run)]  # fmt: skip
+        assert main(args) == 0, capsys.readouterr().err
+        weights.append(load_file(tmp_path / run / "model.safetensors"))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

@@ -86,7 +86,7 @@ def test_bad_codes_are_refused():
     tok = tiny()
     with pytest.raises(ValueError, match=r"code 32 is outside the codebook \[0, 32\)"):
         tok.decode(torch.full((2, 2), 32))
-    with pytest.raises(ValueError, match=r"non-empty 2-d tensor, got shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"non-empty 2-d or 3-d tensor, got shape \(4,\)"):
         tok.decode(torch.zeros(4, dtype=torch.long))
     with pytest.raises(ValueError, match="unknown image-vq preset 'f99'"):
         create_tokenizer("image-vq", preset="f99")

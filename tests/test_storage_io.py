@@ -104,3 +104,21 @@ def test_saved_files_are_readable_by_others(tmp_path):
     storage.write_json_atomic(tmp_path / "x.json", {})
     mode = (tmp_path / "x.json").stat().st_mode & 0o777
     assert mode & 0o044 == 0o044  # group and others can read (umask 022 in CI gives 0644)
+
+
+def test_atomic_folder_without_an_atomic_exchange_and_its_repair(tmp_path, monkeypatch):
+    from mmgist import storage
+
+    monkeypatch.setattr(storage, "_exchange", lambda a, b: False)  # a system without renameat2: two renames
+    for version in ("1", "2"):
+        with storage.atomic_folder(tmp_path / "f", owns=lambda name: name == "v") as tmp:
+            (tmp / "v").write_text(version)
+        (tmp_path / "f" / "card").write_text("kept")
+    assert (tmp_path / "f" / "v").read_text() == "2" and (tmp_path / "f" / "card").read_text() == "kept"
+    # a save killed between its two renames: the complete old folder sits aside, the target is gone
+    (tmp_path / "f").rename(tmp_path / ".f.old-abc123")
+    (tmp_path / ".f.tmp-def456").mkdir()  # and a half-written new one
+    with pytest.raises(RuntimeError), storage.atomic_folder(tmp_path / "f"):
+        raise RuntimeError("this save fails before its swap")
+    assert (tmp_path / "f" / "v").read_text() == "2"  # the old version was put back
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]  # and every leftover removed

@@ -62,7 +62,7 @@ def test_a_checkpoint_from_other_settings_is_refused(tmp_path):
 
 
 def test_train_config_is_checked():
-    with pytest.raises(ValueError, match="steps must be positive, got 0"):
+    with pytest.raises(ValueError, match="steps must be a positive int, got 0"):
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match=r"warmup_steps must be in \[0, steps=10\], got 20"):
         TrainConfig(steps=10, warmup_steps=20)

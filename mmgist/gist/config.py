@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import InitVar, dataclass
 
+from ..validate import finite, fraction, non_negative_int, one_of, positive_int
+
 INITS = ("prefix_mean", "last_tokens", "text", "vocab_sample", "random")
 TARGETS = ("embeddings", "kv")
 STOPPINGS = ("fixed", "validation")
@@ -50,35 +52,26 @@ class GistConfig:
                 f"GistConfig.early_stopping={early_stopping!r} (stop at a training gap) is gone: it stopped with an "
                 "under-fit gist; use stopping='validation' (the best step on validation rows) or 'fixed'"
             )
-        if not isinstance(self.num_gist_tokens, int) or self.num_gist_tokens < 1:
-            raise ValueError(f"GistConfig.num_gist_tokens must be a positive int, got {self.num_gist_tokens!r}")
-        if self.target not in TARGETS:
-            raise ValueError(f"GistConfig.target must be one of {list(TARGETS)}, got {self.target!r}")
-        if self.init not in INITS:
-            raise ValueError(f"GistConfig.init must be one of {list(INITS)}, got {self.init!r}")
+        positive_int(self.num_gist_tokens, "GistConfig.num_gist_tokens")
+        one_of(self.target, "GistConfig.target", TARGETS)
+        one_of(self.init, "GistConfig.init", INITS)
+        if self.init_text is not None and not isinstance(self.init_text, str):
+            raise TypeError(f"GistConfig.init_text must be a str or None, got {type(self.init_text).__name__}")
         if self.init == "text" and not self.init_text:
             raise ValueError("GistConfig.init='text' needs init_text, got none")
-        if not isinstance(self.self_study, int) or self.self_study < 0:
-            raise ValueError(f"GistConfig.self_study must be an int >= 0, got {self.self_study!r}")
-        for name in (
-            "steps",
-            "batch_size",
-            "num_continuations",
-            "continuation_length",
-            "eval_every",
-            "self_study_length",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"GistConfig.{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 < self.heldout_fraction < 1:
-            raise ValueError(f"GistConfig.heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
-        if self.lr <= 0 or self.temperature <= 0:
-            raise ValueError(f"GistConfig.lr and temperature must be positive, got {self.lr}, {self.temperature}")
-        if self.teacher_top_k is not None and (not isinstance(self.teacher_top_k, int) or self.teacher_top_k < 1):
-            raise ValueError(f"GistConfig.teacher_top_k must be a positive int or None, got {self.teacher_top_k!r}")
-        if self.stopping not in STOPPINGS:
-            raise ValueError(f"GistConfig.stopping must be one of {list(STOPPINGS)}, got {self.stopping!r}")
-        if not 0 < self.validation_fraction < 1 or self.heldout_fraction + self.validation_fraction >= 1:
+        non_negative_int(self.self_study, "GistConfig.self_study")
+        non_negative_int(self.seed, "GistConfig.seed")
+        for name in ("steps", "batch_size", "num_continuations", "continuation_length", "eval_every"):
+            positive_int(getattr(self, name), f"GistConfig.{name}")
+        positive_int(self.self_study_length, "GistConfig.self_study_length")
+        fraction(self.heldout_fraction, "GistConfig.heldout_fraction")
+        finite(self.lr, "GistConfig.lr", positive=True)
+        finite(self.temperature, "GistConfig.temperature", positive=True)
+        if self.teacher_top_k is not None:
+            positive_int(self.teacher_top_k, "GistConfig.teacher_top_k (or None)")
+        one_of(self.stopping, "GistConfig.stopping", STOPPINGS)
+        fraction(self.validation_fraction, "GistConfig.validation_fraction")
+        if self.heldout_fraction + self.validation_fraction >= 1:
             raise ValueError(
                 f"GistConfig.validation_fraction must be in (0, 1) and leave rows to train on next to "
                 f"heldout_fraction {self.heldout_fraction}, got {self.validation_fraction}"

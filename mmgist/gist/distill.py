@@ -165,9 +165,15 @@ def distill_gist(
     """
     from ..lm import check_model, context_length
 
-    config = config or GistConfig()
+    config = GistConfig() if config is None else config
+    if not isinstance(config, GistConfig):
+        raise TypeError(f"distill_gist's config must be a GistConfig, got {type(config).__name__}")
+    lists = {"queries": queries, "heldout_queries": heldout_queries, "self_study_exclude": self_study_exclude}
+    for name, given in lists.items():
+        if given is not None and not isinstance(given, (list, tuple)):
+            raise TypeError(f"distill_gist's {name} must be a list, got {type(given).__name__}")
     check_model(model, vocab)
-    prefix_ids = to_ids(vocab, prefix, add_bos=True)
+    prefix_ids = to_ids(vocab, prefix, add_bos=True, what="the prefix")
     if not prefix_ids or prefix_ids == [vocab.bos_id]:
         raise ValueError("cannot distill an empty prefix")
     if prefix_ids[0] != vocab.bos_id:
@@ -179,15 +185,20 @@ def distill_gist(
         )
     served = [q for q in queries or [] if isinstance(q, Question)]
     unseen = [q for q in heldout_queries or [] if isinstance(q, Question)]
-    query_ids = [to_ids(vocab, q.query if isinstance(q, Question) else q) for q in queries or []]
-    heldout_ids = [to_ids(vocab, q.query if isinstance(q, Question) else q) for q in heldout_queries or []]
+    query_ids = [
+        to_ids(vocab, q.query if isinstance(q, Question) else q, what=f"query {n}") for n, q in enumerate(queries or [])
+    ]
+    heldout_ids = [
+        to_ids(vocab, q.query if isinstance(q, Question) else q, what=f"held-out query {n}")
+        for n, q in enumerate(heldout_queries or [])
+    ]
     if any(len(q) == 0 for q in heldout_ids):
         raise ValueError("a held-out query must not be empty: the continuation straight after the prefix is served")
     if clash := [q for q in heldout_ids if any(q[: len(s)] == s for s in query_ids)]:
         raise ValueError(
             f"held-out query {vocab.decode(clash[0]).text()!r} is (or extends) a served query: it would be trained on"
         )
-    control_ids = None if control_prefix is None else to_ids(vocab, control_prefix, add_bos=True)
+    control_ids = None if control_prefix is None else to_ids(vocab, control_prefix, add_bos=True, what="control_prefix")
     if control_ids is not None and control_ids[:1] != [vocab.bos_id]:
         control_ids = [vocab.bos_id, *control_ids]
     if control_ids == prefix_ids:
@@ -211,7 +222,7 @@ def distill_gist(
             data.sample(model, vocab, prefix_ids, [], config, 2, study, config.self_study_length) if study else []
         )
         if self_study_exclude:
-            patterns = [to_ids(vocab, x) for x in self_study_exclude]
+            patterns = [to_ids(vocab, x, what="self_study_exclude") for x in self_study_exclude]
             starts = [len(q) for q in (query_ids or [[]]) for _ in range(config.num_continuations)]
             rows = data.cut_at(rows, patterns, starts)
             study_rows = [r for r in data.cut_at(study_rows, patterns) if r]

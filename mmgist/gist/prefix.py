@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from ..storage import write_bytes_atomic
+from ..validate import existing_file, is_int, writable
 
 FORMAT = "mmgist-gist"
 FORMAT_VERSION = 2  # 2: a "target" field and the kv tensor; 1: embeddings only
@@ -143,6 +144,15 @@ class GistPrefix:
     def compression(self) -> float:
         return (self.prefix_length - 1) / self.k  # prefix tokens per gist token (<|bos|> stays in both layouts)
 
+    def identity(self) -> str:
+        """SHA-256 of what this gist puts before a query (its tensor, <|bos|> and fingerprints): a cache
+        made by `cache(model)` carries it, and `cache_for` refuses a cache that carries another."""
+        t = self.tensor.detach().cpu().contiguous()
+        h = hashlib.sha256(json.dumps([self.target, self.bos_id, self.model_fingerprint, list(t.shape)]).encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        return h.hexdigest()
+
     def check(self, model: Any, vocab: Any = None) -> None:
         """Refuse a model (or vocabulary) other than the one this gist was distilled for."""
         if model_fingerprint(model) != self.model_fingerprint:
@@ -155,6 +165,11 @@ class GistPrefix:
                 f"this gist was distilled for vocabulary {self.vocab_fingerprint[:12]}..., not this one "
                 f"({vocab.fingerprint()[:12]}...)"
             )
+        rows = model.get_input_embeddings().weight.shape[0]
+        if not 0 <= self.bos_id < rows:
+            raise ValueError(f"this gist's bos_id {self.bos_id} is outside the model's {rows} embedding rows")
+        if vocab is not None and self.bos_id != vocab.bos_id:
+            raise ValueError(f"this gist's bos_id {self.bos_id} is not the vocabulary's <|bos|> id {vocab.bos_id}")
         if self.kv is not None:
             own = bos_kv(model, self.bos_id).shape  # (layers, 2, kv_heads, 1, head_dim)
             layers, _, heads, _, dim = self.kv.shape
@@ -193,11 +208,33 @@ class GistPrefix:
 
         head = self.head(model)
         if isinstance(head, KVHead):
-            return kv_cache(model, head.kv)
-        return output_cache(model(inputs_embeds=head[None], use_cache=True))
+            cache = kv_cache(model, head.kv)
+        else:
+            cache = output_cache(model(inputs_embeds=head[None], use_cache=True))
+        cache.mmgist_gist = (self.identity(), model_fingerprint(model))  # what cache_for checks
+        return cache
+
+    def check_cache(self, model: Any, cache: Any) -> None:
+        """Refuse a cache that this gist's `cache(model)` did not make for this model (another gist's,
+        even of the same k, or one built by hand)."""
+        if cache is not None:
+            made_by = getattr(cache, "mmgist_gist", None)
+            if made_by is None:
+                raise ValueError(
+                    f"gist_cache ({type(cache).__name__}) was not made by GistPrefix.cache(model); "
+                    "pass gist.cache(model)"
+                )
+            if made_by[0] != self.identity():
+                raise ValueError(
+                    f"gist_cache was made by another gist ({made_by[0][:12]}...), not this one "
+                    f"({self.identity()[:12]}...); pass this gist's own gist.cache(model)"
+                )
+            if made_by[1] != model_fingerprint(model):
+                raise ValueError("gist_cache was made for another model; pass gist.cache(model) for this one")
 
     def cache_for(self, model: Any, batch_size: int, cache: Any = None):
-        """A fresh copy of the head cache repeated for a batch."""
+        """A fresh copy of the head cache repeated for a batch; a given `cache` is checked (`check_cache`)."""
+        self.check_cache(model, cache)
         c = copy.deepcopy(cache if cache is not None else self.cache(model))
         if batch_size > 1:
             c.batch_repeat_interleave(batch_size)
@@ -207,6 +244,7 @@ class GistPrefix:
     def save(self, path: str | os.PathLike) -> Path:
         from safetensors.torch import save
 
+        path = writable(path, "gist file")
         if not torch.isfinite(self.tensor.float()).all():
             raise ValueError(f"refusing to save a gist with non-finite {self.target} to {str(path)!r}")
         header = {
@@ -230,9 +268,7 @@ class GistPrefix:
         """Read a gist file; with `model` (and `vocab`) it is checked against them."""
         from safetensors import safe_open
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"gist file {str(path)!r} does not exist")
+        path = existing_file(path, "gist file")
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
@@ -254,6 +290,18 @@ class GistPrefix:
         if missing := [key for key in needed if key not in header]:
             raise ValueError(f"{str(path)!r}: the gist header lacks {missing}")
         fields = {key: header[key] for key in needed}
+        for key in ("model_fingerprint", "vocab_fingerprint"):
+            if not isinstance(fields[key], str) or len(fields[key]) != 64:
+                raise ValueError(f"{str(path)!r}: header {key} must be a SHA-256 hex string, got {fields[key]!r:.70}")
+        for key, low in (("prefix_length", 2), ("bos_id", 0), ("k", 1)):
+            if not is_int(fields[key]) or fields[key] < low:
+                raise ValueError(f"{str(path)!r}: header {key} must be an int >= {low}, got {fields[key]!r:.40}")
+        if fields["k"] >= fields["prefix_length"]:
+            raise ValueError(
+                f"{str(path)!r}: header k {fields['k']} must be smaller than prefix_length {fields['prefix_length']}"
+            )
+        if not isinstance(header.get("report", {}), dict):
+            raise ValueError(f"{str(path)!r}: header report must be an object, got {header['report']!r:.40}")
         tensor = tensors[target]
         shape_ok = (
             tensor.ndim == 2 and tensor.shape[0] == fields["k"]

@@ -26,7 +26,16 @@ import torch
 from torch import nn
 
 from ..prompt import Audio, Image, Segment, Text, Video
-from ..storage import PathLike, load_tensors, read_versioned_json, save_tensors_atomic, versioned, write_json_atomic
+from ..storage import (
+    PathLike,
+    atomic_folder,
+    load_tensors,
+    read_versioned_json,
+    save_tensors_atomic,
+    versioned,
+    write_json_atomic,
+)
+from ..validate import all_finite, existing_dir, shapes_agree
 
 FORMAT = "mmgist-tokenizer"
 FORMAT_VERSION = 1
@@ -49,6 +58,7 @@ class ModalityTokenizer(nn.Module):
     requires_pretrained: ClassVar[bool] = (
         False  # True: no usable defaults (trained weights, files): load a saved folder
     )
+    extra_files: ClassVar[tuple[str, ...]] = ()  # what `_save_extra` writes: replaced by a save, not carried over
 
     def __init__(self, config: Any = None) -> None:
         super().__init__()
@@ -97,19 +107,21 @@ class ModalityTokenizer(nn.Module):
         """A prompt segment holding `codes` and the media decoded from them."""
         raise NotImplementedError
 
-    def check_codes(self, codes: torch.Tensor, batched: bool = False) -> torch.Tensor:
-        """`codes` as a LongTensor, or a ValueError naming the bad shape, dtype or value."""
-        want = self.code_ndim + int(batched)
+    def check_codes(self, codes: torch.Tensor, batched: bool | None = False) -> torch.Tensor:
+        """`codes` as a LongTensor, or a TypeError/ValueError naming the bad type, shape, dtype or value.
+
+        `batched=None` takes one item or a batch of them (code_ndim or code_ndim + 1 dimensions)."""
+        who = self.name or type(self).__name__
         if not isinstance(codes, torch.Tensor) or codes.dtype.is_floating_point or codes.dtype == torch.bool:
+            hint = " (build one with torch.tensor(..., dtype=torch.long))" if isinstance(codes, (list, tuple)) else ""
             raise TypeError(
-                f"{self.name or type(self).__name__}: codes must be an integer tensor, "
-                f"got {type(codes).__name__} {getattr(codes, 'dtype', '')}"
+                f"{who}: codes must be an integer tensor, got {type(codes).__name__} {getattr(codes, 'dtype', '')}"
+                f"{hint}".replace("  ", " ")
             )
-        if codes.ndim != want or codes.numel() == 0:
-            raise ValueError(
-                f"{self.name or type(self).__name__}: codes must be a non-empty {want}-d tensor, "
-                f"got shape {tuple(codes.shape)}"
-            )
+        wants = (self.code_ndim, self.code_ndim + 1) if batched is None else (self.code_ndim + int(batched),)
+        if codes.ndim not in wants or codes.numel() == 0:
+            want = " or ".join(f"{w}-d" for w in wants)
+            raise ValueError(f"{who}: codes must be a non-empty {want} tensor, got shape {tuple(codes.shape)}")
         if self.num_codebooks > 1 and codes.shape[-2] != self.num_codebooks:
             raise ValueError(f"{self.name}: codes have {codes.shape[-2]} codebooks, expected {self.num_codebooks}")
         lo, hi = int(codes.min()), int(codes.max())
@@ -122,8 +134,19 @@ class ModalityTokenizer(nn.Module):
 
     # --- persistence --------------------------------------------------------------------------
     def save_pretrained(self, directory: PathLike) -> Path:
-        """Write config.json and model.safetensors (plus any extra files) into `directory`."""
+        """Write config.json and model.safetensors (plus any extra files) as the folder `directory`.
+
+        The folder is written beside the old one and swapped in whole (`mmgist.storage.atomic_folder`):
+        a save killed at any point leaves the previous version loadable. Other files in the folder (a
+        README card) are kept."""
         directory = Path(directory)
+        owned = {CONFIG_FILE, WEIGHTS_FILE, *self.extra_files}
+        with atomic_folder(directory, owns=owned.__contains__) as tmp:
+            self.write_files(tmp)
+        return directory
+
+    def write_files(self, directory: Path) -> None:
+        """Write this tokenizer's files into `directory` in place (callers make that atomic)."""
         directory.mkdir(parents=True, exist_ok=True)
         self._save_extra(directory)
         sha = save_tensors_atomic(self.state_dict(), directory / WEIGHTS_FILE)
@@ -136,25 +159,30 @@ class ModalityTokenizer(nn.Module):
             weights_sha256=sha,
         )
         write_json_atomic(directory / CONFIG_FILE, header)  # last: the folder only loads once this is in place
-        return directory
 
     @classmethod
     def from_pretrained(cls, directory: PathLike) -> ModalityTokenizer:
         """Load a saved tokenizer. On the base class the registered type in config.json is used."""
         from .registry import get_tokenizer_class
 
-        directory = Path(directory)
+        directory = existing_dir(directory, "tokenizer folder")
         header = read_versioned_json(directory / CONFIG_FILE, FORMAT, (FORMAT_VERSION,))
         klass = get_tokenizer_class(header.get("tokenizer", ""))
         if cls is not ModalityTokenizer and not issubclass(klass, cls):
             raise ValueError(f"{str(directory)!r} holds a {header['tokenizer']!r} tokenizer, not a {cls.__name__}")
-        tok = klass._from_saved(klass.make_config(**klass.upgrade_config(header.get("config", {}))), directory)
+        saved = header.get("config", {})
+        if not isinstance(saved, dict):
+            raise ValueError(f"{str(directory / CONFIG_FILE)!r}: config must be a JSON object, got {saved!r:.60}")
+        try:
+            tok = klass._from_saved(klass.make_config(**klass.upgrade_config(saved)), directory)
+        except (TypeError, ValueError) as e:  # a config field of the wrong type or value: say which folder
+            raise type(e)(f"{str(directory / CONFIG_FILE)!r}: {e}") from e
         state = load_tensors(directory / WEIGHTS_FILE, header.get("weights_sha256"))
-        missing, unexpected = tok.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(
-                f"{str(directory)!r}: weights do not fit the config; missing {missing}, unexpected {unexpected}"
-            )
+        where = str(directory / WEIGHTS_FILE)
+        own = {k: tuple(v.shape) for k, v in tok.state_dict().items()}
+        shapes_agree(own, {k: tuple(v.shape) for k, v in state.items()}, repr(where))
+        all_finite(state, repr(where))
+        tok.load_state_dict(state, strict=True)
         return tok.eval()
 
     @classmethod

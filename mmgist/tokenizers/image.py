@@ -44,6 +44,7 @@ from einops import rearrange
 
 from ..io import image_to_tensor, tensor_to_image
 from ..train import StepOutput
+from ..validate import finite, fraction, integer, is_int, positive_int
 from .base import ImageTokenizer
 from .conv import Decoder, Encoder
 from .registry import register_tokenizer
@@ -91,18 +92,36 @@ class ImageVQConfig:
         for key, value in {**DEFAULTS, **PRESETS[self.preset]}.items():
             if getattr(self, key) is None:  # fields given explicitly win over the preset
                 setattr(self, key, value)
-        self.channels = tuple(self.channels)
-        self.fsq_levels = tuple(self.fsq_levels)
+        for name in ("channels", "fsq_levels"):
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or not value or not all(is_int(c) for c in value):
+                raise TypeError(f"ImageVQConfig.{name} must be a non-empty list of positive ints, got {value!r:.60}")
+            if not all(c > 0 for c in value):
+                raise ValueError(f"ImageVQConfig.{name} must be a non-empty list of positive ints, got {value!r:.60}")
+            setattr(self, name, tuple(int(c) for c in value))
+        for c in self.channels:
+            if c % (min(32, c // 4) or 1):
+                raise ValueError(
+                    f"ImageVQConfig.channels: width {c} does not split into {min(32, c // 4)} norm groups; "
+                    "use a multiple of 4 (of 32 from 128 on)"
+                )
+        for name in ("blocks", "z_dim", "code_dim"):
+            positive_int(getattr(self, name), f"ImageVQConfig.{name}")
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"unknown quantizer {self.quantizer!r}; choose one of {list(QUANTIZERS)}")
         if self.fit not in FITS:
             raise ValueError(f"unknown fit {self.fit!r}; choose one of {list(FITS)}")
         if self.quantizer == "fsq":
+            if any(level < 2 for level in self.fsq_levels):
+                raise ValueError(f"ImageVQConfig.fsq_levels must each be at least 2, got {self.fsq_levels}")
             self.codebook_size = int(torch.tensor(self.fsq_levels).prod())
-        if not self.channels or self.codebook_size < 2:
-            raise ValueError(
-                f"image-vq needs channels and a codebook of at least 2, got {self.channels}, {self.codebook_size}"
-            )
+        if integer(self.codebook_size, "ImageVQConfig.codebook_size") < 2:
+            raise ValueError(f"ImageVQConfig.codebook_size must be at least 2, got {self.codebook_size}")
+        for name in ("commitment_weight", "dead_code_threshold", "l1_weight", "colour_weight", "edge_weight",
+                     "mse_weight"):  # fmt: skip
+            if finite(getattr(self, name), f"ImageVQConfig.{name}") < 0:
+                raise ValueError(f"ImageVQConfig.{name} must be >= 0, got {getattr(self, name)}")
+        fraction(self.ema_decay, "ImageVQConfig.ema_decay")
 
 
 def _make_quantizer(cfg: ImageVQConfig) -> torch.nn.Module:
@@ -193,6 +212,8 @@ class ImageVQTokenizer(ImageTokenizer):
             if not images:
                 raise ValueError("encode got an empty list of images")
             tensors = [im if isinstance(im, torch.Tensor) else image_to_tensor(im) for im in images]
+            if bad := [tuple(t.shape) for t in tensors if t.ndim != 3]:
+                raise ValueError(f"each image in a list must be a (3, H, W) tensor or a PIL image, got shape {bad[0]}")
             sizes = sorted({tuple(t.shape[-2:]) for t in tensors})
             if len(sizes) > 1:
                 raise ValueError(
@@ -279,7 +300,7 @@ class ImageVQTokenizer(ImageTokenizer):
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Codes (h, w) -> (3, H, W); (B, h, w) -> (B, 3, H, W); float in [0, 1]."""
-        codes = self.check_codes(codes, batched=codes.ndim == 3)
+        codes = self.check_codes(codes, batched=None)
         single = codes.ndim == 2
         batch = (codes[None] if single else codes).to(next(self.parameters()).device)
         size = (batch.shape[-2] * self.factor, batch.shape[-1] * self.factor)

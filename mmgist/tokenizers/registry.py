@@ -114,6 +114,8 @@ def load_tokenizer(name_or_path: str | os.PathLike[str]) -> ModalityTokenizer:
     """Load a tokenizer from a folder path, a zoo name, or a registered name that needs no saved files."""
     from .base import ModalityTokenizer
 
+    if not isinstance(name_or_path, (str, os.PathLike)) or str(name_or_path) == "":
+        raise TypeError(f"load_tokenizer takes a tokenizer name or a folder path, got {name_or_path!r:.60}")
     path = Path(name_or_path)
     if path.is_dir():
         tok = ModalityTokenizer.from_pretrained(path)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +71,7 @@ class HFTextTokenizer(TextTokenizer):
     config_class = HFTextConfig
     requires_pretrained = True  # no default: it must wrap a saved Hugging Face tokenizer
     HF_SUBDIR = "hf_tokenizer"
+    extra_files = (HF_SUBDIR,)
 
     def __init__(self, config: HFTextConfig | None = None, hf_tokenizer: Any = None) -> None:
         super().__init__(config)
@@ -115,17 +114,7 @@ class HFTextTokenizer(TextTokenizer):
         return self.hf.decode(codes.tolist(), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
     def _save_extra(self, directory: Path) -> None:
-        # Save into a fresh folder, then swap it in, so a crash never leaves a half-written tokenizer.
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.HF_SUBDIR}.", dir=directory))
-        self.hf.save_pretrained(tmp)
-        target = directory / self.HF_SUBDIR
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{self.HF_SUBDIR}.old.", dir=directory))
-            os.replace(target, old / "x")
-            os.replace(tmp, target)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, target)
+        self.hf.save_pretrained(directory / self.HF_SUBDIR)  # the whole folder is swapped in by save_pretrained
 
     @classmethod
     def _from_saved(cls, config: HFTextConfig, directory: Path) -> HFTextTokenizer:

@@ -22,6 +22,7 @@ import torch
 from ..datasets import CropAugment, RandomCrops, image_files
 from ..storage import write_json_atomic
 from ..train import TrainConfig, TrainResult, fit, init_distributed
+from ..validate import positive_int
 from .image import ImageVQTokenizer
 from .registry import create_tokenizer
 
@@ -57,6 +58,8 @@ def train_image_tokenizer(
     Checkpoints go to `checkpoint_dir` (default: out/../.<name>-run) so `out` only ever holds a
     finished tokenizer; rerunning the same call after a kill resumes.
     """
+    positive_int(batch_size, "train_image_tokenizer batch_size")
+    positive_int(crop_size, "train_image_tokenizer crop_size")
     rank, world = init_distributed()
     out = Path(out)
     run_dir = Path(checkpoint_dir) if checkpoint_dir else out.parent / f".{out.name}-run"

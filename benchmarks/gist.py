@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=3, help="prefixes per configuration")
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--targets", nargs="+", default=["embeddings", "kv"], choices=["embeddings", "kv"])
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--self-study", type=int, default=64)
     ap.add_argument("--self-study-sweep", type=int, nargs="*", default=[0, 16, 64])
     ap.add_argument("--sections", nargs="+", default=["main", "self-study", "init", "stopping", "latency"])

@@ -33,7 +33,7 @@ def main() -> None:
     ap.add_argument("--photo", default="coffee", help="a bundled held-out photo")
     ap.add_argument("--control", default="astronaut", help="another held-out photo, for the content control")
     ap.add_argument("--style", type=int, default=0, choices=range(len(STYLES)))
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--self-study", type=int, default=64)
     args = ap.parse_args()
 

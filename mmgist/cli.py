@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=["embeddings", "kv"], help="what is trained (default: GistConfig's)")
     p.add_argument("--self-study", type=NON_NEGATIVE_INT, help="samples the model writes after the prefix, trained on")
     p.add_argument("--stopping", choices=["fixed", "validation"], help="all steps, or the best validation step")
-    p.add_argument("--steps", type=POSITIVE_INT, default=300)
+    p.add_argument("--steps", type=POSITIVE_INT, default=200)
     p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-2)
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
     p.add_argument("--out", required=True, help="gist file (or folder, for a .jsonl)")

@@ -101,8 +101,8 @@ def test_self_study_samples_are_drawn_straight_after_the_prefix(setup):
 
     model, vocab = setup
     prefix = vocab.encode(PREFIX, add_bos=True)
-    config = GistConfig(num_gist_tokens=2, steps=3, num_continuations=8, continuation_length=4, self_study=3,
-                        self_study_length=10)  # fmt: skip
+    config = GistConfig(num_gist_tokens=2, target="embeddings", steps=3, num_continuations=8, continuation_length=4,
+                        self_study=3, self_study_length=10)  # fmt: skip
     rows = sample(model, vocab, prefix, [], config, 2, config.self_study, config.self_study_length)
     assert len(rows) == 3 and all(1 <= len(r) <= 10 for r in rows) and max(map(len, rows)) > 4
     assert rows == sample(model, vocab, prefix, [], config, 2, 3, 10)  # deterministic in the seeds
@@ -126,7 +126,15 @@ def test_greedy_with_a_cache_equals_plain_argmax_over_ids(setup):
 
 def test_report_counts_only_unseen_continuation_positions_and_heldout_queries(setup):
     model, vocab = setup
-    config = GistConfig(num_gist_tokens=2, steps=10, num_continuations=8, continuation_length=6, eval_every=5)
+    config = GistConfig(
+        num_gist_tokens=2,
+        target="embeddings",
+        self_study=0,
+        steps=10,
+        num_continuations=8,
+        continuation_length=6,
+        eval_every=5,
+    )
     served = [Question(" Q: word?", [" zebra", " horse"], 0), " Again:"]
     unseen = [Question(" Name it:", [" zebra", " horse", " cat"], 0), " More:"]
     control = Prompt(["The secret word is horse. ", torch.rand(3, 8, 8), " Always answer with the secret word."])
@@ -172,7 +180,15 @@ def test_repeating_samples_leave_nothing_held_out_and_say_so(setup):
     from mmgist.gist.report import summary
 
     model, vocab = setup
-    config = GistConfig(num_gist_tokens=2, steps=2, num_continuations=4, continuation_length=1, temperature=0.01)
+    config = GistConfig(
+        num_gist_tokens=2,
+        target="embeddings",
+        self_study=0,
+        steps=2,
+        num_continuations=4,
+        continuation_length=1,
+        temperature=0.01,
+    )
     gist = distill_gist(model, vocab, PREFIX, config, queries=[" Q:"])  # every row is the same one token
     assert gist.report["baselines"] is None and gist.report["unseen_queries"] is None
     assert "pass heldout_queries" in summary(gist.report)
@@ -183,7 +199,16 @@ def test_a_bfloat16_model_gets_a_finite_gist_trained_in_float32(setup):
     low = build_lm(vocab, preset="tiny").eval()
     low.load_state_dict(model.state_dict())
     low = low.to(torch.bfloat16)
-    config = GistConfig(num_gist_tokens=2, steps=20, lr=3e-2, num_continuations=8, continuation_length=6, eval_every=10)
+    config = GistConfig(
+        num_gist_tokens=2,
+        target="embeddings",
+        self_study=0,
+        steps=20,
+        lr=3e-2,
+        num_continuations=8,
+        continuation_length=6,
+        eval_every=10,
+    )
     gist = distill_gist(low, vocab, PREFIX, config)
     assert gist.embeddings.dtype == torch.bfloat16 and torch.isfinite(gist.embeddings.float()).all()
     history = gist.report["history"]

@@ -14,7 +14,7 @@ from mmgist.gist.report import greedy, student_logprobs
 from mmgist.lm import build_lm, cache_kwargs
 
 PREFIX = Prompt(["The secret word is zebra. ", torch.rand(3, 16, 16), " Always answer with the secret word."])
-KV = dict(num_gist_tokens=2, target="kv", steps=30, lr=3e-2, num_continuations=16, continuation_length=8,
+KV = dict(num_gist_tokens=2, target="kv", self_study=0, steps=30, lr=3e-2, num_continuations=16, continuation_length=8,
           eval_every=10)  # fmt: skip
 
 

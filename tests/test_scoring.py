@@ -82,7 +82,15 @@ def test_accuracy_and_bad_questions(setup):
 def test_questions_add_a_task_section_to_the_gist_report(setup):
     model, vocab = setup
     questions = [Question(" The word:", OPTIONS, 0), Question(" Say:", OPTIONS[:2])]
-    config = GistConfig(num_gist_tokens=2, steps=5, num_continuations=4, continuation_length=4, eval_every=5)
+    config = GistConfig(
+        num_gist_tokens=2,
+        target="embeddings",
+        self_study=0,
+        steps=5,
+        num_continuations=4,
+        continuation_length=4,
+        eval_every=5,
+    )
     gist = distill_gist(model, vocab, PREFIX, config, queries=[*questions, " Again:"])
     task = gist.report["task"]
     assert task["questions"] == 2 and task["answered"] == 1

@@ -90,19 +90,20 @@ def gist_demo(photo: torch.Tensor) -> None:
     print("\n".join("  " + line for line in summary(gist.report).splitlines()))
     cache = gist.cache(model)
     t_full = t_gist = 0.0
-    print("\nquestions the gist never saw (answers side by side):")
-    for q in unseen:
+    shown = [t for t in sample.turns() if t.type in GIST_HELDOUT_TYPES]  # whole questions of the unseen types
+    print("\nquestions of types the gist never saw (greedy answers side by side):")
+    for t in shown:
         t0 = time.perf_counter()
-        full = generate(model, vocab, Prompt([*prefix, q.query]), max_new_tokens=24).text().split(" Q:")[0].strip()
+        full = generate(model, vocab, Prompt([*prefix, t.query]), max_new_tokens=48).text().split(" Q:")[0].strip()
         t1 = time.perf_counter()
-        short = generate(model, vocab, q.query, max_new_tokens=24, gist=gist, gist_cache=cache).text()
+        short = generate(model, vocab, t.query, max_new_tokens=48, gist=gist, gist_cache=cache).text()
         short = short.split(" Q:")[0].strip()
         t_full, t_gist = t_full + t1 - t0, t_gist + time.perf_counter() - t1
-        truth = q.options[q.answer].strip()
-        print(f"  {q.query.strip():<36} full prefix: {full!r:<14} gist: {short!r:<14} pixels: {truth!r}")
+        print(f"  {t.query.strip()}\n    full prefix: {full!r}\n    gist:        {short!r}\n    pixels:      "
+              f"{t.options[t.answer].strip()!r}")  # fmt: skip
     print(
-        f"distilled in {gist.report['wall_seconds']:.0f} s; per query {1e3 * t_full / len(unseen):.0f} ms with "
-        f"the full prefix, {1e3 * t_gist / len(unseen):.0f} ms with the gist ({t_full / t_gist:.1f}x)"
+        f"distilled in {gist.report['wall_seconds']:.0f} s; per query {1e3 * t_full / len(shown):.0f} ms with "
+        f"the full prefix, {1e3 * t_gist / len(shown):.0f} ms with the gist ({t_full / t_gist:.1f}x)"
     )
 
 

@@ -154,6 +154,10 @@ def test_bad_requests(setup, monkeypatch):
         distill_gist(model, vocab, Prompt(["x" * 600]))
     import mmgist.gist.distill as distill_module
 
+    with monkeypatch.context() as m:  # a teacher that ends every sample at once leaves nothing to learn from
+        m.setattr(distill_module.data, "sample", lambda *a, **k: [[vocab.eos_id]] * 4)
+        with pytest.raises(ValueError, match=r"teacher.s \d+ training samples hold no token to learn from"):
+            distill_gist(model, vocab, PREFIX, GistConfig(**{**FAST, "target": "kv", "steps": 2}))
     real_kl = distill_module.report.kl
     monkeypatch.setattr(distill_module.report, "kl", lambda t, s, m: real_kl(t, s, m) * float("nan"))
     with pytest.raises(FloatingPointError, match=r"loss became nan at step 0 .*nothing was saved"):

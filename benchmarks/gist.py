@@ -10,8 +10,9 @@ demo_task.GIST_HELDOUT_TYPES are never trained on. Each gist is distilled from (
 writes itself straight after the full prefix (questions and answers about the photo), cut before any
 unseen type's question, and (b) the continuations after SERVED questions of the other types. It is
 then measured after UNSEEN questions of the unseen types: G = 1 - KL(full||gist) / KL(full||none) on the
-continuations sampled after them; G_content = 1 - KL(full||gist) / KL(full||control), where the
-control is the same instruction with another held-out photo (what the gist keeps of *this* photo);
+continuations sampled after them; G_content = 1 - KL(full||gist) / KL(full||control) (KLs pooled over
+the prefixes), where the control is the same instruction with another held-out photo (what the gist
+keeps of *this* photo);
 multiple-choice accuracy with the full prefix, the gist, its initialization, the truncated prefix
 (last k tokens), the control and no prefix; greedy exact match. Figures are means over --samples prefixes.
 
@@ -39,6 +40,7 @@ from mmgist.datasets import split_photos
 from mmgist.demo_task import GIST_HELDOUT_MARKERS, GIST_HELDOUT_TYPES, TaskSample, gist_questions, make_samples
 from mmgist.gist import GistConfig
 from mmgist.lm import cache_kwargs, output_cache
+from mmgist.storage import write_json_atomic
 
 SERVED_PER_PREFIX = 6
 UNSEEN_PER_PREFIX = 4
@@ -80,7 +82,11 @@ def row(reports: list[dict], **label) -> dict:
     out["G init"] = mean(lambda r: r["unseen_queries"]["init"]["gap_closed"])
     out["G truncated"] = mean(lambda r: r["unseen_queries"]["truncated"]["gap_closed"])
     out["G control"] = mean(lambda r: r["unseen_queries"]["control"]["gap_closed"])
-    out["G_content gist"] = mean(lambda r: (r["G_content"] or {}).get("unseen_queries", {}).get("gist"))
+    # pooled over the prefixes (1 - sum KL_gist / sum KL_control): a prefix whose control happens to be close
+    # (KL_control near 0) would swing a mean of per-prefix ratios by tens
+    kl = {h: [r["unseen_queries"][h]["kl"] for r in reports if r["unseen_queries"] and h in r["unseen_queries"]]
+          for h in ("gist", "control")}  # fmt: skip
+    out["G_content gist"] = 1 - sum(kl["gist"]) / max(sum(kl["control"]), 1e-12) if kl["control"] else None
     out["agreement gist"] = mean(lambda r: r["unseen_queries"]["gist"]["agreement"])
     out["greedy match"] = mean(lambda r: r["unseen_queries"]["gist"]["greedy_exact_match"])
     for head in HEADS:
@@ -185,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sections", nargs="+", default=["main", "self-study", "init", "stopping", "latency"])
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", help="write every gist report here (JSON), for analysis beyond the tables")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     model, vocab = load_model(args.model)
@@ -204,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         config = GistConfig(**{"steps": args.steps, "self_study": args.self_study, "num_continuations": 8, **overrides})
         if repr(config) not in done:
             done[repr(config)] = reports(model, vocab, pairs, config)
+            if args.json:  # every report so far, rewritten after each configuration
+                write_json_atomic(args.json, [{"config": c, "reports": r} for c, r in done.items()])
         return done[repr(config)]
 
     best_target = args.targets[-1]

@@ -32,11 +32,11 @@ import torch
 
 from mmgist import ByteTokenizer, SharedVocabulary, build_lm, load_model, load_tokenizer
 from mmgist.datasets import image_files
-from mmgist.demo_task import TYPES, TaskSample, chance, evaluate, make_samples, training_rows
+from mmgist.demo_task import REGIONS, TYPES, TaskSample, chance, evaluate, make_samples, training_rows
 from mmgist.lm import save_model
 from mmgist.lm_train import train_lm, validation_loss
 from mmgist.manifest import TokenShards
-from mmgist.scoring import option_kl
+from mmgist.scoring import option_kl, prefix_head, score_options
 from mmgist.storage import write_json_atomic
 
 VALIDATION_EVERY = 8
@@ -88,6 +88,41 @@ def measure(model, vocab, samples) -> dict:
     }
 
 
+def contact_sheet(model, vocab, samples: list[TaskSample], path: Path) -> None:
+    """One row per crop: the crop (2x), then per region the true level and colour and the model's choice
+    after the full prefix (a * marks a wrong one), and the main colour: what the accuracy table averages."""
+    from PIL import Image, ImageDraw
+
+    width, row = 900, 212
+    sheet = Image.new("RGB", (width, row * len(samples)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for n, s in enumerate(samples):
+        crop = (s.image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        sheet.paste(Image.fromarray(crop).resize((192, 192), Image.NEAREST), (10, n * row + 10))
+        head = prefix_head(model, vocab, s.prefix())
+        picks = {}
+        for t in s.turns():
+            if len(t.options) > 1 and (t.type.endswith(("brightness", "colour"))):
+                best = score_options(model, vocab, t.query, t.options, head=head).best
+                picks[t.type] = (t.options[t.answer].strip(" .").split()[-1], t.options[best].strip(" .").split()[-1])
+        lines = [f"style: {s.style.instruction[:90]}"]
+        for attribute in ("brightness", "colour"):
+            for r in range(3):
+                cells = []
+                for c in range(3):
+                    truth, pick = picks[f"{REGIONS[3 * r + c]} {attribute}"]
+                    cells.append(f"{truth:>7}/{pick:<7}{' ' if truth == pick else '*'}")
+                lines.append(f"{attribute if r == 0 else '':<10} " + " ".join(cells))
+        truth, pick = picks["main colour"]
+        lines.append(
+            f"main colour: pixels {truth}, model {pick}{'' if truth == pick else '  *'}    (each cell: pixels/model)"
+        )
+        for k, line in enumerate(lines):
+            draw.text((215, n * row + 8 + 22 * k), line, fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="models/demo-photo-qa")
@@ -124,6 +159,8 @@ def main() -> None:
     write_json_atomic(out / "training.json", {**record, "heldout": figures})
     print(json.dumps({k: v for k, v in figures.items() if not k.startswith("per_type")}, indent=2))
     print(json.dumps(figures["per_type_with_prefix"], indent=2))
+    contact_sheet(model, vocab, heldout[:8], out / "heldout.png")
+    print(f"wrote {out / 'heldout.png'}")
 
 
 def train(args: argparse.Namespace, photos: Path, out: Path) -> None:

@@ -158,6 +158,12 @@ def test_bad_requests(setup, monkeypatch):
         m.setattr(distill_module.data, "sample", lambda *a, **k: [[vocab.eos_id]] * 4)
         with pytest.raises(ValueError, match=r"teacher.s \d+ training samples hold no token to learn from"):
             distill_gist(model, vocab, PREFIX, GistConfig(**{**FAST, "target": "kv", "steps": 2}))
+    real_sample = distill_module.data.sample  # most samples ended at once: batches of them only must not give NaN
+    with monkeypatch.context() as m:
+        m.setattr(distill_module.data, "sample", lambda *a, **k: [
+            r if i % 8 == 0 else [vocab.eos_id] for i, r in enumerate(real_sample(*a, **k))])  # fmt: skip
+        gist = distill_gist(model, vocab, PREFIX, GistConfig(**{**FAST, "target": "kv", "steps": 12}))
+        assert torch.isfinite(gist.tensor).all() and gist.report["steps"] == 12
     real_kl = distill_module.report.kl
     monkeypatch.setattr(distill_module.report, "kl", lambda t, s, m: real_kl(t, s, m) * float("nan"))
     with pytest.raises(FloatingPointError, match=r"loss became nan at step 0 .*nothing was saved"):

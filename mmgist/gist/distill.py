@@ -72,6 +72,7 @@ def _train(
     watched = train.subset(torch.arange(len(train))[::every][:HISTORY_ROWS])  # evenly spread, served and self-study
     none_train = report.fidelity(model, bos, watched)["kl"]
     g = torch.Generator().manual_seed(config.seed + 1)
+    usable = train.mask.any(1).nonzero()[:, 0]  # rows with a position to learn: a batch of none would give NaN
     history: list[dict[str, Any]] = []
     best, best_step, best_kl = init.clone(), 0, float("inf")
     for step in range(config.steps + 1):
@@ -90,7 +91,8 @@ def _train(
                 best, best_step, best_kl = gist.detach().clone(), step, score
         if step == config.steps:
             return best, history, step, best_step
-        batch = train.subset(torch.randint(0, len(train), (config.batch_size,), generator=g)).trimmed()
+        picks = usable[torch.randint(0, len(usable), (config.batch_size,), generator=g)]
+        batch = train.subset(picks).trimmed()
         student = report.student_logprobs(model, head(gist), batch.ids, batch.real)
         loss = report.kl(batch.teacher, student, batch.mask)
         opt.zero_grad()

@@ -84,7 +84,7 @@ def gist_demo(photo: torch.Tensor) -> None:
         f"(keys and values per layer), distilled on the model's own questions and answers about the photo and "
         f"{len(served)} questions; question types {', '.join(GIST_HELDOUT_TYPES)} are never trained on"
     )
-    config = GistConfig(num_gist_tokens=4)  # the defaults: KV, 64 self-study samples, 200 steps
+    config = GistConfig(num_gist_tokens=4, num_continuations=8)  # KV, 64 self-study samples, 200 steps: the defaults
     gist = distill_gist(model, vocab, prefix, config, queries=served, heldout_queries=unseen,
                         control_prefix=control.prefix(), self_study_exclude=list(GIST_HELDOUT_MARKERS))  # fmt: skip
     print("\n".join("  " + line for line in summary(gist.report).splitlines()))
@@ -94,9 +94,9 @@ def gist_demo(photo: torch.Tensor) -> None:
     print("\nquestions of types the gist never saw (greedy answers side by side):")
     for t in shown:
         t0 = time.perf_counter()
-        full = generate(model, vocab, Prompt([*prefix, t.query]), max_new_tokens=48).text().split(" Q:")[0].strip()
+        full = generate(model, vocab, Prompt([*prefix, t.query]), max_new_tokens=80).text().split(" Q:")[0].strip()
         t1 = time.perf_counter()
-        short = generate(model, vocab, t.query, max_new_tokens=48, gist=gist, gist_cache=cache).text()
+        short = generate(model, vocab, t.query, max_new_tokens=80, gist=gist, gist_cache=cache).text()
         short = short.split(" Q:")[0].strip()
         t_full, t_gist = t_full + t1 - t0, t_gist + time.perf_counter() - t1
         print(f"  {t.query.strip()}\n    full prefix: {full!r}\n    gist:        {short!r}\n    pixels:      "

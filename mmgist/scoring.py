@@ -65,6 +65,12 @@ def to_ids(vocab: Any, x: Any, add_bos: bool = False, what: str = "ids") -> list
     return vocab.encode(x if isinstance(x, Prompt) else Prompt(x), add_bos=add_bos)
 
 
+def context_ids(vocab: Any, prefix: Any) -> list[int]:
+    """<|bos|> + the prefix's ids (<|bos|> added where the prefix does not start with it)."""
+    ids = to_ids(vocab, prefix, add_bos=True, what="the prefix")
+    return ids if ids[0] == vocab.bos_id else [vocab.bos_id, *ids]
+
+
 def head_embeddings(model: Any, vocab: Any, prefix: Any = None, gist: Any = None) -> Any:
     """What the model sees before the query: (h, d) embeddings of <|bos|> + prefix, <|bos|> + gist, or
     <|bos|> alone; for a KV gist, its keys and values (a KVHead)."""
@@ -73,9 +79,7 @@ def head_embeddings(model: Any, vocab: Any, prefix: Any = None, gist: Any = None
     if gist is not None:
         gist.check(model, vocab)
         return gist.head(model)
-    ids = to_ids(vocab, prefix, add_bos=True, what="the prefix") if prefix is not None else [vocab.bos_id]
-    if ids[0] != vocab.bos_id:
-        ids = [vocab.bos_id, *ids]
+    ids = context_ids(vocab, prefix) if prefix is not None else [vocab.bos_id]
     emb = model.get_input_embeddings()
     return emb(torch.tensor(ids, device=emb.weight.device))
 
@@ -88,9 +92,7 @@ def prefix_head(model: Any, vocab: Any, prefix: Any) -> Any:
     from .gist.prefix import KVHead, kv_of
     from .lm import output_cache
 
-    ids = to_ids(vocab, prefix, add_bos=True, what="the prefix")
-    if ids[0] != vocab.bos_id:
-        ids = [vocab.bos_id, *ids]
+    ids = context_ids(vocab, prefix)
     device = model.get_input_embeddings().weight.device
     return KVHead(kv_of(output_cache(model(input_ids=torch.tensor([ids], device=device), use_cache=True))))
 

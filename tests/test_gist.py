@@ -2,22 +2,15 @@
 
 import pytest
 import torch
+from conftest import EMBEDDINGS_ONLY
 
 from mmgist import Prompt
 from mmgist.gist import GistConfig, GistPrefix, distill_gist
 from mmgist.lm import build_lm, cache_kwargs
 
 PREFIX = Prompt(["The secret word is zebra. ", torch.rand(3, 16, 16), " Always answer with the secret word."])
-FAST = dict(
-    num_gist_tokens=2,
-    target="embeddings",
-    self_study=0,
-    steps=60,
-    lr=3e-2,
-    num_continuations=16,
-    continuation_length=8,
-    eval_every=20,
-)
+FAST = dict(**EMBEDDINGS_ONLY, num_gist_tokens=2, steps=60, lr=3e-2, num_continuations=16, continuation_length=8,
+            eval_every=20)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

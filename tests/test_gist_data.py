@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import make_vocab
+from conftest import EMBEDDINGS_ONLY, make_vocab
 
 from mmgist import Prompt, Question
 from mmgist.gist import GistConfig, distill_gist
@@ -127,13 +127,7 @@ def test_greedy_with_a_cache_equals_plain_argmax_over_ids(setup):
 def test_report_counts_only_unseen_continuation_positions_and_heldout_queries(setup):
     model, vocab = setup
     config = GistConfig(
-        num_gist_tokens=2,
-        target="embeddings",
-        self_study=0,
-        steps=10,
-        num_continuations=8,
-        continuation_length=6,
-        eval_every=5,
+        **EMBEDDINGS_ONLY, num_gist_tokens=2, steps=10, num_continuations=8, continuation_length=6, eval_every=5
     )
     served = [Question(" Q: word?", [" zebra", " horse"], 0), " Again:"]
     unseen = [Question(" Name it:", [" zebra", " horse", " cat"], 0), " More:"]
@@ -181,13 +175,7 @@ def test_repeating_samples_leave_nothing_held_out_and_say_so(setup):
 
     model, vocab = setup
     config = GistConfig(
-        num_gist_tokens=2,
-        target="embeddings",
-        self_study=0,
-        steps=2,
-        num_continuations=4,
-        continuation_length=1,
-        temperature=0.01,
+        **EMBEDDINGS_ONLY, num_gist_tokens=2, steps=2, num_continuations=4, continuation_length=1, temperature=0.01
     )
     gist = distill_gist(model, vocab, PREFIX, config, queries=[" Q:"])  # every row is the same one token
     assert gist.report["baselines"] is None and gist.report["unseen_queries"] is None
@@ -200,9 +188,8 @@ def test_a_bfloat16_model_gets_a_finite_gist_trained_in_float32(setup):
     low.load_state_dict(model.state_dict())
     low = low.to(torch.bfloat16)
     config = GistConfig(
+        **EMBEDDINGS_ONLY,
         num_gist_tokens=2,
-        target="embeddings",
-        self_study=0,
         steps=20,
         lr=3e-2,
         num_continuations=8,

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import make_vocab
+from conftest import EMBEDDINGS_ONLY, make_vocab
 
 from mmgist import Prompt
 from mmgist.gist import GistConfig, GistPrefix, distill_gist, model_fingerprint
@@ -83,13 +83,7 @@ def test_questions_add_a_task_section_to_the_gist_report(setup):
     model, vocab = setup
     questions = [Question(" The word:", OPTIONS, 0), Question(" Say:", OPTIONS[:2])]
     config = GistConfig(
-        num_gist_tokens=2,
-        target="embeddings",
-        self_study=0,
-        steps=5,
-        num_continuations=4,
-        continuation_length=4,
-        eval_every=5,
+        **EMBEDDINGS_ONLY, num_gist_tokens=2, steps=5, num_continuations=4, continuation_length=4, eval_every=5
     )
     gist = distill_gist(model, vocab, PREFIX, config, queries=[*questions, " Again:"])
     task = gist.report["task"]

@@ -29,15 +29,17 @@ class GistConfig:
     # text: the embeddings of init_text's ids (cycled to k); vocab_sample: embeddings of k random ids; random:
     # normal with the embedding matrix's std
     init_text: str | None = None  # for init="text"
-    steps: int = 200  # optimizer steps at most (demo model, k=4: unseen-query KL 0.093 at 200, 0.089 at 300)
+    steps: int = 200  # optimizer steps at most (an ad-hoc 300-step run, demo model v2, the first prefix of
+    # benchmarks/gist.py, KV k=4: its report's history had unseen-query KL 0.093 at step 200, 0.089 at 300)
     lr: float = 1e-2  # Adam on the k x d gist embeddings only
     batch_size: int = 8  # continuations per step
     num_continuations: int = 48  # teacher samples drawn after the prefix (per query, when queries are given)
     continuation_length: int = 24  # tokens per sampled continuation
     self_study: int = 64  # extra teacher samples straight after the prefix, all trained on (the model writing its own
     # questions and answers about the prefix). Demo model v1, unseen types texture/busier/darkest: 64 against none
-    # took G from -0.17 to 0.78; v2, unseen types describe/main colour (facts the served questions also ask):
-    # G 0.39 against 0.46, option KL 0.33 against 0.39 (3 prefixes; models/demo-photo-qa card)
+    # took G from -0.17 to 0.78 (the v1 card, commit 889183f); v2, unseen types describe/main colour (facts the
+    # served questions also ask): G 0.39 against 0.46, option KL 0.33 against 0.39 (3 prefixes; models/demo-photo-qa
+    # card)
     self_study_length: int = 96  # tokens per self-study sample at most (the whole sample is in the loss)
     heldout_fraction: float = 0.25  # share of the served continuation rows kept for the report, never trained on
     temperature: float = 1.0  # teacher sampling temperature

@@ -123,6 +123,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    # No progress bars: tqdm's write lock is a multiprocessing lock shared with the forked children, and a
+    # child killed while holding it (transformers' "Writing model shards" bar) left the parent waiting forever
+    os.environ["TQDM_DISABLE"] = "1"
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     rng = random.Random(args.seed)
     for kind in args.kinds:
         print(json.dumps(run(kind, args.count, rng)), flush=True)

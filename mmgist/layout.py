@@ -11,11 +11,17 @@ Worked example: bytes (256) and a 16-code image tokenizer give
     image   256 .. 271      (image code c is id 256 + c)
     <|image|> 272   <|/image|> 273   <|row|> 274   <|pad|> 275   <|bos|> 276   <|eos|> 277
     len = 278
+
+A pretrained LM already has its own begin, end and padding tokens, and its embedding rows stop at its
+text vocabulary. `text_specials` maps any of <|pad|>, <|bos|>, <|eos|> onto such text ids instead of
+appending new ones: with SmolLM2's tokenizer {"<|bos|>": 0, "<|eos|>": 2, "<|pad|>": 0} (its
+<|endoftext|> and <|im_end|>) gives a text-only vocabulary of exactly 49,152 ids, the model's own.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 
@@ -35,6 +41,7 @@ SPECIALS: tuple[tuple[str, tuple[str, ...] | None], ...] = (
     ("<|bos|>", None),
     ("<|eos|>", None),
 )
+ALIASABLE = ("<|pad|>", "<|bos|>", "<|eos|>")  # the specials `text_specials` may map onto text ids
 OPEN = {"image": "<|image|>", "audio": "<|audio|>", "video": "<|video|>"}
 CLOSE = {"image": "<|/image|>", "audio": "<|/audio|>", "video": "<|/video|>"}
 
@@ -48,11 +55,21 @@ class IdLayout:
     audio_size: int = 0  # per codebook
     audio_codebooks: int = 0
     video_size: int = 0
+    text_specials: dict[str, int] = field(default_factory=dict)  # special name -> the text id it is (see above)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if not is_int(value) or value < 0:
+            if name != "text_specials" and (not is_int(value) or value < 0):
                 raise ValueError(f"IdLayout.{name} must be a non-negative int, got {value!r}")
+        if not isinstance(self.text_specials, dict):
+            raise TypeError(f"IdLayout.text_specials must be a dict, got {type(self.text_specials).__name__}")
+        for name, value in self.text_specials.items():
+            if name not in ALIASABLE:
+                raise ValueError(f"IdLayout.text_specials: {name!r} cannot be a text id; only {list(ALIASABLE)} can")
+            if not is_int(value) or not 0 <= value < self.text_size:
+                raise ValueError(
+                    f"IdLayout.text_specials[{name!r}] must be a text id in [0, {self.text_size}), got {value!r}"
+                )
         if self.text_size == 0:
             raise ValueError("IdLayout.text_size must be positive: every vocabulary has text")
         if (self.audio_size == 0) != (self.audio_codebooks == 0):
@@ -71,7 +88,9 @@ class IdLayout:
                 start += size
         specials = {}
         for name, needs in SPECIALS:
-            if needs is None or any(m in self.modalities for m in needs):
+            if name in self.text_specials:
+                specials[name] = self.text_specials[name]
+            elif needs is None or any(m in self.modalities for m in needs):
                 specials[name] = start
                 start += 1
         object.__setattr__(self, "_ranges", ranges)
@@ -90,7 +109,7 @@ class IdLayout:
 
     @property
     def specials(self) -> dict[str, int]:
-        """Special token ids by name, e.g. {"<|image|>": 272, ...}."""
+        """Special token ids by name, e.g. {"<|image|>": 272, ...} (text ids for those in text_specials)."""
         return dict(self._specials)
 
     def __len__(self) -> int:
@@ -151,12 +170,18 @@ class IdLayout:
             return f"audio[{c}]:{token_id - self.offset('audio', c)}"
         return f"{kind}:{token_id - self.offset(kind)}"
 
-    def to_json(self) -> dict[str, int]:
-        return asdict(self)
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        if not self.text_specials:  # absent rather than empty: layouts saved before it keep their fingerprint
+            del out["text_specials"]
+        return out
 
     def describe(self) -> str:
         """A table of the layout, one line per range or special token."""
         lines = [f"{name:<10} {r.start:>7} .. {r.stop - 1:<7} ({len(r)} ids)" for name, r in self._ranges.items()]
-        lines += [f"{name:<10} {i:>7}" for name, i in self._specials.items()]
+        lines += [
+            f"{name:<10} {i:>7}" + ("   (a text id)" if name in self.text_specials else "")
+            for name, i in self._specials.items()
+        ]
         lines.append(f"{'total':<10} {self._size:>7} ids")
         return "\n".join(lines)

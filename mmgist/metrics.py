@@ -6,9 +6,11 @@
     ciede2000(a, b)      images (B, 3, H, W) -> (B,) mean CIEDE2000 colour difference (scikit-image's)
     chroma_ratio(a, b)   images -> (B,) mean CIELAB chroma of a / that of b (1 = colours as saturated)
     grey_cast(a)         images -> (B,) mean |R-G| + |G-B| in [0, 2] (0 for a grey image)
+    rouge_l(a, b)        two texts -> ROUGE-L F1 over lower-cased words, in [0, 1]
 
 SSIM is written here (30 lines) rather than pulled from torchmetrics, which would be a heavy
-dependency for one function; a test checks it against scikit-image's implementation.
+dependency for one function; a test checks it against scikit-image's implementation. ROUGE-L is the
+longest common subsequence of words (20 lines); the `rouge-score` package would bring nltk and absl for it.
 """
 
 from __future__ import annotations
@@ -103,3 +105,24 @@ class CodeUsage:
         p = self.counts.double() / max(int(self.counts.sum()), 1)
         p = p[p > 0]
         return math.exp(-(p * p.log()).sum().item())
+
+
+def rouge_l(candidate: str, reference: str) -> float:
+    """ROUGE-L F1 (Lin 2004, beta 1): the longest common subsequence of the two texts' lower-cased words
+    (runs of letters and digits), as a share of each, combined harmonically. Two empty texts score 1."""
+    import re
+
+    a, b = (re.findall(r"\w+", t.lower()) for t in (candidate, reference))
+    if not a or not b:
+        return float(not a and not b)
+    prev = [0] * (len(b) + 1)
+    for x in a:  # one row of the LCS table at a time
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    lcs = prev[-1]
+    if lcs == 0:
+        return 0.0
+    precision, recall = lcs / len(a), lcs / len(b)
+    return 2 * precision * recall / (precision + recall)

@@ -73,6 +73,7 @@ class SharedVocabulary:
             audio_size=audio.codebook_size if audio else 0,
             audio_codebooks=audio.num_codebooks if audio else 0,
             video_size=video.codebook_size if video else 0,
+            text_specials=text.special_ids() if hasattr(text, "special_ids") else {},
         )
         self.pad_id = self.layout.special("<|pad|>")
         self.bos_id = self.layout.special("<|bos|>")
@@ -157,8 +158,9 @@ class SharedVocabulary:
     def decode(self, ids: Iterable[int] | torch.Tensor, media: bool = True) -> Prompt:
         """The prompt behind `ids`. With `media=False` media segments hold only their codes.
 
-        <|bos|> and <|pad|> between segments are skipped and decoding stops at <|eos|>. Anything else
-        that does not parse raises a ValueError naming the id and its position; ids that are not ints
+        <|bos|> and <|pad|> between segments are skipped and decoding stops at <|eos|>, unless they are
+        text ids (`IdLayout.text_specials`, a pretrained LM's own tokens): those decode as the text they
+        are. Anything else that does not parse raises a ValueError naming the id and its position; ids that are not ints
         (floats, strings, a float tensor) raise a TypeError and are never rounded.
         """
         ids = check_ids(ids, what="decode's ids")

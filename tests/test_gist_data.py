@@ -110,6 +110,22 @@ def test_self_study_samples_are_drawn_straight_after_the_prefix(setup):
     assert r["self_study_continuations"] == 3 and r["train_continuations"] == 6 + 3 and r["heldout_continuations"] == 2
 
 
+@pytest.mark.parametrize("max_rows", [1, 3, 64])
+def test_batched_sampling_of_queries_of_different_lengths_equals_each_alone(setup, max_rows):
+    """Near-zero temperature makes sampling greedy: every row, whichever batch and padding it shared,
+    must then be its query's own greedy continuation (positions and masks kept across the padding)."""
+    from mmgist.gist.data import sample
+
+    model, vocab = setup
+    prefix = vocab.encode(PREFIX, add_bos=True)
+    queries = [vocab.encode([q]) for q in (" Q:", " Q: top left? A:", " x")]
+    config = GistConfig(num_continuations=2, continuation_length=6, temperature=1e-6)
+    rows = sample(model, vocab, prefix, queries, config, max_rows=max_rows)
+    head = head_embeddings(model, vocab, prefix=prefix)
+    expected = [q + greedy(model, head, q, 6, vocab.eos_id) for q in queries for _ in range(2)]
+    assert rows == expected
+
+
 def test_greedy_with_a_cache_equals_plain_argmax_over_ids(setup):
     model, vocab = setup
     prefix = vocab.encode(PREFIX, add_bos=True)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from mmgist.metrics import CodeUsage, psnr, ssim
+from mmgist.metrics import CodeUsage, psnr, rouge_l, ssim
 
 
 def test_psnr_worked_example():
@@ -59,3 +59,13 @@ def test_colour_metrics_on_images_whose_answer_is_known():
     red[:, 0], pink[:, 0], pink[:, 1:] = 1.0, 1.0, 0.5
     assert grey_cast(red).item() == pytest.approx(1.0)  # |1 - 0| + |0 - 0|
     assert chroma_ratio(pink, red).item() < 1
+
+
+def test_rouge_l_worked_examples_and_symmetry():
+    # LCS of "the cat sat on the mat" and "the cat is on the mat": the cat on the mat (5 of 6 words each)
+    assert rouge_l("The cat sat on the mat.", "the cat is on the mat") == pytest.approx(5 / 6)
+    assert rouge_l("a b c", "a b c") == 1 and rouge_l("a b", "c d") == 0
+    assert rouge_l("", "") == 1 and rouge_l("", "a") == 0
+    # precision 2/2, recall 2/4: F1 = 2/3; F1 is symmetric in its arguments
+    assert rouge_l("a c", "a b c d") == pytest.approx(2 / 3) == rouge_l("a b c d", "a c")
+    assert rouge_l("b a", "a b") == pytest.approx(0.5)  # order matters: a subsequence, not a bag of words

@@ -98,33 +98,51 @@ def sample(
     seed: int = 0,
     count: int | None = None,
     length: int | None = None,
+    max_rows: int = 64,
 ) -> list[list[int]]:
     """`count` (config.num_continuations) rows per query: query + a continuation of up to `length`
     (config.continuation_length) tokens sampled at config.temperature, deterministic in config.seed and
-    `seed`. No queries: rows straight after the prefix."""
-    from ..generate import LayoutConstraint
+    `seed`. No queries: rows straight after the prefix.
 
+    The prefix is read once: its keys and values (all but its last token) are shared by every row, and
+    the rows of all queries go through `generate` together, up to `max_rows` at a time. Shorter queries
+    are padded between the prefix and the query (`prefix[-1] <|pad|>... query`, the pads masked out), so
+    every row's tokens keep their positions and all rows continue from the same column."""
+    from ..generate import LayoutConstraint
+    from ..lm import cache_kwargs, output_cache
+
+    if len(prefix) < 2:
+        raise ValueError(f"sampling needs a prefix of at least 2 tokens (<|bos|> and one more), got {len(prefix)}")
     count, length = count or config.num_continuations, length or config.continuation_length
     device = model.get_input_embeddings().weight.device
     g = torch.Generator().manual_seed(config.seed * 1000 + seed)
+    contexts = [q for q in queries or [[]] for _ in range(count)]
+    with torch.no_grad():
+        head = output_cache(model(input_ids=torch.tensor([prefix[:-1]], device=device), use_cache=True))
     rows = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the caller's RNG is left alone
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
-        for q in queries or [[]]:
-            ctx = prefix + q
+        for start in range(0, len(contexts), max_rows):
+            chunk = contexts[start : start + max_rows]
+            width = max(map(len, chunk))
+            ids = torch.tensor([prefix + [vocab.pad_id] * (width - len(q)) + q for q in chunk], device=device)
+            mask = torch.tensor([[1] * len(prefix) + [0] * (width - len(q)) + [1] * len(q) for q in chunk])
+            cache = copy.deepcopy(head)
+            cache.batch_repeat_interleave(len(chunk))
             out = model.generate(
-                input_ids=torch.tensor([ctx] * count, device=device),
-                attention_mask=torch.ones(count, len(ctx), dtype=torch.long, device=device),
+                input_ids=ids,
+                attention_mask=mask.to(device),
                 max_new_tokens=length,
                 do_sample=True,
                 top_k=0,
                 top_p=1.0,
                 temperature=config.temperature,
-                logits_processor=[LayoutConstraint(vocab, len(ctx) + length)],
+                logits_processor=[LayoutConstraint(vocab, ids.shape[1] + length)],
                 pad_token_id=vocab.pad_id,
                 eos_token_id=vocab.eos_id,
+                **cache_kwargs(model, cache),
             )
-            for row in out[:, len(ctx) :].tolist():
+            for q, row in zip(chunk, out[:, ids.shape[1] :].tolist()):
                 cut = row.index(vocab.eos_id) + 1 if vocab.eos_id in row else len(row)
                 rows.append(q + row[:cut])
     return rows

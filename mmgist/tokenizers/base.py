@@ -224,6 +224,11 @@ class TextTokenizer(ModalityTokenizer):
     modality = "text"
     code_ndim = 1
 
+    def special_ids(self) -> dict[str, int]:
+        """Which of the shared vocabulary's <|pad|>, <|bos|>, <|eos|> are this tokenizer's own codes
+        (a pretrained LM's begin and end tokens); the others get new ids after every code range."""
+        return {}
+
     def encode_segment(self, segment: Segment) -> torch.Tensor:
         assert isinstance(segment, Text)
         return self.encode(segment.text)

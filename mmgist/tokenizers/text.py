@@ -58,6 +58,9 @@ class HFTextConfig:
     source: str = ""  # where the wrapped tokenizer was loaded from (informational)
     size: int | None = None  # text ids reserved; default len(tokenizer). Set it to a model's embedding rows
     # when the model pads its matrix beyond the tokenizer (common), so media ids start after the padding.
+    specials: dict[str, str] = dataclasses.field(default_factory=dict)  # the shared vocabulary's <|pad|>,
+    # <|bos|>, <|eos|> as tokens of this tokenizer, e.g. {"<|bos|>": "<|endoftext|>", "<|eos|>": "<|im_end|>"}:
+    # a pretrained LM then keeps its own begin/end tokens and embedding rows. Those not named are appended.
 
 
 @register_tokenizer("hf-text")
@@ -82,10 +85,37 @@ class HFTextTokenizer(TextTokenizer):
             raise ValueError(
                 f"HFTextConfig.size {self.config.size} is smaller than the tokenizer ({len(hf_tokenizer)})"
             )
+        self._special_ids = self._resolve(self.config.specials)
+
+    def _resolve(self, specials: Any) -> dict[str, int]:
+        """{"<|bos|>": "<|endoftext|>", ...} -> {"<|bos|>": 0, ...}; an unknown name or token is refused."""
+        from ..layout import ALIASABLE
+
+        if not isinstance(specials, dict):
+            raise TypeError(f"HFTextConfig.specials must be a dict of names to tokens, got {type(specials).__name__}")
+        vocab = self.hf.get_vocab()
+        out = {}
+        for name, token in specials.items():
+            if name not in ALIASABLE:
+                raise ValueError(f"HFTextConfig.specials: {name!r} is not one of {list(ALIASABLE)}")
+            if not isinstance(token, str) or token not in vocab:
+                raise ValueError(
+                    f"HFTextConfig.specials[{name!r}] = {token!r} is not a token of this tokenizer "
+                    f"(its special tokens: {self.hf.all_special_tokens[:8]})"
+                )
+            out[name] = vocab[token]
+        return out
+
+    def special_ids(self) -> dict[str, int]:
+        return dict(self._special_ids)
 
     @classmethod
-    def from_hf(cls, path_or_tokenizer: Any, size: int | None = None) -> HFTextTokenizer:
-        """Wrap a tokenizer object, or load one from a local folder (never from the network)."""
+    def from_hf(
+        cls, path_or_tokenizer: Any, size: int | None = None, specials: dict[str, str] | None = None
+    ) -> HFTextTokenizer:
+        """Wrap a tokenizer object, or load one from a local folder (never from the network).
+        `specials`: see HFTextConfig (which of the vocabulary's specials are this tokenizer's tokens)."""
+        specials = dict(specials or {})
         if isinstance(path_or_tokenizer, (str, os.PathLike)):
             from transformers import AutoTokenizer
 
@@ -93,8 +123,9 @@ class HFTextTokenizer(TextTokenizer):
             if not path.is_dir():
                 raise ValueError(f"HFTextTokenizer.from_hf needs a local folder, got {str(path)!r} (no downloads)")
             hf = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            return cls(HFTextConfig(source=str(path), size=size), hf)
-        return cls(HFTextConfig(source=getattr(path_or_tokenizer, "name_or_path", ""), size=size), path_or_tokenizer)
+            return cls(HFTextConfig(source=str(path), size=size, specials=specials), hf)
+        source = getattr(path_or_tokenizer, "name_or_path", "")
+        return cls(HFTextConfig(source=source, size=size, specials=specials), path_or_tokenizer)
 
     @property
     def codebook_size(self) -> int:
@@ -121,6 +152,12 @@ class HFTextTokenizer(TextTokenizer):
         from transformers import AutoTokenizer
 
         return cls(config, AutoTokenizer.from_pretrained(directory / cls.HF_SUBDIR, local_files_only=True))
+
+    def fingerprint_config(self) -> dict[str, Any]:
+        config = dataclasses.asdict(self.config)
+        if not config["specials"]:  # absent rather than empty: tokenizers saved before it keep their fingerprint
+            del config["specials"]
+        return config
 
     def _extra_fingerprint(self) -> str:
         return json.dumps(sorted(self.hf.get_vocab().items()))

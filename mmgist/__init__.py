@@ -1,9 +1,11 @@
 """mmgist: multimodal tokenization and gist compression for decoder-only Transformers."""
 
+from .chat import system_turn, user_turn
 from .generate import LayoutConstraint, generate
 from .gist import GistConfig, GistPrefix, distill_gist
 from .layout import IdLayout
 from .lm import build_lm, extend_lm, load_model, save_model
+from .pretrained import load_pretrained_lm
 from .processor import MultimodalProcessor
 from .prompt import Audio, Image, Prompt, Text, Video
 from .scoring import OptionScores, Question, score_options
@@ -52,8 +54,11 @@ __all__ = [
     "generate",
     "list_tokenizers",
     "load_model",
+    "load_pretrained_lm",
     "load_tokenizer",
     "register_tokenizer",
     "save_model",
     "score_options",
+    "system_turn",
+    "user_turn",
 ]

@@ -16,12 +16,15 @@ say) is refused rather than approximated.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .vocab import SharedVocabulary
 
 _PROBE = "x"  # a stand-in system message, to cut the user turn out of a rendered conversation
 
 
-def template_tokenizer(vocab: Any) -> Any:
+def template_tokenizer(vocab: SharedVocabulary) -> Any:
     """The Hugging Face tokenizer behind `vocab`'s text part, which must have a chat template."""
     text = vocab.tokenizer("text")
     hf = getattr(text, "hf", None)
@@ -33,7 +36,7 @@ def template_tokenizer(vocab: Any) -> Any:
     return hf
 
 
-def _render(vocab: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
+def _render(vocab: SharedVocabulary, messages: list[dict[str, str]], generation_prompt: bool) -> str:
     hf = template_tokenizer(vocab)
     return hf.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
@@ -44,7 +47,7 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def system_turn(vocab: Any, system: str) -> str:
+def system_turn(vocab: SharedVocabulary, system: str) -> str:
     """The template's system turn holding `system`, as text (the prefix of every conversation with it)."""
     rendered = _render(vocab, [{"role": "system", "content": _text(system, "the system message")}], False)
     if system not in rendered:
@@ -55,7 +58,7 @@ def system_turn(vocab: Any, system: str) -> str:
     return rendered
 
 
-def user_turn(vocab: Any, message: str) -> str:
+def user_turn(vocab: SharedVocabulary, message: str) -> str:
     """A user turn holding `message` and the assistant's opening, as text: what follows the system turn."""
     message = _text(message, "the user message")
     head = system_turn(vocab, _PROBE)

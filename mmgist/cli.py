@@ -14,12 +14,22 @@ any work starts, so a long run never fails at its end for a bad --out.
     mmgist distill PREFIXES.jsonl --model DIR --k 4 --out DIR                   one gist per line (torchrun shards)
     mmgist generate --model DIR [--gist G.safetensors] "query"                continue a query (after a gist)
 
-A prompt file is a JSON list whose items are strings or {"image": "path/to/file.png"}.
+A prompt file is a JSON list whose items are strings or {"image": "path/to/file.png"}. The --model of
+distill and generate is a model folder or the name of a pretrained LM (`mmgist.pretrained.PRETRAINED`,
+e.g. smollm2-135m-instruct).
+With --chat (an instruct model), the prefix is a UTF-8 text file that becomes the system turn and each
+query a user turn of the model's chat template; `distill --study-questions N` has the model write N
+questions about the prefix (self-study) and serves them:
+
+    mmgist distill doc.txt --model smollm2-135m-instruct --chat --study-questions 32 --out doc.gist
+    mmgist generate --model smollm2-135m-instruct --chat --gist doc.gist "What does it say about X?"
+    mmgist generate --model smollm2-135m-instruct --chat --system doc.txt "What does it say about X?"
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import shutil
@@ -51,6 +61,31 @@ def _load_prompt(path: Path) -> Prompt:
         else:
             raise ValueError(f"item {k} of {str(path)!r} is {item!r}; expected a string or {{'image': path}}")
     return Prompt(out)
+
+
+MODEL_HELP = "a model folder, or a pretrained LM's name (mmgist.pretrained.PRETRAINED: smollm2-135m-instruct)"
+
+
+def _load_model(name_or_folder: str):
+    """(model, vocab) from a model folder, or a pretrained LM's name when no such folder exists."""
+    from .lm import load_model
+    from .pretrained import PRETRAINED, load_pretrained_lm
+
+    if name_or_folder in PRETRAINED and not Path(name_or_folder).exists():
+        return load_pretrained_lm(name_or_folder)
+    if not Path(name_or_folder).exists():
+        raise FileNotFoundError(
+            f"--model {name_or_folder!r} is neither a model folder nor a pretrained LM ({sorted(PRETRAINED)})"
+        )
+    return load_model(existing_dir(name_or_folder, "--model"))
+
+
+def _read_text(path: str, what: str) -> str:
+    file = existing_file(path, what)
+    try:
+        return file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{what} {str(file)!r} is not UTF-8 text: {e}") from e
 
 
 def cmd_tokenizers(args: argparse.Namespace) -> None:
@@ -169,30 +204,47 @@ def cmd_train_lm(args: argparse.Namespace) -> None:
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
-    from .gist import GistConfig, distill_gist
+    from .chat import system_turn, user_turn
+    from .gist import GistConfig, chat_config, chat_questions, distill_gist
     from .gist.batch import distill_many
-    from .lm import load_model
 
-    chosen = {name: getattr(args, name) for name in ("target", "self_study", "stopping")}
-    extra = {name: value for name, value in chosen.items() if value is not None}  # else GistConfig's defaults
-    config = GistConfig(num_gist_tokens=args.k, steps=args.steps, lr=args.lr, seed=args.seed, **extra)
+    chosen = {name: getattr(args, name) for name in ("target", "self_study", "stopping", "steps", "lr")}
+    extra = {name: value for name, value in chosen.items() if value is not None}  # else the config's defaults
+    make = chat_config if args.chat else GistConfig  # chat: the model's own questions are the data
+    config = make(num_gist_tokens=args.k, seed=args.seed, **extra)
+    if args.chat and not (args.query or args.study_questions):
+        raise ValueError("--chat needs questions to learn from: --study-questions N (written by the model), --query")
     prefix_file = existing_file(args.prefix, "prefix file")
     many = args.prefix.endswith(".jsonl")
+    if many and args.chat:
+        raise ValueError("--chat takes one text file as the system prompt, not a .jsonl of prefixes")
+    if args.study_questions and not args.chat:
+        raise ValueError("--study-questions needs --chat (an instruct model writing questions about its system turn)")
     out = writable(args.out, "--out", folder=many)  # checked before the model is loaded and anything distilled
     if not many and out.exists() and not args.force:
         raise FileExistsError(f"{str(out)!r} exists; pass --force to overwrite")
-    model, vocab = load_model(existing_dir(args.model, "--model"))
+    prefix = _read_text(args.prefix, "prefix file") if args.chat else None
+    model, vocab = _load_model(args.model)
     if many:
         written = distill_many(model, vocab, prefix_file, out, config)
         print(f"wrote {len(written)} gist files to {out}")
         return
+    wrap = (lambda q: user_turn(vocab, q)) if args.chat else (lambda q: Prompt([q]))
+    queries = [wrap(q) for q in args.query]
+    if args.chat:
+        prefix = system_turn(vocab, prefix)
+        if args.study_questions:
+            written = chat_questions(model, vocab, prefix, args.study_questions)
+            queries += [user_turn(vocab, q.text) for q in written]
+        if len(queries) < 8:  # one answer per question leaves too few rows to hold one out: sample more of each
+            config = dataclasses.replace(config, num_continuations=-(-8 // len(queries)))
     gist = distill_gist(
         model,
         vocab,
-        _load_prompt(prefix_file),
+        prefix if args.chat else _load_prompt(prefix_file),
         config,
-        queries=[Prompt([q]) for q in args.query] or None,
-        heldout_queries=[Prompt([q]) for q in args.heldout_query] or None,
+        queries=queries or None,
+        heldout_queries=[wrap(q) for q in args.heldout_query] or None,
         progress=True,
     )
     gist.save(out)
@@ -202,15 +254,23 @@ def cmd_distill(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
+    from .chat import system_turn, user_turn
     from .generate import generate
     from .gist import GistPrefix
-    from .lm import load_model
 
     if args.gist:
         existing_file(args.gist, "--gist")
-    model, vocab = load_model(existing_dir(args.model, "--model"))
+    if args.system and not args.chat:
+        raise ValueError("--system needs --chat (it becomes the system turn of the model's chat template)")
+    if args.system and args.gist:
+        raise ValueError("give --system or --gist, not both: the gist stands in for the system turn")
+    system = _read_text(args.system, "--system") if args.system else None
+    model, vocab = _load_model(args.model)
     gist = GistPrefix.load(args.gist, model=model, vocab=vocab) if args.gist else None
-    out = generate(model, vocab, args.query, max_new_tokens=args.max_new_tokens, gist=gist)
+    query = user_turn(vocab, args.query) if args.chat else args.query
+    if system is not None:
+        query = system_turn(vocab, system) + query
+    out = generate(model, vocab, query, max_new_tokens=args.max_new_tokens, gist=gist)
     print(out.text() if all(s.modality == "text" for s in out) else out)
 
 
@@ -305,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train_lm)
     p = sub.add_parser("distill", help="compress a prefix (prompt JSON, or a JSONL of them) into gist tokens")
     p.add_argument("prefix", help="a prompt JSON file, or a .jsonl of {id, prefix, queries}")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--k", type=POSITIVE_INT, default=4, help="gist tokens")
     p.add_argument("--query", action="append", default=[], help="a query the gist must serve (repeatable)")
     p.add_argument(
@@ -317,16 +377,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", choices=["embeddings", "kv"], help="what is trained (default: GistConfig's)")
     p.add_argument("--self-study", type=NON_NEGATIVE_INT, help="samples the model writes after the prefix, trained on")
     p.add_argument("--stopping", choices=["fixed", "validation"], help="all steps, or the best validation step")
-    p.add_argument("--steps", type=POSITIVE_INT, default=200)
-    p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-2)
+    p.add_argument("--chat", action="store_true", help="PREFIX is a text file: the system turn; queries are user turns")
+    p.add_argument("--study-questions", type=NON_NEGATIVE_INT, default=0,
+                   help="with --chat: questions the model writes about the prefix, served (self-study)")  # fmt: skip
+    p.add_argument("--steps", type=POSITIVE_INT, help="default: GistConfig's (200), with --chat chat_config's (60)")
+    p.add_argument("--lr", type=POSITIVE_FLOAT, help="default: GistConfig's (1e-2), with --chat chat_config's (3e-2)")
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
     p.add_argument("--out", required=True, help="gist file (or folder, for a .jsonl)")
     p.add_argument("--force", action="store_true")
     p.set_defaults(func=cmd_distill)
     p = sub.add_parser("generate", help="continue a query with the model, after a gist if given")
     p.add_argument("query")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--gist")
+    p.add_argument("--chat", action="store_true", help="the query is a user turn of the model's chat template")
+    p.add_argument("--system", help="with --chat: a text file, the system turn before the query (not with --gist; "
+                   "with neither, no system turn at all: the template's default one is not added)")  # fmt: skip
     p.add_argument("--max-new-tokens", type=POSITIVE_INT, default=32)
     p.set_defaults(func=cmd_generate)
     for p in sub.choices.values():  # `mmgist CMD ... --debug` as well as `mmgist --debug CMD ...`

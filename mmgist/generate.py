@@ -57,6 +57,11 @@ class LayoutConstraint:
                 mask = torch.zeros(len(vocab), dtype=torch.bool)
                 mask[group] = True
                 self.masks[f"{m}:{c}" if m == "audio" else m] = mask
+        # <|bos|> and <|pad|> are never generated, also where they are text ids (a pretrained LM's own
+        # <|endoftext|>, `IdLayout.text_specials`); <|eos|> is allowed where text is, below
+        for name in ("<|bos|>", "<|pad|>"):
+            if L.specials[name] != vocab.eos_id:
+                self.masks["text"][L.specials[name]] = False
 
     def _one(self, token_id: int) -> torch.Tensor:
         mask = torch.zeros(len(self.vocab), dtype=torch.bool)

@@ -55,7 +55,7 @@ class IdLayout:
     audio_size: int = 0  # per codebook
     audio_codebooks: int = 0
     video_size: int = 0
-    text_specials: dict[str, int] = field(default_factory=dict)  # special name -> the text id it is (see above)
+    text_specials: dict[str, int] = field(default_factory=dict, hash=False)  # special -> the text id it is (above)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -63,6 +63,7 @@ class IdLayout:
                 raise ValueError(f"IdLayout.{name} must be a non-negative int, got {value!r}")
         if not isinstance(self.text_specials, dict):
             raise TypeError(f"IdLayout.text_specials must be a dict, got {type(self.text_specials).__name__}")
+        object.__setattr__(self, "text_specials", dict(self.text_specials))  # its own copy: the layout is frozen
         for name, value in self.text_specials.items():
             if name not in ALIASABLE:
                 raise ValueError(f"IdLayout.text_specials: {name!r} cannot be a text id; only {list(ALIASABLE)} can")

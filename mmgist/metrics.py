@@ -109,7 +109,8 @@ class CodeUsage:
 
 def rouge_l(candidate: str, reference: str) -> float:
     """ROUGE-L F1 (Lin 2004, beta 1): the longest common subsequence of the two texts' lower-cased words
-    (runs of letters and digits), as a share of each, combined harmonically. Two empty texts score 1."""
+    (runs of letters, digits and underscores: regex \\w+), as a share of each, combined harmonically.
+    Two empty texts score 1."""
     import re
 
     a, b = (re.findall(r"\w+", t.lower()) for t in (candidate, reference))

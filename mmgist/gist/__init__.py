@@ -3,5 +3,14 @@
 from .config import GistConfig
 from .distill import distill_gist
 from .prefix import GistPrefix, model_fingerprint
+from .self_study import StudyQuestion, chat_config, chat_questions
 
-__all__ = ["GistConfig", "GistPrefix", "distill_gist", "model_fingerprint"]
+__all__ = [
+    "GistConfig",
+    "GistPrefix",
+    "StudyQuestion",
+    "chat_config",
+    "chat_questions",
+    "distill_gist",
+    "model_fingerprint",
+]

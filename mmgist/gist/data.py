@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from ..validate import positive_int
 from .config import GistConfig
 
 
@@ -99,13 +100,16 @@ def sample(
     count: int | None = None,
     length: int | None = None,
     max_rows: int = 64,
+    max_cached_tokens: int = 2**15,
 ) -> list[list[int]]:
     """`count` (config.num_continuations) rows per query: query + a continuation of up to `length`
     (config.continuation_length) tokens sampled at config.temperature, deterministic in config.seed and
     `seed`. No queries: rows straight after the prefix.
 
     The prefix is read once: its keys and values (all but its last token) are shared by every row, and
-    the rows of all queries go through `generate` together, up to `max_rows` at a time. Shorter queries
+    the rows of all queries go through `generate` together, up to `max_rows` at a time and as many as
+    keep the batch's cache within `max_cached_tokens` positions (rows x (prefix + query + length), for
+    memory: SmolLM2-135M holds 46 kB per position, so 2**15 positions are 1.5 GB). Shorter queries
     are padded between the prefix and the query (`prefix[-1] <|pad|>... query`, the pads masked out), so
     every row's tokens keep their positions and all rows continue from the same column."""
     from ..generate import LayoutConstraint
@@ -113,6 +117,8 @@ def sample(
 
     if len(prefix) < 2:
         raise ValueError(f"sampling needs a prefix of at least 2 tokens (<|bos|> and one more), got {len(prefix)}")
+    positive_int(max_rows, "max_rows")
+    positive_int(max_cached_tokens, "max_cached_tokens")
     count, length = count or config.num_continuations, length or config.continuation_length
     device = model.get_input_embeddings().weight.device
     g = torch.Generator().manual_seed(config.seed * 1000 + seed)
@@ -122,8 +128,9 @@ def sample(
     rows = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the caller's RNG is left alone
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
-        for start in range(0, len(contexts), max_rows):
-            chunk = contexts[start : start + max_rows]
+        rows_per_batch = max(1, min(max_rows, max_cached_tokens // (len(prefix) + max(map(len, contexts)) + length)))
+        for start in range(0, len(contexts), rows_per_batch):
+            chunk = contexts[start : start + rows_per_batch]
             width = max(map(len, chunk))
             ids = torch.tensor([prefix + [vocab.pad_id] * (width - len(q)) + q for q in chunk], device=device)
             mask = torch.tensor([[1] * len(prefix) + [0] * (width - len(q)) + [1] * len(q) for q in chunk])

@@ -175,6 +175,23 @@ def row(results: list[dict], **label) -> dict:
             "distill s": mean([r["distill_s"] for r in results])}  # fmt: skip
 
 
+def details(results: dict[tuple[str, int], list[dict]], docs: list[dict]) -> None:
+    """The per-document table and the first answers, for the first configuration of `results`."""
+    if not results:
+        return
+    first = next(iter(results))
+    print(f"\nper document ({first[0]}, k={first[1]}):\n")
+    columns = {"document": "", "kind": "", "tokens": "", **{c: COLUMNS[c] for c in list(COLUMNS)[2:]}}
+    print(markdown([row([r], document=r["doc"], kind=r["kind"], tokens=r.get("tokens")) for r in results[first]],
+                   columns))  # fmt: skip
+    print(f"\nanswers to the written questions ({first[0]}, k={first[1]}), full prefix | gist:\n")
+    by_id = {d["id"]: d for d in docs}
+    for r in results[first]:
+        questions = [q["question"] for q in by_id[r["doc"]]["questions"]]
+        for q, a, b in zip(questions[:3], r["answers"]["full_prefix"]["A"], r["answers"]["gist"]["A"]):
+            print(f"[{r['doc']}] {q}\n    full: {a[:150]!r}\n    gist: {b[:150]!r}")
+
+
 def target_k(text: str) -> tuple[str, int]:
     """'kv:4' -> ("kv", 4)."""
     target, _, k = text.partition(":")
@@ -202,14 +219,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--answers", type=int, default=2, help="teacher answers sampled per held-out question")
     ap.add_argument("--answer-tokens", type=int, default=48)
     ap.add_argument("--new-tokens", type=int, default=16, help="latency: tokens generated")
-    ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--sections", nargs="+", default=["main", "latency"], choices=["main", "latency"],
+                    help="latency alone distills one gist (the first of --configs) on the longest one")  # fmt: skip
+    ap.add_argument("--tables-from", metavar="JSON", help="print the tables of a --json file of an earlier run, "
+                    "and nothing else (no model)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write every measurement here (answers and self-study questions included)")
     args = ap.parse_args(argv)
+    docs = json.loads(DOCS.read_text())["documents"]
+    if args.tables_from:
+        saved = json.loads(Path(args.tables_from).read_text())
+        keys = sorted(((key.split("/")[0], int(key.split("/")[1])), key) for key in saved)
+        results = {tk: saved[key] for tk, key in sorted(keys, key=lambda x: (TARGETS.index(x[0][0]), x[0][1]))}
+        print(markdown([row(rs, target=t, k=k) for (t, k), rs in results.items()], COLUMNS))
+        details(results, docs)
+        return 0
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     model, vocab = load_pretrained_lm("smollm2-135m-instruct")
-    docs = json.loads(DOCS.read_text())["documents"]
     if unknown := sorted(set(args.only or []) - {d["id"] for d in docs}):
         ap.error(f"unknown document ids {unknown}; known: {[d['id'] for d in docs]}")
     docs = [d for d in docs if d["id"] in args.only] if args.only else docs[: args.docs]
@@ -224,36 +251,34 @@ def main(argv: list[str] | None = None) -> int:
         Document(model, vocab, d, docs[(i + 1) % len(docs)], args.questions, args.heldout_study, args.answers,
                  args.answer_tokens)
         for i, d in enumerate(docs)
-    ]  # fmt: skip
+    ] if "main" in args.sections else []  # fmt: skip
     for d in prepared:
         print(f"{d.id}: {len(d.prefix)} prefix tokens; {len(d.sets['B'])} held-out self-study questions "
               f"({d.dropped} dropped: also asked in training)")  # fmt: skip
     results: dict[tuple[str, int], list[dict]] = {}
-    print(markdown([], COLUMNS))
-    for target, k in args.configs:
-        config = gist_config(target, k, args.steps, args.lr, args.answer_tokens)
-        results[target, k] = [measure(model, vocab, d, config) for d in prepared]
-        print_row(row(results[target, k], target=target, k=k), COLUMNS)
-        if args.json:
-            write_json_atomic(args.json, {f"{t}/{kk}": [{x: v for x, v in r.items() if x != "gist"} for r in rs]
-                                          for (t, kk), rs in results.items()})  # fmt: skip
-    first = next(iter(results))
-    print(f"\nper document ({first[0]}, k={first[1]}):\n")
-    columns = {"document": "", "kind": "", "tokens": "", **{c: COLUMNS[c] for c in list(COLUMNS)[2:]}}
-    print(markdown([row([r], document=r["doc"], kind=r["kind"], tokens=len(d.prefix))
-                    for r, d in zip(results[first], prepared)], columns))  # fmt: skip
-    print(f"\nanswers to the written questions ({first[0]}, k={first[1]}), full prefix | gist:\n")
-    for r, d in zip(results[first], prepared):
-        for q, a, b in zip(d.sets["A"][:3], r["answers"]["full_prefix"]["A"], r["answers"]["gist"]["A"]):
-            print(f"[{d.id}] {q}\n    full: {a[:150]!r}\n    gist: {b[:150]!r}")
-    if not args.no_latency:
-        d = max(prepared, key=lambda d: len(d.prefix))
-        gist = next(r["gist"] for r in results[first] if r["doc"] == d.id)
-        query = d.queries["A"][0]
-        print(f"\nlatency ({first[0]}, k={first[1]}, {d.id}: {len(d.prefix)} prefix tokens; {args.new_tokens} new "
+    if "main" in args.sections:
+        print(markdown([], COLUMNS))
+        for target, k in args.configs:
+            config = gist_config(target, k, args.steps, args.lr, args.answer_tokens)
+            results[target, k] = [measure(model, vocab, d, config) for d in prepared]
+            print_row(row(results[target, k], target=target, k=k), COLUMNS)
+            if args.json:
+                write_json_atomic(args.json, {f"{t}/{kk}": [{x: v for x, v in r.items() if x != "gist"} for r in rs]
+                                              for (t, kk), rs in results.items()})  # fmt: skip
+        details(results, docs)
+    if "latency" in args.sections:
+        target, k = args.configs[0]
+        doc = max(docs, key=lambda d: len(vocab.encode(system_turn(vocab, d["system"]))))
+        prefix = context_ids(vocab, system_turn(vocab, doc["system"]))
+        query = vocab.encode(user_turn(vocab, doc["questions"][0]["question"]))
+        gist = next((r["gist"] for r in results.get((target, k), []) if r["doc"] == doc["id"]), None)
+        if gist is None:  # the main section did not run: distill this one
+            queries = [user_turn(vocab, q.text) for q in chat_questions(model, vocab, prefix, args.questions, seed=0)]
+            gist = distill_gist(model, vocab, prefix, gist_config(target, k, args.steps, args.lr), queries=queries)
+        print(f"\nlatency ({target}, k={k}, {doc['id']}: {len(prefix)} prefix tokens; {args.new_tokens} new "
               "tokens; TTFT best of 20; cache copies outside the clock)\n")  # fmt: skip
         print("| setup | TTFT ms | per-token ms | total ms | KV-cache bytes |\n|---|---|---|---|---|")
-        rows = latency(model, vocab, d.prefix, gist, query, args.new_tokens)
+        rows = latency(model, vocab, prefix, gist, query, args.new_tokens)
         for name, r in rows.items():
             print(
                 f"| {name} | {r['ttft_ms']:.1f} | {r['per_token_ms']:.2f} | {r['total_ms']:.1f} | {r['kv_bytes']:,} |"

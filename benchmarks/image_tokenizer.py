@@ -23,10 +23,10 @@ from __future__ import annotations
 import argparse
 import io
 import math
-import re
 import sys
 from pathlib import Path
 
+import tables
 import torch
 from timing import best_of
 
@@ -164,34 +164,21 @@ CODES = ("method", "usage", "uniform usage", "perplexity", "1 vs N threads: code
          "encode img/s", "encode img/s, one at a time", "decode img/s")  # fmt: skip
 
 
-def table(rows: list[dict], columns: tuple[str, ...] | None = None) -> str:
-    fmt = {"PSNR dB": "{:.2f}", "SSIM": "{:.4f}", "ΔE2000": "{:.2f}", "chroma ratio": "{:.3f}",
+FORMATS = {"PSNR dB": "{:.2f}", "SSIM": "{:.4f}", "ΔE2000": "{:.2f}", "chroma ratio": "{:.3f}",
            "grey cast /255": "{:.2f}", "border/inner": "{:.2f}", "bpp": "{:.3f}", "usage": "{:.3f}",
            "uniform usage": "{:.3f}", "perplexity": "{:.0f}", "1 vs N threads: codes changed": "{:.4f}",
            "decodes agree dB": "{:.1f}", "encode img/s": "{:.1f}", "encode img/s, one at a time": "{:.1f}",
            "decode img/s": "{:.1f}", "s/step": "{:.2f}"}  # fmt: skip
-    cols = list(columns or dict.fromkeys(c for r in rows for c in r))
-    rows = [r for r in rows if any(c in r for c in cols[1:])]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for r in rows:
-        cells = [fmt.get(c, "{}").format(r[c]) if c in r else "" for c in cols]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+
+def table(rows: list[dict], columns: tuple[str, ...] | None = None) -> str:
+    return tables.table(rows, columns, FORMATS)
 
 
 def side_by_side(tokenizers: list, crops: torch.Tensor, path: Path) -> None:
     """A PNG grid: one row per crop, original then each tokenizer's reconstruction."""
     rows = [torch.cat([c, *(tok.decode(tok.encode(c)) for tok in tokenizers)], dim=2) for c in crops]
     tensor_to_image(torch.cat(rows, dim=1)).save(path)
-
-
-def update_card(card: Path, out: str) -> None:
-    text = card.read_text(encoding="utf-8")
-    block = f"<!-- benchmark:start -->\n```\n$ python benchmarks/image_tokenizer.py\n{out}\n```\n<!-- benchmark:end -->"
-    new, n = re.subn(r"<!-- benchmark:start -->.*?<!-- benchmark:end -->", lambda _: block, text, flags=re.S)
-    if n != 1:
-        raise SystemExit(f"{card} has no <!-- benchmark:start --> ... <!-- benchmark:end --> block")
-    card.write_text(new, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         side_by_side(toks, crops[picks], Path(args.side_by_side))
         print(f"wrote {args.side_by_side}: original | {' | '.join(args.tokenizers)}")
     if args.update_card:
-        update_card(Path(args.update_card), out)
+        tables.update_card(Path(args.update_card), out, "python benchmarks/image_tokenizer.py")
         print(f"updated {args.update_card}")
     return 0
 

@@ -9,12 +9,14 @@ any work starts, so a long run never fails at its end for a bad --out.
     mmgist encode --vocab DIR PROMPT.json               ids of a prompt, as JSON
     mmgist decode --vocab DIR IDS.json [--media-dir D]  the prompt behind ids; media written to D
     mmgist train-tokenizer image --data DIR --preset f8 --steps N --out DIR    train an image tokenizer
+    mmgist train-tokenizer audio --data DIR --steps N --out DIR                train an audio tokenizer
     mmgist train-lm --manifest M.jsonl (--vocab DIR | --model DIR) --steps N --out DIR   train the LM
     mmgist distill PREFIX.json --model DIR --k 4 --out gist.safetensors        compress a prefix into k gist tokens
     mmgist distill PREFIXES.jsonl --model DIR --k 4 --out DIR                   one gist per line (torchrun shards)
     mmgist generate --model DIR [--gist G.safetensors] "query"                continue a query (after a gist)
 
-A prompt file is a JSON list whose items are strings or {"image": "path/to/file.png"}. The --model of
+A prompt file is a JSON list whose items are strings, {"image": "path/to/file.png"} or
+{"audio": "path/to/file.wav"} (paths relative to the prompt file). The --model of
 distill and generate is a model folder or the name of a pretrained LM (`mmgist.pretrained.PRETRAINED`,
 e.g. smollm2-135m-instruct).
 With --chat (an instruct model), the prefix is a UTF-8 text file that becomes the system turn and each
@@ -38,7 +40,8 @@ import traceback
 from pathlib import Path
 
 from . import Prompt, SharedVocabulary, list_tokenizers, load_tokenizer
-from .io import image_to_tensor, load_image, save_image
+from .io import image_to_tensor, load_audio, load_image, save_audio, save_image
+from .prompt import Audio
 from .storage import read_json
 from .tokenizers.registry import list_zoo
 from .validate import existing_dir, existing_file, writable
@@ -58,8 +61,12 @@ def _load_prompt(path: Path) -> Prompt:
             out.append(item)
         elif isinstance(item, dict) and set(item) == {"image"} and isinstance(item["image"], str):
             out.append(image_to_tensor(load_image(path.parent / item["image"])))
+        elif isinstance(item, dict) and set(item) == {"audio"} and isinstance(item["audio"], str):
+            out.append(Audio(*load_audio(path.parent / item["audio"])))
         else:
-            raise ValueError(f"item {k} of {str(path)!r} is {item!r}; expected a string or {{'image': path}}")
+            raise ValueError(
+                f"item {k} of {str(path)!r} is {item!r}; expected a string, {{'image': path}} or {{'audio': path}}"
+            )
     return Prompt(out)
 
 
@@ -126,6 +133,8 @@ def cmd_decode(args: argparse.Namespace) -> None:
             print(f"[{k}] {seg.modality}: codes {tuple(seg.codes.shape)}")
             if args.media_dir is not None and seg.modality == "image":
                 save_image(seg.pixels, Path(args.media_dir) / f"segment{k}.png")
+            elif args.media_dir is not None and seg.modality == "audio":
+                save_audio(Path(args.media_dir) / f"segment{k}.wav", seg.waveform, seg.sample_rate)
 
 
 def _training_output(args: argparse.Namespace, marker: str, what: str) -> Path:
@@ -139,11 +148,13 @@ def _training_output(args: argparse.Namespace, marker: str, what: str) -> Path:
 
 
 def cmd_train_tokenizer(args: argparse.Namespace) -> None:
-    from .datasets import CropAugment
-    from .tokenizers.train_image import train_image_tokenizer
-
     existing_dir(args.data, "--data")
     out = _training_output(args, "config.json", "a tokenizer")
+    quantizers = {"image": ("vq", "fsq", "plain-vq"), "audio": ("rvq", "rfsq", "plain-rvq")}[args.modality]
+    if args.quantizer and args.quantizer not in quantizers:
+        raise ValueError(
+            f"--quantizer {args.quantizer!r} is not an {args.modality} quantizer; choose one of {quantizers}"
+        )
     extra = {"quantizer": args.quantizer} if args.quantizer else {}
     if args.codebook_size:
         extra["codebook_size"] = args.codebook_size
@@ -156,6 +167,12 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"--channels must be comma-separated ints such as 48,96,128, got {args.channels!r}"
             ) from None
+    if args.modality == "audio":
+        _train_audio(args, out, extra)
+        return
+    from .datasets import CropAugment
+    from .tokenizers.train_image import train_image_tokenizer
+
     if args.loss == "mse":
         extra.update(l1_weight=0.0, colour_weight=0.0, edge_weight=0.0, mse_weight=1.0)
     augments = {"colour": CropAugment.colour(), "natural": CropAugment.natural(), "scale": CropAugment(min_scale=0.25)}
@@ -163,14 +180,41 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
     result = train_image_tokenizer(
         args.data,
         out,
-        preset=args.preset,
+        preset=args.preset or "f8",
         steps=args.steps,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or 16,
         crop_size=args.crop_size,
         lr=args.lr,
         seed=args.seed,
         augment=augment,
         init=args.init,
+        **extra,
+    )
+    if result.train.history:
+        print(f"done: {result.train.steps} steps, {result.train.wall_seconds:.0f} s; last: {result.train.history[-1]}")
+
+
+def _train_audio(args: argparse.Namespace, out: Path, extra: dict) -> None:
+    from .tokenizers.train_audio import train_audio_tokenizer
+
+    if args.num_codebooks:
+        extra["num_codebooks"] = args.num_codebooks
+    weights = None
+    if args.kind_weights:
+        try:
+            weights = {k: float(v) for k, v in (item.split("=") for item in args.kind_weights.split(","))}
+        except ValueError:
+            raise ValueError(f"--kind-weights must look like speech-en=2,music=1, got {args.kind_weights!r}") from None
+    result = train_audio_tokenizer(
+        args.data,
+        out,
+        preset=args.preset or "16k-50hz",
+        steps=args.steps,
+        batch_size=args.batch_size or 8,
+        seconds=args.seconds,
+        lr=args.lr,
+        seed=args.seed,
+        weights=weights,
         **extra,
     )
     if result.train.history:
@@ -327,11 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--media-dir", help="decode media and write them here")
     p.set_defaults(func=cmd_decode)
     p = sub.add_parser("train-tokenizer", help="train a tokenizer on a folder of media")
-    p.add_argument("modality", choices=["image"])
-    p.add_argument("--data", required=True, help="folder of training images")
+    p.add_argument("modality", choices=["image", "audio"])
+    p.add_argument("--data", required=True, help="folder of training images or audio files")
     p.add_argument("--out", required=True)
-    p.add_argument("--preset", default="f8")
-    p.add_argument("--quantizer", choices=["vq", "fsq", "plain-vq"])
+    p.add_argument("--preset", help="image: f8 (default), f16; audio: 16k-50hz (default)")
+    p.add_argument("--quantizer", help="image: vq (default), fsq, plain-vq; audio: rvq (default), rfsq, plain-rvq")
     p.add_argument("--codebook-size", type=POSITIVE_INT)
     p.add_argument("--code-dim", type=POSITIVE_INT, help="lookup dimension of the 'vq' quantizer (default 8)")
     p.add_argument("--channels", help="encoder/decoder widths per level, comma-separated (default: the preset's)")
@@ -345,8 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", choices=["v2", "mse"], default="v2", help="v2: L1 + local colour + edges; mse: v1's")
     p.add_argument("--init", help="start from this trained tokenizer's weights (zoo name or folder)")
     p.add_argument("--steps", type=POSITIVE_INT, default=3000)
-    p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="per process")
-    p.add_argument("--crop-size", type=POSITIVE_INT, default=64)
+    p.add_argument("--batch-size", type=POSITIVE_INT, help="per process (image 16, audio 8)")
+    p.add_argument("--crop-size", type=POSITIVE_INT, default=64, help="image crops, pixels")
+    p.add_argument("--seconds", type=POSITIVE_FLOAT, default=1.0, help="audio segment length")
+    p.add_argument("--num-codebooks", type=POSITIVE_INT, help="audio: most codebooks per frame (default 8)")
+    p.add_argument("--kind-weights", help="audio: draw the data's subfolders in proportion, e.g. speech-en=2,music=1")
     p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3)
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
     p.add_argument("--force", action="store_true", help="overwrite an existing tokenizer")

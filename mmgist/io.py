@@ -141,3 +141,118 @@ def save_image(im, path: PathLike) -> None:
     buf = io.BytesIO()
     im.save(buf, format=fmt)
     write_bytes_atomic(path, buf.getvalue())
+
+
+# --- audio ------------------------------------------------------------------------------------
+AUDIO_FORMATS = {  # suffix -> (container, codec, sample format)
+    ".wav": ("wav", "pcm_s16le", "s16"),
+    ".flac": ("flac", "flac", "s16"),
+    ".mp3": ("mp3", "libmp3lame", "fltp"),
+    ".ogg": ("ogg", "libopus", "flt"),
+    ".opus": ("ogg", "libopus", "flt"),
+}
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+
+
+def load_audio(
+    path: PathLike, sample_rate: int | None = None, mono: bool = False, max_seconds: float | None = None
+) -> tuple[torch.Tensor, int]:
+    """Read an audio file (wav, flac, ogg/oga/opus, mp3, or the audio of a video file) with PyAV.
+
+    Returns (waveform (channels, samples) float32 in [-1, 1], sample rate). `sample_rate` resamples
+    (torchaudio), `mono` averages the channels, `max_seconds` stops reading after that much audio
+    (bounded memory for a long file). Raises FileNotFoundError / IsADirectoryError for a bad path and
+    ValueError, naming the file, for anything else: not a media file, corrupt data, no audio stream
+    (a video-only file), no samples, NaN or inf samples."""
+    import av
+    import numpy as np
+
+    path = existing_file(path, "audio file")
+    try:
+        container = av.open(str(path))
+    except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as e:
+        raise ValueError(f"{str(path)!r} is not an audio file PyAV (FFmpeg) can read: {e}") from e
+    with container:
+        if not container.streams.audio:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            raise ValueError(f"{str(path)!r} has no audio stream (its streams: {', '.join(kinds)})")
+        stream = container.streams.audio[0]
+        rate = stream.codec_context.sample_rate or stream.rate
+        limit = None if max_seconds is None else max(1, int(max_seconds * rate))
+        parts, total = [], 0
+        try:
+            for frame in container.decode(stream):
+                arr = frame.to_ndarray()  # planar (channels, n) or packed (1, n * channels)
+                if not frame.format.is_planar:
+                    arr = arr.reshape(-1, len(frame.layout.channels)).T
+                parts.append(_pcm_to_float(arr))
+                total += arr.shape[1]
+                if limit is not None and total >= limit:
+                    break
+        except av.error.FFmpegError as e:
+            raise ValueError(f"audio file {str(path)!r} is corrupt or truncated: {e}") from e
+    if not parts or total == 0:
+        raise ValueError(f"audio file {str(path)!r} holds no samples")
+    wave = torch.from_numpy(np.concatenate(parts, axis=1)[:, :limit].astype(np.float32))
+    if not torch.isfinite(wave).all():
+        raise ValueError(f"audio file {str(path)!r} holds NaN or inf samples")
+    if mono:
+        wave = wave.mean(0, keepdim=True)
+    if sample_rate is not None and sample_rate != rate:
+        import torchaudio.functional as AF
+
+        wave, rate = AF.resample(wave, rate, int(sample_rate)), int(sample_rate)
+    return wave.contiguous(), int(rate)
+
+
+def _pcm_to_float(arr):
+    """A decoded PCM array as float32 in [-1, 1] (integer formats scaled by their range)."""
+    import numpy as np
+
+    if arr.dtype == np.uint8:
+        return (arr.astype(np.float32) - 128) / 128
+    if np.issubdtype(arr.dtype, np.integer):
+        return arr.astype(np.float32) / float(-np.iinfo(arr.dtype).min)
+    return arr.astype(np.float32)
+
+
+def save_audio(path: PathLike, waveform: torch.Tensor, sample_rate: int) -> None:
+    """Write a waveform (samples,) or (channels, samples), float in [-1, 1], atomically.
+
+    The format follows the suffix: .wav and .flac (16-bit PCM), .mp3, .ogg / .opus (Opus, at 8, 12,
+    16, 24 or 48 kHz). Samples beyond [-1, 1] are clipped (a decoder's overshoot); NaN or inf is refused."""
+    import av
+    import numpy as np
+
+    suffix = Path(path).suffix.lower()
+    if suffix not in AUDIO_FORMATS:
+        raise ValueError(f"cannot tell an audio format from the suffix {suffix!r} of {str(path)!r}; "
+                         f"use one of {sorted(AUDIO_FORMATS)}")  # fmt: skip
+    if not isinstance(waveform, torch.Tensor) or waveform.ndim not in (1, 2) or waveform.numel() == 0:
+        shape = tuple(waveform.shape) if isinstance(waveform, torch.Tensor) else type(waveform).__name__
+        raise ValueError(f"save_audio needs a non-empty waveform (samples,) or (channels, samples), got {shape}")
+    if not isinstance(sample_rate, int) or isinstance(sample_rate, bool) or sample_rate <= 0:
+        raise ValueError(f"save_audio: sample_rate must be a positive int, got {sample_rate!r}")
+    wave = waveform.detach().float().cpu().reshape(-1, waveform.shape[-1])  # (channels, samples)
+    if wave.shape[0] > 2:
+        raise ValueError(f"save_audio writes mono or stereo, got {wave.shape[0]} channels (shape {tuple(wave.shape)})")
+    if not torch.isfinite(wave).all():
+        raise ValueError(f"the waveform holds {int((~torch.isfinite(wave)).sum())} NaN or inf sample(s); not written")
+    container_fmt, codec, sample_fmt = AUDIO_FORMATS[suffix]
+    if codec == "libopus" and sample_rate not in OPUS_RATES:
+        raise ValueError(f"Opus ({suffix}) needs a sample rate in {OPUS_RATES}, got {sample_rate}; resample first")
+    layout = "mono" if wave.shape[0] == 1 else "stereo"
+    arr = wave.clamp(-1, 1).numpy()
+    if sample_fmt == "s16":
+        arr = (arr * 32767).round().astype(np.int16)
+    frame_data = arr if sample_fmt.endswith("p") else arr.T.reshape(1, -1)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container_fmt) as out:
+        stream = out.add_stream(codec, rate=sample_rate, layout=layout)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(frame_data), format=sample_fmt, layout=layout)
+        frame.sample_rate = sample_rate
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    write_bytes_atomic(path, buf.getvalue())

@@ -132,7 +132,8 @@ def _media(modality: str, item: Any, k: int) -> Any:
     """One media item as its prompt segment; a path or another kind of value is refused, never read as text."""
     name = {"image": "images", "audio": "audio", "video": "videos"}[modality]
     if isinstance(item, (str, os.PathLike)):
-        loader = {"image": "mmgist.io.load_image(path)", "audio": "a loader", "video": "a loader"}[modality]
+        loader = {"image": "mmgist.io.load_image(path)", "audio": "mmgist.io.load_audio(path)",
+                  "video": "a loader"}[modality]  # fmt: skip
         raise TypeError(f"{name}[{k}] is the path {str(item)!r}, not {modality} data; load it first with {loader}")
     if modality == "video" and isinstance(item, tuple):
         item = Video(*item)

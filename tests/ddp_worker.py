@@ -1,6 +1,7 @@
 """Run by torchrun in the DDP tests: a few steps of a tiny model, then each rank writes its weights' hash.
 
 ddp_worker.py image DATA_DIR OUT_DIR     tiny image tokenizer on the images in DATA_DIR
+ddp_worker.py audio DATA_DIR OUT_DIR     tiny audio tokenizer on the sound files in DATA_DIR
 ddp_worker.py lm DATA_DIR OUT_DIR        tiny LM on DATA_DIR/train.jsonl
 """
 
@@ -16,6 +17,7 @@ import toy_tokenizers  # noqa: F401
 from mmgist import ByteTokenizer, SharedVocabulary, create_tokenizer
 from mmgist.lm import build_lm
 from mmgist.lm_train import train_lm
+from mmgist.tokenizers.train_audio import train_audio_tokenizer
 from mmgist.tokenizers.train_image import train_image_tokenizer
 from mmgist.train import init_distributed
 
@@ -33,6 +35,10 @@ if mode == "image":
         lr=1e-3,
         checkpoint_dir=out / "run",
         progress=False,
+    ).tokenizer
+elif mode == "audio":
+    model = train_audio_tokenizer(
+        data, out / "tok", preset="tiny", steps=4, batch_size=2, seconds=0.1, checkpoint_dir=out / "run", progress=False
     ).tokenizer
 else:
     torch.manual_seed(0)

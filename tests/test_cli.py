@@ -26,6 +26,24 @@ def test_vocab_encode_decode_through_files(tmp_path, capsys):
     assert (tmp_path / "m" / "segment1.png").exists()
 
 
+def test_an_audio_prompt_through_files(tmp_path, capsys):
+    from test_audio_tokenizer import sound, tiny
+
+    from mmgist.io import save_audio
+
+    tiny().save_pretrained(tmp_path / "tok")
+    assert main(["vocab", "--audio", str(tmp_path / "tok"), "--out", str(tmp_path / "v")]) == 0
+    capsys.readouterr()
+    save_audio(tmp_path / "a.wav", sound(16000, 0.05), 16000)
+    (tmp_path / "p.json").write_text(json.dumps(["Listen: ", {"audio": "a.wav"}]))
+    assert main(["encode", "--vocab", str(tmp_path / "v"), str(tmp_path / "p.json")]) == 0
+    (tmp_path / "ids.json").write_text(capsys.readouterr().out)
+    args = ["decode", "--vocab", str(tmp_path / "v"), str(tmp_path / "ids.json"), "--media-dir", str(tmp_path / "m")]
+    assert main(args) == 0
+    assert "[1] audio: codes (3, 25)" in capsys.readouterr().out
+    assert (tmp_path / "m" / "segment1.wav").exists()
+
+
 def test_bad_prompt_file_is_reported(tmp_path, capsys):
     assert main(["vocab", "--out", str(tmp_path / "v")]) == 0
     (tmp_path / "p.json").write_text(json.dumps([{"audio": "x.wav", "extra": 1}]))

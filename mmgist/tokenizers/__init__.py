@@ -1,5 +1,6 @@
 """Tokenizers: the protocol, the registry, and the built-in tokenizers (imported to register them)."""
 
+from .audio import AudioRVQConfig, AudioRVQTokenizer
 from .base import AudioTokenizer, ImageTokenizer, ModalityTokenizer, TextTokenizer, VideoTokenizer
 from .image import ImageVQConfig, ImageVQTokenizer
 from .registry import (
@@ -14,6 +15,8 @@ from .registry import (
 from .text import ByteTokenizer, HFTextTokenizer
 
 __all__ = [
+    "AudioRVQConfig",
+    "AudioRVQTokenizer",
     "AudioTokenizer",
     "ByteTokenizer",
     "HFTextTokenizer",

@@ -1,0 +1,464 @@
+"""audio-rvq: a convolutional waveform codec, residual VQ on 50 frames per second of 16 kHz mono.
+
+    tok = load_tokenizer("audio-rvq")                       # trained on real speech, music and sounds
+    codes = tok.encode(waveform, sample_rate=44100)          # (samples,) or (channels, samples) -> (8, frames)
+    codes = tok.encode(waveform, 44100, num_codebooks=4)     # fewer codebooks: a lower bitrate (4 x 10 bits x 50 Hz)
+    audio = tok.decode(codes)                                # (n, frames) -> (1, frames * hop) at tok.sample_rate
+
+Shapes (B batch, S samples, z latent width, F = S / hop frames, N codebooks):
+waveform (B, 1, S) -> encoder (mmgist.tokenizers.conv1d) -> (B, z, F) -> residual quantizer -> codes
+(B, N, F) and quantized latents (B, z, F) -> decoder -> (B, 1, S).
+
+Quantizers (`quantizer=`), all from vector-quantize-pytorch:
+    "rvq"        N `VectorQuantize` layers, each projecting the residual to a low-dimensional space
+                 (code_dim 8) and looking codes up by cosine similarity, k-means init, EMA, dead-code
+                 restart: DAC's recipe for keeping every codebook in use (the default). The residual loop
+                 is written here because the library's ResidualVQ shares one projection across codebooks,
+                 so its cosine-sim codes (unit vectors) could not carry the residual's magnitude.
+    "rfsq"       the library's ResidualFSQ: finite scalar levels per codebook, nothing to collapse
+    "plain-rvq"  the library's ResidualVQ, Euclidean lookup in the full latent space, EMA, none of the
+                 usage tricks: the baseline
+Every kind trains with quantizer dropout, so one model decodes any number of codebooks: the bitrate is
+chosen at encode time, and the first n codes of an N-code encoding are exactly an n-code encoding.
+"rvq" drops per item (`dropout` of the batch items use only their first n codebooks, n uniform in
+1..N, as DAC does); the library's quantizers drop for the whole batch at once (their own scheme).
+
+Training loss (weights in the config): L1 between log-mel spectrograms at several window sizes
+(`mmgist.metrics.mel_spectrogram`), plus L1 on the waveform, plus the quantizer's commitment loss.
+
+Input: any sample rate (resampled with torchaudio), mono or several channels (averaged), float in
+[-1, 1] or int16/int32 PCM (scaled). The signal is padded with silence to a whole number of frames;
+`decode` returns whole frames. Long signals are processed `chunk_seconds` at a time with enough
+context on each side to cover the receptive field: chunked codes equal whole-signal codes up to float
+rounding (a code at a near tie may flip; tests bound how many), in memory that does not grow with length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import torch
+from einops import rearrange
+
+from ..metrics import multiscale_mel_l1, si_snr
+from ..train import StepOutput
+from ..validate import finite, fraction, integer, is_int, positive_int
+from .base import AudioTokenizer
+from .conv1d import Decoder, Encoder
+from .registry import register_tokenizer
+
+QUANTIZERS = ("rvq", "rfsq", "plain-rvq")
+MAX_PEAK = 4.0  # float samples beyond this are refused: a float copy of int16 PCM, not audio in [-1, 1]
+CHUNK_SECONDS = 20.0  # default length processed at once by encode/decode
+PRESETS: dict[str, dict[str, Any]] = {
+    # 16 kHz, hop 320 = 50 Hz. Sized for 2 CPU cores: ~1 M weights, encode + decode ~50x real time.
+    "16k-50hz": {"sample_rate": 16000, "channels": (16, 32, 64, 128, 256), "strides": (8, 5, 4, 2), "units": 1},
+    "tiny": {
+        "sample_rate": 8000,
+        "channels": (4, 8, 16),
+        "strides": (4, 4),
+        "units": 1,
+        "z_dim": 8,
+        "num_codebooks": 3,
+        "codebook_size": 16,
+        "fsq_levels": (4, 4),
+    },
+}
+DEFAULTS: dict[str, Any] = {"z_dim": 64, "num_codebooks": 8, "codebook_size": 1024, "fsq_levels": (4, 4, 4, 4, 4)}
+
+
+@dataclasses.dataclass
+class AudioRVQConfig:
+    """`AudioRVQConfig(preset="16k-50hz")`; any field given explicitly overrides the preset's value."""
+
+    preset: str = "16k-50hz"
+    sample_rate: int | None = None  # Hz of the codec; input at other rates is resampled
+    channels: tuple[int, ...] | None = None  # width per level, one more than strides
+    strides: tuple[int, ...] | None = None  # hop = prod(strides) samples per frame
+    units: int | None = None  # residual units per level
+    z_dim: int | None = None  # latent width fed to the quantizer
+    quantizer: str = "rvq"  # see the module docstring
+    num_codebooks: int | None = None  # N: the most codebooks an encoding can use
+    codebook_size: int | None = None  # per codebook ("rvq", "plain-rvq"); "rfsq" uses prod(fsq_levels)
+    code_dim: int = 8  # "rvq": lookup dimension
+    fsq_levels: tuple[int, ...] | None = None  # "rfsq": levels per dimension of each codebook
+    commitment_weight: float = 0.25
+    ema_decay: float = 0.99
+    dead_code_threshold: float = 0.05  # "rvq": restart codes used less than this per step (EMA count)
+    dropout: float = 0.5  # share of batch items trained with a random number of codebooks
+    mel_weight: float = 1.0
+    waveform_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown audio-rvq preset {self.preset!r}; choose one of {list(PRESETS)}")
+        for key, value in {**DEFAULTS, **PRESETS[self.preset]}.items():
+            if getattr(self, key) is None:
+                setattr(self, key, value)
+        for name in ("channels", "strides", "fsq_levels"):
+            value = getattr(self, name)
+            if not isinstance(value, (list, tuple)) or not value or not all(is_int(c) and c > 0 for c in value):
+                raise ValueError(f"AudioRVQConfig.{name} must be a non-empty list of positive ints, got {value!r:.60}")
+            setattr(self, name, tuple(int(c) for c in value))
+        if len(self.channels) != len(self.strides) + 1:
+            raise ValueError(
+                f"AudioRVQConfig.channels needs one width more than strides, got {self.channels} and {self.strides}"
+            )
+        for name in ("sample_rate", "units", "z_dim", "num_codebooks", "code_dim"):
+            positive_int(getattr(self, name), f"AudioRVQConfig.{name}")
+        if self.quantizer not in QUANTIZERS:
+            raise ValueError(f"unknown quantizer {self.quantizer!r}; choose one of {list(QUANTIZERS)}")
+        if self.quantizer == "rfsq":
+            if any(level < 2 for level in self.fsq_levels):
+                raise ValueError(f"AudioRVQConfig.fsq_levels must each be at least 2, got {self.fsq_levels}")
+            self.codebook_size = math.prod(self.fsq_levels)
+        if integer(self.codebook_size, "AudioRVQConfig.codebook_size") < 2:
+            raise ValueError(f"AudioRVQConfig.codebook_size must be at least 2, got {self.codebook_size}")
+        for name in ("commitment_weight", "dead_code_threshold", "mel_weight", "waveform_weight"):
+            if finite(getattr(self, name), f"AudioRVQConfig.{name}") < 0:
+                raise ValueError(f"AudioRVQConfig.{name} must be >= 0, got {getattr(self, name)}")
+        fraction(self.ema_decay, "AudioRVQConfig.ema_decay")
+        fraction(self.dropout, "AudioRVQConfig.dropout")
+
+
+class _ResidualLowDimVQ(torch.nn.Module):
+    """N VectorQuantize layers on successive residuals, each with its own low-dimensional cosine lookup (DAC)."""
+
+    def __init__(self, cfg: AudioRVQConfig) -> None:
+        super().__init__()
+        from vector_quantize_pytorch import VectorQuantize
+
+        self.layers = torch.nn.ModuleList(
+            VectorQuantize(
+                dim=cfg.z_dim,
+                codebook_size=cfg.codebook_size,
+                codebook_dim=cfg.code_dim,
+                use_cosine_sim=True,
+                kmeans_init=True,
+                kmeans_iters=10,
+                threshold_ema_dead_code=cfg.dead_code_threshold,
+                decay=cfg.ema_decay,
+                commitment_weight=cfg.commitment_weight,
+            )
+            for _ in range(cfg.num_codebooks)
+        )
+
+    def forward(self, z: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """z (B, F, z), keep (B,) codebooks per item -> quantized (B, F, z), codes (B, F, N), commitment loss."""
+        out, residual, codes, loss = torch.zeros_like(z), z, [], z.new_zeros(())
+        # training runs every layer (under DDP each one all-reduces its EMA statistics, on every rank alike)
+        layers = self.layers if self.training else self.layers[: int(keep.max())]
+        for i, layer in enumerate(layers):
+            q, idx, commit = layer(residual)
+            use = (keep > i).to(z.dtype)[:, None, None]
+            out = out + q * use
+            residual = residual - q.detach() * use
+            codes.append(idx)
+            loss = loss + commit.sum()
+        return out, torch.stack(codes, -1), loss
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B, F, n) -> quantized latents (B, F, z)."""
+        return sum(self.layers[i].get_output_from_indices(codes[..., i]) for i in range(codes.shape[-1]))
+
+
+@register_tokenizer("audio-rvq")
+class AudioRVQTokenizer(AudioTokenizer):
+    config_class = AudioRVQConfig
+    requires_pretrained = True  # untrained weights encode noise: load a trained one, e.g. "audio-rvq"
+
+    def __init__(self, config: AudioRVQConfig | None = None) -> None:
+        super().__init__(config)
+        cfg = self.config
+        self.encoder = Encoder(cfg.channels, cfg.strides, cfg.units, cfg.z_dim)
+        self.decoder = Decoder(cfg.channels, cfg.strides, cfg.units, cfg.z_dim)
+        self.quantizer = _make_quantizer(cfg)
+
+    # --- sizes ----------------------------------------------------------------------------------
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.config.num_codebooks
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def hop(self) -> int:
+        """Samples per frame."""
+        return self.encoder.hop
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames (code vectors) per second."""
+        return self.sample_rate / self.hop
+
+    def bitrate(self, num_codebooks: int | None = None) -> float:
+        """Bits per second of an encoding with this many codebooks (all by default)."""
+        n = self._num_codebooks(num_codebooks)
+        return self.frame_rate * n * math.log2(self.codebook_size)
+
+    def _num_codebooks(self, n: int | None) -> int:
+        if n is None:
+            return self.num_codebooks
+        if not is_int(n) or not 1 <= n <= self.num_codebooks:
+            raise ValueError(f"{self.name}: num_codebooks must be an int in 1..{self.num_codebooks}, got {n!r}")
+        return int(n)
+
+    # --- input handling ---------------------------------------------------------------------------
+    def preprocess(self, waveform: Any, sample_rate: int | None) -> torch.Tensor:
+        """(samples,), (channels, samples), (B, channels, samples) or a list of equal-length waveforms ->
+        float (B, 1, S) at the codec's rate, S a whole number of frames (padded with silence)."""
+        if sample_rate is None:
+            raise ValueError(
+                f"{self.name}: encode needs the waveform's sample_rate (the codec runs at {self.sample_rate} Hz)"
+            )
+        if not is_int(sample_rate) or sample_rate <= 0:
+            raise ValueError(f"{self.name}: sample_rate must be a positive int, got {sample_rate!r}")
+        if isinstance(waveform, (list, tuple)):
+            if not waveform:
+                raise ValueError(f"{self.name}: encode got an empty list of waveforms")
+            items = [as_waveform(w) for w in waveform]
+            lengths = sorted({w.shape[-1] for w in items})
+            if len(lengths) > 1:
+                raise ValueError(
+                    f"{self.name}: waveforms in one batch must have one length, got {lengths[:4]} samples; "
+                    "encode them one at a time"
+                )
+            x = torch.stack([w.mean(0, keepdim=True) for w in items])
+        else:
+            x = as_waveform(waveform, batched=True).mean(1, keepdim=True)
+        if sample_rate != self.sample_rate:
+            import torchaudio.functional as AF
+
+            x = AF.resample(x, int(sample_rate), self.sample_rate)
+            if x.shape[-1] == 0:
+                raise ValueError(f"{self.name}: the waveform is shorter than one sample at {self.sample_rate} Hz")
+        frames = -(-x.shape[-1] // self.hop)
+        return torch.nn.functional.pad(x, (0, frames * self.hop - x.shape[-1]))
+
+    # --- the model ----------------------------------------------------------------------------
+    def quantize(
+        self, x: torch.Tensor, num_codebooks: int | None = None, keep: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, 1, S) -> quantized latents (B, z, F), codes (B, n, F), commitment loss.
+
+        `keep` (B,): codebooks used per item (quantizer dropout); default all, or `num_codebooks`."""
+        n = self._num_codebooks(num_codebooks)
+        z = rearrange(self.encoder(x), "b z f -> b f z")
+        if keep is None:
+            keep = torch.full((x.shape[0],), n, device=x.device)
+        if self.config.quantizer == "rvq":
+            zq, codes, commit = self.quantizer(z, keep)
+        else:  # the library's residual quantizers, with their own (whole-batch) quantizer dropout in training
+            out = self.quantizer(z)
+            zq, codes = out[0], out[1]
+            commit = out[2].sum() if self.config.quantizer == "plain-rvq" else z.new_zeros(())
+            if n < self.num_codebooks:  # the first n codes, and the latents they alone decode to
+                codes = codes[..., :n]
+                zq = self.quantizer.get_output_from_indices(codes)
+        return rearrange(zq, "b f z -> b z f"), rearrange(codes.long(), "b f n -> b n f"), commit
+
+    def codes_to_latents(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes (B, n, F), n <= N -> quantized latents (B, z, F): the inverse of the lookup in `quantize`."""
+        codes = rearrange(codes, "b n f -> b f n")
+        if self.config.quantizer == "rvq":
+            zq = self.quantizer.decode(codes)
+        else:  # the library masks codes of -1: the codebooks not given contribute nothing
+            codes = torch.nn.functional.pad(codes, (0, self.num_codebooks - codes.shape[-1]), value=-1)
+            zq = self.quantizer.get_output_from_indices(codes)
+        return rearrange(zq, "b f z -> b z f")
+
+    def forward(self, x: torch.Tensor) -> StepOutput:
+        """One training step's loss on waveforms (B, 1, S) at the codec's rate, S a whole number of frames."""
+        cfg = self.config
+        B = x.shape[0]
+        keep = torch.full((B,), self.num_codebooks, device=x.device)
+        drop = torch.rand(B, device=x.device) < cfg.dropout
+        keep = torch.where(drop, torch.randint(1, self.num_codebooks + 1, (B,), device=x.device), keep)
+        zq, codes, commit = self.quantize(x, keep=keep)
+        recon = self.decoder(zq)
+        mel = multiscale_mel_l1(recon, x, self.sample_rate)
+        wave = (recon - x).abs().mean()
+        loss = cfg.mel_weight * mel + cfg.waveform_weight * wave + commit
+        full = ~drop
+        metrics = {"mel": mel.item(), "wave_l1": wave.item(), "commit": commit.item()}
+        if full.any():
+            metrics["si_snr_all"] = si_snr(recon[full].detach(), x[full]).mean().item()
+        metrics["codes_c0"] = torch.unique(codes[:, 0]).numel()
+        return StepOutput(loss, metrics)
+
+    # --- the protocol -------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(
+        self,
+        waveform: Any,
+        sample_rate: int | None = None,
+        num_codebooks: int | None = None,
+        chunk_seconds: float | None = CHUNK_SECONDS,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        """Codes (n, F) for one waveform, (B, n, F) for a list or a (B, channels, S) tensor.
+
+        `num_codebooks` n (default all N): fewer is a lower bitrate. `chunk_seconds=None` encodes all at once."""
+        n = self._num_codebooks(num_codebooks)
+        single = not isinstance(waveform, (list, tuple)) and not (
+            isinstance(waveform, torch.Tensor) and waveform.ndim == 3
+        )
+        x = self.preprocess(waveform, sample_rate)
+        device = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        try:
+            codes = torch.cat(
+                [
+                    self._chunked(
+                        x[i : i + 1],
+                        self.hop,
+                        chunk_seconds,
+                        lambda part: self.quantize(part.to(device), n)[1].cpu(),
+                    )
+                    for i in range(x.shape[0])
+                ]
+            )
+        finally:
+            self.train(was_training)
+        return codes[0] if single else codes
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, chunk_seconds: float | None = CHUNK_SECONDS, **kwargs: Any) -> torch.Tensor:
+        """Codes (n, F) -> waveform (1, F * hop); (B, n, F) -> (B, 1, F * hop); float at `sample_rate`, n <= N."""
+        codes = self._check_decodable(codes)
+        single = codes.ndim == 2
+        batch = codes[None] if single else codes
+        device = next(self.parameters()).device
+        out = torch.cat(
+            [
+                self._chunked(
+                    batch[i : i + 1],
+                    1,
+                    chunk_seconds,
+                    lambda part: self.decoder(self.codes_to_latents(part.to(device))).cpu(),
+                    out_per_in=self.hop,
+                )
+                for i in range(batch.shape[0])
+            ]
+        )
+        if not torch.isfinite(out).all():  # cannot happen with finite weights; never hand back NaN silently
+            raise FloatingPointError(f"{self.name}: decoding produced NaN or inf")
+        return out[0] if single else out
+
+    def _check_decodable(self, codes: torch.Tensor) -> torch.Tensor:
+        """Like check_codes, but any number of codebooks from 1 to N is allowed."""
+        if isinstance(codes, torch.Tensor) and codes.ndim in (2, 3) and codes.numel():
+            n = codes.shape[-2]
+            if not 1 <= n <= self.num_codebooks:
+                raise ValueError(
+                    f"{self.name}: codes have {n} codebooks (shape {tuple(codes.shape)}); expected 1 to "
+                    f"{self.num_codebooks} codebooks as (codebooks, frames) or (batch, codebooks, frames)"
+                )
+        saved = self.config.num_codebooks
+        try:  # check_codes compares against num_codebooks: let it see this many
+            self.config.num_codebooks = (
+                codes.shape[-2] if isinstance(codes, torch.Tensor) and codes.ndim >= 2 else saved
+            )
+            return self.check_codes(codes, batched=None)
+        finally:
+            self.config.num_codebooks = saved
+
+    def _chunked(
+        self, x: torch.Tensor, unit: int, chunk_seconds: float | None, run, out_per_in: int = 1
+    ) -> torch.Tensor:
+        """Apply `run` to (1, C, L) `x` along its last axis in chunks of whole frames with context on each side.
+
+        `unit`: input positions per frame (hop samples for a waveform, 1 for codes); `run` maps L input
+        positions to L / unit * (out_per_in * unit) outputs."""
+        L = x.shape[-1]
+        frames = L // unit
+        step = (
+            frames
+            if chunk_seconds is None
+            else max(1, int(finite(chunk_seconds, "chunk_seconds", positive=True) * self.frame_rate))
+        )
+        if step >= frames:
+            return run(x)
+        ctx = self.context_frames
+        parts = []
+        for a in range(0, frames, step):
+            b = min(frames, a + step)
+            lo, hi = max(0, a - ctx), min(frames, b + ctx)
+            out = run(x[..., lo * unit : hi * unit])
+            per = out.shape[-1] // (hi - lo)  # outputs per frame
+            parts.append(out[..., (a - lo) * per : (b - lo) * per])
+        return torch.cat(parts, -1)
+
+    @property
+    def context_frames(self) -> int:
+        """Frames of context on each side of a chunk: covers the encoder's and decoder's receptive fields."""
+        return math.ceil(self.encoder.receptive_radius / self.hop) + 4
+
+
+def _make_quantizer(cfg: AudioRVQConfig) -> torch.nn.Module:
+    from vector_quantize_pytorch import ResidualFSQ, ResidualVQ
+
+    if cfg.quantizer == "rvq":
+        return _ResidualLowDimVQ(cfg)
+    dropout = cfg.dropout > 0
+    if cfg.quantizer == "rfsq":
+        return ResidualFSQ(
+            dim=cfg.z_dim, levels=list(cfg.fsq_levels), num_quantizers=cfg.num_codebooks, quantize_dropout=dropout
+        )
+    return ResidualVQ(
+        dim=cfg.z_dim,
+        quantize_dropout=dropout,
+        num_quantizers=cfg.num_codebooks,
+        codebook_size=cfg.codebook_size,
+        decay=cfg.ema_decay,
+        commitment_weight=cfg.commitment_weight,
+    )
+
+
+def as_waveform(x: Any, batched: bool = False) -> torch.Tensor:
+    """A waveform as float (channels, samples), or (B, channels, samples) when `batched` and 3-d; clear errors.
+
+    int16 / int32 PCM is scaled to [-1, 1]; float samples must be finite with peak <= MAX_PEAK."""
+    if not isinstance(x, torch.Tensor):
+        kind = type(x).__name__
+        hint = "; load a file with mmgist.io.load_audio(path)" if isinstance(x, str) else ""
+        raise TypeError(f"a waveform must be a tensor (samples,) or (channels, samples), got {kind}{hint}")
+    if x.dtype in (torch.int16, torch.int32):
+        x = x.float() / (32768.0 if x.dtype == torch.int16 else 2.0**31)
+    elif not x.dtype.is_floating_point:
+        raise TypeError(f"a waveform must be float in [-1, 1] or int16/int32 PCM, got {x.dtype}")
+    x = x.float()
+    if x.ndim == 1:
+        x = x[None]
+    wants = (2, 3) if batched else (2,)
+    if x.ndim not in wants:
+        raise ValueError(
+            f"a waveform must be (samples,) or (channels, samples)"
+            f"{' or (batch, channels, samples)' if batched else ''}, got shape {tuple(x.shape)}"
+        )
+    if x.shape[-1] == 0 or x.shape[-2] == 0:
+        raise ValueError(f"the waveform is empty (shape {tuple(x.shape)}); expected at least one sample")
+    if x.shape[-2] > 64:
+        raise ValueError(
+            f"the waveform has {x.shape[-2]} channels (shape {tuple(x.shape)}); expected (channels, samples) "
+            "with at most 64 channels: is it (samples, channels)? pass waveform.T"
+        )
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"the waveform holds {bad} NaN or inf sample(s); expected finite samples in [-1, 1]")
+    peak = float(x.abs().max())
+    if peak > MAX_PEAK:
+        raise ValueError(
+            f"the waveform's peak amplitude is {peak:.4g}; expected float samples in [-1, 1] (int16 PCM as float? "
+            "divide by 32768)"
+        )
+    return x[None] if batched and x.ndim == 2 else x

@@ -29,7 +29,6 @@ import tables
 import torch
 
 from mmgist import load_tokenizer
-from mmgist.audio_data import gather_audio
 from mmgist.io import load_audio
 from mmgist.metrics import mel_distance, si_snr, stoi
 
@@ -128,10 +127,7 @@ def _mean(values: list[float]) -> float:
 
 def spectrograms(tok, wave: torch.Tensor, ns: list[int], path: Path, title: str) -> None:
     """A PNG: the log-mel spectrogram of `wave`, then of its reconstruction with each number of codebooks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # headless: matplotlib picks a non-interactive backend itself
 
     from mmgist.metrics import mel_spectrogram
 
@@ -156,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokenizers", nargs="+", default=list(DEFAULT_TOKENIZERS), help="zoo names or folders")
     ap.add_argument("--codebooks", nargs="+", type=int, default=[1, 2, 4, 8])
-    ap.add_argument("--audio", default="data/audio", help="where gather_audio writes (or wrote) the audio")
+    ap.add_argument("--audio", default="data/audio", help="where `make audio-data` (gather_audio) wrote the audio")
     ap.add_argument("--seconds", type=float, default=90.0, help="audio per set")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--spectrograms", help="write a PNG of one held-out speech clip's spectrograms per codebook count")
@@ -164,7 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     toks = [load_tokenizer(t).eval() for t in args.tokenizers]
-    folder = gather_audio(args.audio).heldout
+    folder = Path(args.audio) / "heldout"
+    if not (Path(args.audio) / "manifest.json").is_file():
+        raise SystemExit(f"no gathered audio in {args.audio}: run `make audio-data` first")
+    rates = {tok.sample_rate for tok in toks}
+    if len(rates) > 1:
+        raise SystemExit(f"the tokenizers run at different rates {sorted(rates)}; compare tokenizers of one rate")
     clips = heldout_clips(folder, args.seconds, toks[0].sample_rate)
     rows = []
     for where, tok in zip(args.tokenizers, toks):
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
            f"{tables.table(rows, COLUMNS, FORMATS)}")  # fmt: skip
     print(out)
     if args.spectrograms:
-        name, wave = clips["real speech"][0]
+        name, wave = next(items[0] for s, items in clips.items() if s in SPEECH)
         spectrograms(toks[0], wave, [n for n in (1, 2, 4, 8) if n <= toks[0].num_codebooks], Path(args.spectrograms),
                      f"{args.tokenizers[0]} on held-out speech '{name}'")  # fmt: skip
         print(f"wrote {args.spectrograms}")

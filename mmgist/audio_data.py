@@ -111,12 +111,12 @@ def _synthesize(out: Path, count: int, seed: int = 0) -> list[dict]:
         return []
     rng = random.Random(seed)
     rows = []
-    for k, sentence in enumerate(_sentences(count)):
+    for sentence in _sentences(count):
         key = f"synth:{sentence}"
         split = "heldout" if heldout(key) else "train"
         voice = rng.choice(ESPEAK_VOICES) + rng.choice(ESPEAK_VARIANTS)
         speed, pitch = rng.randint(120, 210), rng.randint(20, 80)
-        target = out / split / "speech-synth" / f"synth-{k:04d}.flac"
+        target = out / split / "speech-synth" / f"synth-{hashlib.sha256(key.encode()).hexdigest()[:12]}.flac"
         if not target.exists():
             wav = target.with_suffix(".wav")
             wav.parent.mkdir(parents=True, exist_ok=True)
@@ -182,8 +182,10 @@ class RandomSegments:
 
     A kind (the first folder below `folder`, e.g. speech-cs) is drawn by `weights` (default: equal
     across kinds present), then a file in proportion to its length, then an offset. Near-silent draws
-    (RMS below `min_rms`) are redrawn up to 4 times. Each segment gets a random gain in [`gain`, 1] of
-    its peak-normalized level. `segments(step, rank, batch)` is a pure function of its arguments."""
+    (RMS below `min_rms`) are redrawn up to 4 times. Each segment is peak-normalized, then scaled by a
+    random gain uniform in [`min_gain_db`, 0] dB (quiet input is seen too); a segment still near-silent
+    after the redraws keeps its level (its dither is not blown up to full scale).
+    `segments(step, rank, batch)` is a pure function of its arguments."""
 
     def __init__(
         self,
@@ -193,11 +195,11 @@ class RandomSegments:
         seed: int = 0,
         weights: dict[str, float] | None = None,
         min_rms: float = 3e-3,
-        gain: float = 0.3,
+        min_gain_db: float = -20.0,
     ) -> None:
         self.folder = Path(folder)
         self.length = round(seconds * sample_rate)
-        self.seed, self.min_rms, self.gain = seed, min_rms, gain
+        self.seed, self.min_rms, self.min_gain_db = seed, min_rms, min_gain_db
         self.files = audio_files(folder)
         self.waves: dict[str, list[torch.Tensor]] = {}
         for path in self.files:
@@ -208,6 +210,10 @@ class RandomSegments:
             self.waves.setdefault(kind, []).append(wave)
         self.kinds = sorted(self.waves)
         w = weights or {}
+        if unknown := sorted(set(w) - set(self.kinds)):
+            raise ValueError(
+                f"weights name kinds {unknown} that {str(self.folder)!r} does not hold; kinds: {self.kinds}"
+            )
         self.kind_weights = torch.tensor([float(w.get(k, 1.0 if not w else 0.0)) for k in self.kinds])
         if self.kind_weights.sum() <= 0:
             raise ValueError(f"weights {weights} give no kind a positive weight; kinds found: {self.kinds}")
@@ -226,11 +232,11 @@ class RandomSegments:
                 wave = self.waves[kind][int(torch.multinomial(self.file_weights[kind], 1, generator=g))]
                 start = int(torch.randint(0, wave.numel() - self.length + 1, (1,), generator=g))
                 seg = wave[start : start + self.length]
-                if seg.pow(2).mean().sqrt() >= self.min_rms:
+                audible = bool(seg.pow(2).mean().sqrt() >= self.min_rms)
+                if audible:
                     break
-            peak = float(seg.abs().max())
-            level = self.gain + (1 - self.gain) * float(torch.rand((), generator=g))
-            out.append(seg * (level / peak) if peak > 0 else seg)
+            level = 10 ** (self.min_gain_db * float(torch.rand((), generator=g)) / 20)
+            out.append(seg * (level / float(seg.abs().max())) if audible else seg)
         return torch.stack(out)[:, None]
 
 

@@ -1,7 +1,8 @@
 """Reading and writing media files, with errors that say which file and what is wrong.
 
-Images go through Pillow. An image over `Image.MAX_IMAGE_PIXELS` (about 89 megapixels) is refused
-before it is decoded (Pillow itself only warns up to twice that). 32-bit float images (mode F, a
+Images go through Pillow; audio through PyAV (FFmpeg), resampled with torchaudio. An image over
+`Image.MAX_IMAGE_PIXELS` (about 89 megapixels) is refused before it is decoded (Pillow itself only
+warns up to twice that). 32-bit float images (mode F, a
 float TIFF) are read as values in [0, 1], or [0, 255], or [0, 65535], whichever range holds them.
 """
 
@@ -10,11 +11,12 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from .storage import PathLike, write_bytes_atomic
-from .validate import existing_file, show
+from .validate import existing_file, finite, positive_int, show
 
 
 def load_image(path: PathLike, mode: str = "RGB"):
@@ -144,6 +146,7 @@ def save_image(im, path: PathLike) -> None:
 
 
 # --- audio ------------------------------------------------------------------------------------
+MAX_PEAK = 4.0  # float samples beyond this are refused: a float copy of int16 PCM, not audio in [-1, 1]
 AUDIO_FORMATS = {  # suffix -> (container, codec, sample format)
     ".wav": ("wav", "pcm_s16le", "s16"),
     ".flac": ("flac", "flac", "s16"),
@@ -152,6 +155,7 @@ AUDIO_FORMATS = {  # suffix -> (container, codec, sample format)
     ".opus": ("ogg", "libopus", "flt"),
 }
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 
 
 def load_audio(
@@ -168,6 +172,10 @@ def load_audio(
     import numpy as np
 
     path = existing_file(path, "audio file")
+    if max_seconds is not None:
+        finite(max_seconds, "load_audio max_seconds", positive=True)
+    if sample_rate is not None:
+        positive_int(sample_rate, "load_audio sample_rate")
     try:
         container = av.open(str(path))
     except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as e:
@@ -178,7 +186,7 @@ def load_audio(
             raise ValueError(f"{str(path)!r} has no audio stream (its streams: {', '.join(kinds)})")
         stream = container.streams.audio[0]
         rate = stream.codec_context.sample_rate or stream.rate
-        limit = None if max_seconds is None else max(1, int(max_seconds * rate))
+        limit = None if max_seconds is None else max(1, round(max_seconds * rate))
         parts, total = [], 0
         try:
             for frame in container.decode(stream):
@@ -220,7 +228,8 @@ def save_audio(path: PathLike, waveform: torch.Tensor, sample_rate: int) -> None
     """Write a waveform (samples,) or (channels, samples), float in [-1, 1], atomically.
 
     The format follows the suffix: .wav and .flac (16-bit PCM), .mp3, .ogg / .opus (Opus, at 8, 12,
-    16, 24 or 48 kHz). Samples beyond [-1, 1] are clipped (a decoder's overshoot); NaN or inf is refused."""
+    16, 24 or 48 kHz). Lossy formats change the length (encoder delay) and Opus reads back at 48 kHz.
+    Samples beyond [-1, 1] are clipped (a decoder's overshoot); NaN or inf is refused."""
     import av
     import numpy as np
 
@@ -228,6 +237,8 @@ def save_audio(path: PathLike, waveform: torch.Tensor, sample_rate: int) -> None
     if suffix not in AUDIO_FORMATS:
         raise ValueError(f"cannot tell an audio format from the suffix {suffix!r} of {str(path)!r}; "
                          f"use one of {sorted(AUDIO_FORMATS)}")  # fmt: skip
+    if isinstance(waveform, torch.Tensor) and not waveform.dtype.is_floating_point:
+        raise TypeError(f"save_audio needs float samples in [-1, 1], got {waveform.dtype} (scale PCM first)")
     if not isinstance(waveform, torch.Tensor) or waveform.ndim not in (1, 2) or waveform.numel() == 0:
         shape = tuple(waveform.shape) if isinstance(waveform, torch.Tensor) else type(waveform).__name__
         raise ValueError(f"save_audio needs a non-empty waveform (samples,) or (channels, samples), got {shape}")
@@ -239,8 +250,9 @@ def save_audio(path: PathLike, waveform: torch.Tensor, sample_rate: int) -> None
     if not torch.isfinite(wave).all():
         raise ValueError(f"the waveform holds {int((~torch.isfinite(wave)).sum())} NaN or inf sample(s); not written")
     container_fmt, codec, sample_fmt = AUDIO_FORMATS[suffix]
-    if codec == "libopus" and sample_rate not in OPUS_RATES:
-        raise ValueError(f"Opus ({suffix}) needs a sample rate in {OPUS_RATES}, got {sample_rate}; resample first")
+    for name, rates in (("libopus", OPUS_RATES), ("libmp3lame", MP3_RATES)):
+        if codec == name and sample_rate not in rates:
+            raise ValueError(f"{suffix} needs a sample rate in {rates}, got {sample_rate}; resample first")
     layout = "mono" if wave.shape[0] == 1 else "stereo"
     arr = wave.clamp(-1, 1).numpy()
     if sample_fmt == "s16":
@@ -256,3 +268,43 @@ def save_audio(path: PathLike, waveform: torch.Tensor, sample_rate: int) -> None
         for packet in stream.encode(None):
             out.mux(packet)
     write_bytes_atomic(path, buf.getvalue())
+
+
+def as_waveform(x: Any, batched: bool = False) -> torch.Tensor:
+    """A waveform as float (channels, samples), or (B, channels, samples) when `batched` and 3-d; clear errors.
+
+    int16 / int32 PCM is scaled to [-1, 1]; float samples must be finite with peak <= MAX_PEAK."""
+    if not isinstance(x, torch.Tensor):
+        kind = type(x).__name__
+        hint = "; load a file with mmgist.io.load_audio(path)" if isinstance(x, str) else ""
+        raise TypeError(f"a waveform must be a tensor (samples,) or (channels, samples), got {kind}{hint}")
+    if x.dtype in (torch.int16, torch.int32):
+        x = x.float() / (32768.0 if x.dtype == torch.int16 else 2.0**31)
+    elif not x.dtype.is_floating_point:
+        raise TypeError(f"a waveform must be float in [-1, 1] or int16/int32 PCM, got {x.dtype}")
+    x = x.float()
+    if x.ndim == 1:
+        x = x[None]
+    wants = (2, 3) if batched else (2,)
+    if x.ndim not in wants:
+        raise ValueError(
+            f"a waveform must be (samples,) or (channels, samples)"
+            f"{' or (batch, channels, samples)' if batched else ''}, got shape {tuple(x.shape)}"
+        )
+    if x.shape[-1] == 0 or x.shape[-2] == 0:
+        raise ValueError(f"the waveform is empty (shape {tuple(x.shape)}); expected at least one sample")
+    if x.shape[-2] > 64:
+        raise ValueError(
+            f"the waveform has {x.shape[-2]} channels (shape {tuple(x.shape)}); expected (channels, samples) "
+            "with at most 64 channels: is it (samples, channels)? pass waveform.T"
+        )
+    if not torch.isfinite(x).all():
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"the waveform holds {bad} NaN or inf sample(s); expected finite samples in [-1, 1]")
+    peak = float(x.abs().max())
+    if peak > MAX_PEAK:
+        raise ValueError(
+            f"the waveform's peak amplitude is {peak:.4g}; expected float samples in [-1, 1] (int16 PCM as float? "
+            "divide by 32768)"
+        )
+    return x[None] if batched and x.ndim == 2 else x

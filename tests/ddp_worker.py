@@ -1,7 +1,7 @@
 """Run by torchrun in the DDP tests: a few steps of a tiny model, then each rank writes its weights' hash.
 
 ddp_worker.py image DATA_DIR OUT_DIR     tiny image tokenizer on the images in DATA_DIR
-ddp_worker.py audio DATA_DIR OUT_DIR     tiny audio tokenizer on the sound files in DATA_DIR
+ddp_worker.py audio DATA_DIR OUT_DIR     tiny audio tokenizer (rvq; audio-plain-rvq, audio-rfsq) on DATA_DIR
 ddp_worker.py lm DATA_DIR OUT_DIR        tiny LM on DATA_DIR/train.jsonl
 """
 
@@ -36,10 +36,12 @@ if mode == "image":
         checkpoint_dir=out / "run",
         progress=False,
     ).tokenizer
-elif mode == "audio":
+elif mode.startswith("audio"):  # "audio" (rvq) or "audio-<quantizer>"
+    quantizer = mode.removeprefix("audio-") if mode != "audio" else "rvq"
     model = train_audio_tokenizer(
-        data, out / "tok", preset="tiny", steps=4, batch_size=2, seconds=0.1, checkpoint_dir=out / "run", progress=False
-    ).tokenizer
+        data, out / "tok", preset="tiny", steps=6, batch_size=2, seconds=0.1, checkpoint_dir=out / "run",
+        progress=False, quantizer=quantizer,
+    ).tokenizer  # fmt: skip
 else:
     torch.manual_seed(0)
     vocab = SharedVocabulary(text=ByteTokenizer(), image=create_tokenizer("toy-image"))

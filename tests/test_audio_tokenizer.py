@@ -88,7 +88,7 @@ def test_decode_from_indices_equals_decode_from_quantized_vectors(quantizer):
         assert torch.allclose(tok.decode(codes), from_vectors, atol=1e-5)
 
 
-@pytest.mark.parametrize("quantizer", ["rvq", "plain-rvq"])
+@pytest.mark.parametrize("quantizer", QUANTIZERS)
 def test_chunked_equals_unchunked(quantizer):
     tok = tiny(quantizer)
     x = sound(8000, 2.0, seed=1)  # 1000 frames, in chunks of 75 with context
@@ -128,7 +128,8 @@ def test_lossy_files_load_at_their_rate(suffix, tmp_path):
     save_audio(tmp_path / f"a{suffix}", x, 16000)
     y, rate = load_audio(tmp_path / f"a{suffix}", sample_rate=16000, mono=True)
     assert rate == 16000 and y.shape[0] == 1 and abs(y.shape[1] - x.shape[1]) < 0.1 * 16000
-    assert load_audio(tmp_path / f"a{suffix}", max_seconds=0.1)[0].shape[1] < 0.2 * 48000
+    part, rate = load_audio(tmp_path / f"a{suffix}", max_seconds=0.1)
+    assert part.shape[1] == round(0.1 * rate)
 
 
 def test_a_few_training_steps_lower_the_loss(tmp_path):
@@ -155,12 +156,13 @@ def test_training_from_a_folder_saves_a_loadable_tokenizer(tmp_path):
     assert '"speech"' in info and '"music"' in info and result.train.steps == 3
 
 
-def test_two_process_ddp_keeps_ranks_identical(tmp_path):
+@pytest.mark.parametrize("mode", ["audio", "audio-plain-rvq"])
+def test_two_process_ddp_keeps_ranks_identical(mode, tmp_path):
     from ddp import run_ddp
 
     for i in range(2):
         save_audio(tmp_path / "audio" / "speech" / f"a{i}.wav", sound(16000, 0.5, seed=i), 16000)
-    ranks = run_ddp("audio", tmp_path / "audio", tmp_path)
+    ranks = run_ddp(mode, tmp_path / "audio", tmp_path)
     assert ranks[0][0] == ranks[1][0] == "2"
     assert ranks[0][1] == ranks[1][1]  # the same weights and codebooks on both ranks
     assert (tmp_path / "tok" / "config.json").exists()
@@ -200,7 +202,7 @@ def test_short_and_integer_input():
     [
         (torch.full((3, 5), 16), r"code 16 is outside the codebook \[0, 16\)"),
         (torch.full((3, 5), -1), "code -1 is outside"),
-        (torch.zeros(4, 5, dtype=torch.long), r"4 codebooks .* expected 1 to 3 codebooks"),
+        (torch.zeros(4, 5, dtype=torch.long), r"4 codebooks \(shape \(4, 5\)\); expected 1 to 3 codebooks"),
         (torch.zeros(3, 5), "integer tensor"),
         (torch.zeros(5, dtype=torch.long), "2-d or 3-d"),
         (torch.zeros(3, 0, dtype=torch.long), "non-empty"),
@@ -237,7 +239,9 @@ def test_bad_saves_are_refused_and_write_nothing(tmp_path):
         save_audio(tmp_path / "a.xyz", sound(8000, 0.1), 8000)
     with pytest.raises(ValueError, match="1 NaN or inf"):
         save_audio(tmp_path / "a.wav", torch.tensor([0.0, float("nan")]), 8000)
-    with pytest.raises(ValueError, match=r"Opus .* needs a sample rate"):
+    with pytest.raises(TypeError, match="needs float samples"):
+        save_audio(tmp_path / "a.wav", torch.zeros(10, dtype=torch.int16), 8000)
+    with pytest.raises(ValueError, match=r"\.ogg needs a sample rate in \(8000"):
         save_audio(tmp_path / "a.ogg", sound(44100, 0.1), 44100)
     assert not list(tmp_path.iterdir())
 

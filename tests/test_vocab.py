@@ -193,7 +193,7 @@ def test_encode_errors(vocab):
     text_only = SharedVocabulary(text=ByteTokenizer())
     with pytest.raises(ValueError, match=r"no image tokenizer; it has \['text'\]"):
         text_only.encode([Image(codes=torch.tensor([[1]]))])
-    with pytest.raises(ValueError, match="codes have 3 codebooks, expected 2"):
+    with pytest.raises(ValueError, match=r"codes have 3 codebooks \(shape .*\); expected 2 codebooks"):
         vocab.encode([Audio(codes=torch.zeros(3, 2, dtype=torch.long))])
     with pytest.raises(ValueError, match="return_tensors"):
         vocab.encode(["x"], return_tensors="np")

@@ -37,11 +37,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from einops import rearrange
 
+from ..io import as_waveform
 from ..metrics import multiscale_mel_l1, si_snr
 from ..train import StepOutput
 from ..validate import finite, fraction, integer, is_int, positive_int
@@ -50,7 +51,6 @@ from .conv1d import Decoder, Encoder
 from .registry import register_tokenizer
 
 QUANTIZERS = ("rvq", "rfsq", "plain-rvq")
-MAX_PEAK = 4.0  # float samples beyond this are refused: a float copy of int16 PCM, not audio in [-1, 1]
 CHUNK_SECONDS = 20.0  # default length processed at once by encode/decode
 PRESETS: dict[str, dict[str, Any]] = {
     # 16 kHz, hop 320 = 50 Hz. Sized for 2 CPU cores: ~1 M weights, encode + decode ~50x real time.
@@ -113,14 +113,21 @@ class AudioRVQConfig:
         if self.quantizer == "rfsq":
             if any(level < 2 for level in self.fsq_levels):
                 raise ValueError(f"AudioRVQConfig.fsq_levels must each be at least 2, got {self.fsq_levels}")
-            self.codebook_size = math.prod(self.fsq_levels)
+            self.codebook_size = math.prod(self.fsq_levels)  # the levels define the codebook
         if integer(self.codebook_size, "AudioRVQConfig.codebook_size") < 2:
             raise ValueError(f"AudioRVQConfig.codebook_size must be at least 2, got {self.codebook_size}")
         for name in ("commitment_weight", "dead_code_threshold", "mel_weight", "waveform_weight"):
             if finite(getattr(self, name), f"AudioRVQConfig.{name}") < 0:
                 raise ValueError(f"AudioRVQConfig.{name} must be >= 0, got {getattr(self, name)}")
         fraction(self.ema_decay, "AudioRVQConfig.ema_decay")
-        fraction(self.dropout, "AudioRVQConfig.dropout")
+        if not 0 <= finite(self.dropout, "AudioRVQConfig.dropout") <= 1:
+            raise ValueError(f"AudioRVQConfig.dropout must lie in [0, 1], got {self.dropout}")
+
+
+class Quantized(NamedTuple):
+    latents: torch.Tensor  # (B, z, F) quantized latents, what the decoder reads
+    codes: torch.Tensor  # (B, n, F) long
+    commitment: torch.Tensor  # scalar loss
 
 
 class _ResidualLowDimVQ(torch.nn.Module):
@@ -140,10 +147,11 @@ class _ResidualLowDimVQ(torch.nn.Module):
                 kmeans_iters=10,
                 threshold_ema_dead_code=cfg.dead_code_threshold,
                 decay=cfg.ema_decay,
-                commitment_weight=cfg.commitment_weight,
+                commitment_weight=0.0,  # computed below, per item: dropped items must not pull on codebooks
             )
             for _ in range(cfg.num_codebooks)
         )
+        self.commitment_weight = cfg.commitment_weight
 
     def forward(self, z: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """z (B, F, z), keep (B,) codebooks per item -> quantized (B, F, z), codes (B, F, N), commitment loss."""
@@ -151,12 +159,13 @@ class _ResidualLowDimVQ(torch.nn.Module):
         # training runs every layer (under DDP each one all-reduces its EMA statistics, on every rank alike)
         layers = self.layers if self.training else self.layers[: int(keep.max())]
         for i, layer in enumerate(layers):
-            q, idx, commit = layer(residual)
-            use = (keep > i).to(z.dtype)[:, None, None]
-            out = out + q * use
-            residual = residual - q.detach() * use
+            q, idx, _ = layer(residual)
+            use = (keep > i).to(z.dtype)  # (B,): as DAC, every item's residual moves on; only the output is masked
+            out = out + q * use[:, None, None]
+            commit = (residual - q.detach()).pow(2).mean((1, 2))  # (B,) pulls the encoder towards its codes
+            loss = loss + self.commitment_weight * (commit * use).mean()
+            residual = residual - q.detach()
             codes.append(idx)
-            loss = loss + commit.sum()
         return out, torch.stack(codes, -1), loss
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
@@ -246,24 +255,43 @@ class AudioRVQTokenizer(AudioTokenizer):
     # --- the model ----------------------------------------------------------------------------
     def quantize(
         self, x: torch.Tensor, num_codebooks: int | None = None, keep: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> Quantized:
         """x (B, 1, S) -> quantized latents (B, z, F), codes (B, n, F), commitment loss.
 
-        `keep` (B,): codebooks used per item (quantizer dropout); default all, or `num_codebooks`."""
+        `keep` (B,), "rvq" only: codebooks used per item (quantizer dropout); default all, or `num_codebooks`."""
         n = self._num_codebooks(num_codebooks)
         z = rearrange(self.encoder(x), "b z f -> b f z")
-        if keep is None:
-            keep = torch.full((x.shape[0],), n, device=x.device)
         if self.config.quantizer == "rvq":
+            if keep is None:
+                keep = torch.full((x.shape[0],), n, device=x.device)
             zq, codes, commit = self.quantizer(z, keep)
-        else:  # the library's residual quantizers, with their own (whole-batch) quantizer dropout in training
-            out = self.quantizer(z)
-            zq, codes = out[0], out[1]
-            commit = out[2].sum() if self.config.quantizer == "plain-rvq" else z.new_zeros(())
+            codes = codes[..., :n]
+        else:
+            if keep is not None:
+                raise ValueError(f"keep (per-item codebooks) needs quantizer='rvq', not {self.config.quantizer!r}")
+            zq, codes, commit = self._library_quantize(z)
             if n < self.num_codebooks:  # the first n codes, and the latents they alone decode to
                 codes = codes[..., :n]
-                zq = self.quantizer.get_output_from_indices(codes)
-        return rearrange(zq, "b f z -> b z f"), rearrange(codes.long(), "b f n -> b n f"), commit
+                zq = rearrange(self.codes_to_latents(rearrange(codes, "b f n -> b n f")), "b z f -> b f z")
+        return Quantized(rearrange(zq, "b f z -> b z f"), rearrange(codes.long(), "b f n -> b n f"), commit)
+
+    def _library_quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """ResidualVQ / ResidualFSQ on z (B, F, z). In training, with probability `dropout` the whole batch
+        uses only its first n codebooks (the library's scheme, n uniform in 1..N); the draw is the same on
+        every rank (one all-reduce), so distributed ranks run the same collectives."""
+        seed = None
+        if self.training and torch.is_grad_enabled():
+            draws = torch.randint(0, 2**30, (2,), device=z.device)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.all_reduce(draws)
+            self.quantizer.quantize_dropout = int(draws[0]) % 10_000 < self.config.dropout * 10_000
+            seed = int(draws[1])
+        try:
+            out = self.quantizer(z, rand_quantize_dropout_fixed_seed=seed)
+        finally:
+            self.quantizer.quantize_dropout = False
+        commit = out[2].sum() if self.config.quantizer == "plain-rvq" else z.new_zeros(())
+        return out[0], out[1], commit
 
     def codes_to_latents(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, n, F), n <= N -> quantized latents (B, z, F): the inverse of the lookup in `quantize`."""
@@ -279,10 +307,15 @@ class AudioRVQTokenizer(AudioTokenizer):
         """One training step's loss on waveforms (B, 1, S) at the codec's rate, S a whole number of frames."""
         cfg = self.config
         B = x.shape[0]
-        keep = torch.full((B,), self.num_codebooks, device=x.device)
-        drop = torch.rand(B, device=x.device) < cfg.dropout
-        keep = torch.where(drop, torch.randint(1, self.num_codebooks + 1, (B,), device=x.device), keep)
+        keep = None
+        if cfg.quantizer == "rvq":  # per-item quantizer dropout (the library's quantizers drop per batch)
+            drop = torch.rand(B, device=x.device) < cfg.dropout
+            all_n = torch.full((B,), self.num_codebooks, device=x.device)
+            keep = torch.where(drop, torch.randint(1, self.num_codebooks + 1, (B,), device=x.device), all_n)
         zq, codes, commit = self.quantize(x, keep=keep)
+        if keep is None:  # a library quantizer marks the codebooks it dropped with code -1
+            keep = (codes >= 0).sum(1).amin(-1)
+        drop = keep < self.num_codebooks
         recon = self.decoder(zq)
         mel = multiscale_mel_l1(recon, x, self.sample_rate)
         wave = (recon - x).abs().mean()
@@ -291,7 +324,7 @@ class AudioRVQTokenizer(AudioTokenizer):
         metrics = {"mel": mel.item(), "wave_l1": wave.item(), "commit": commit.item()}
         if full.any():
             metrics["si_snr_all"] = si_snr(recon[full].detach(), x[full]).mean().item()
-        metrics["codes_c0"] = torch.unique(codes[:, 0]).numel()
+        metrics["codes_c0"] = torch.unique(codes[:, 0]).numel()  # distinct first-codebook codes in the batch
         return StepOutput(loss, metrics)
 
     # --- the protocol -------------------------------------------------------------------------
@@ -334,7 +367,7 @@ class AudioRVQTokenizer(AudioTokenizer):
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, chunk_seconds: float | None = CHUNK_SECONDS, **kwargs: Any) -> torch.Tensor:
         """Codes (n, F) -> waveform (1, F * hop); (B, n, F) -> (B, 1, F * hop); float at `sample_rate`, n <= N."""
-        codes = self._check_decodable(codes)
+        codes = self.check_codes(codes, batched=None, fewer_codebooks=True)
         single = codes.ndim == 2
         batch = codes[None] if single else codes
         device = next(self.parameters()).device
@@ -353,24 +386,6 @@ class AudioRVQTokenizer(AudioTokenizer):
         if not torch.isfinite(out).all():  # cannot happen with finite weights; never hand back NaN silently
             raise FloatingPointError(f"{self.name}: decoding produced NaN or inf")
         return out[0] if single else out
-
-    def _check_decodable(self, codes: torch.Tensor) -> torch.Tensor:
-        """Like check_codes, but any number of codebooks from 1 to N is allowed."""
-        if isinstance(codes, torch.Tensor) and codes.ndim in (2, 3) and codes.numel():
-            n = codes.shape[-2]
-            if not 1 <= n <= self.num_codebooks:
-                raise ValueError(
-                    f"{self.name}: codes have {n} codebooks (shape {tuple(codes.shape)}); expected 1 to "
-                    f"{self.num_codebooks} codebooks as (codebooks, frames) or (batch, codebooks, frames)"
-                )
-        saved = self.config.num_codebooks
-        try:  # check_codes compares against num_codebooks: let it see this many
-            self.config.num_codebooks = (
-                codes.shape[-2] if isinstance(codes, torch.Tensor) and codes.ndim >= 2 else saved
-            )
-            return self.check_codes(codes, batched=None)
-        finally:
-            self.config.num_codebooks = saved
 
     def _chunked(
         self, x: torch.Tensor, unit: int, chunk_seconds: float | None, run, out_per_in: int = 1
@@ -405,60 +420,17 @@ class AudioRVQTokenizer(AudioTokenizer):
 
 
 def _make_quantizer(cfg: AudioRVQConfig) -> torch.nn.Module:
+    """The quantizer of `cfg.quantizer`; the library's built without dropout (`_library_quantize` turns it on)."""
     from vector_quantize_pytorch import ResidualFSQ, ResidualVQ
 
     if cfg.quantizer == "rvq":
         return _ResidualLowDimVQ(cfg)
-    dropout = cfg.dropout > 0
     if cfg.quantizer == "rfsq":
-        return ResidualFSQ(
-            dim=cfg.z_dim, levels=list(cfg.fsq_levels), num_quantizers=cfg.num_codebooks, quantize_dropout=dropout
-        )
+        return ResidualFSQ(dim=cfg.z_dim, levels=list(cfg.fsq_levels), num_quantizers=cfg.num_codebooks)
     return ResidualVQ(
         dim=cfg.z_dim,
-        quantize_dropout=dropout,
         num_quantizers=cfg.num_codebooks,
         codebook_size=cfg.codebook_size,
         decay=cfg.ema_decay,
         commitment_weight=cfg.commitment_weight,
     )
-
-
-def as_waveform(x: Any, batched: bool = False) -> torch.Tensor:
-    """A waveform as float (channels, samples), or (B, channels, samples) when `batched` and 3-d; clear errors.
-
-    int16 / int32 PCM is scaled to [-1, 1]; float samples must be finite with peak <= MAX_PEAK."""
-    if not isinstance(x, torch.Tensor):
-        kind = type(x).__name__
-        hint = "; load a file with mmgist.io.load_audio(path)" if isinstance(x, str) else ""
-        raise TypeError(f"a waveform must be a tensor (samples,) or (channels, samples), got {kind}{hint}")
-    if x.dtype in (torch.int16, torch.int32):
-        x = x.float() / (32768.0 if x.dtype == torch.int16 else 2.0**31)
-    elif not x.dtype.is_floating_point:
-        raise TypeError(f"a waveform must be float in [-1, 1] or int16/int32 PCM, got {x.dtype}")
-    x = x.float()
-    if x.ndim == 1:
-        x = x[None]
-    wants = (2, 3) if batched else (2,)
-    if x.ndim not in wants:
-        raise ValueError(
-            f"a waveform must be (samples,) or (channels, samples)"
-            f"{' or (batch, channels, samples)' if batched else ''}, got shape {tuple(x.shape)}"
-        )
-    if x.shape[-1] == 0 or x.shape[-2] == 0:
-        raise ValueError(f"the waveform is empty (shape {tuple(x.shape)}); expected at least one sample")
-    if x.shape[-2] > 64:
-        raise ValueError(
-            f"the waveform has {x.shape[-2]} channels (shape {tuple(x.shape)}); expected (channels, samples) "
-            "with at most 64 channels: is it (samples, channels)? pass waveform.T"
-        )
-    if not torch.isfinite(x).all():
-        bad = int((~torch.isfinite(x)).sum())
-        raise ValueError(f"the waveform holds {bad} NaN or inf sample(s); expected finite samples in [-1, 1]")
-    peak = float(x.abs().max())
-    if peak > MAX_PEAK:
-        raise ValueError(
-            f"the waveform's peak amplitude is {peak:.4g}; expected float samples in [-1, 1] (int16 PCM as float? "
-            "divide by 32768)"
-        )
-    return x[None] if batched and x.ndim == 2 else x

@@ -107,10 +107,13 @@ class ModalityTokenizer(nn.Module):
         """A prompt segment holding `codes` and the media decoded from them."""
         raise NotImplementedError
 
-    def check_codes(self, codes: torch.Tensor, batched: bool | None = False) -> torch.Tensor:
+    def check_codes(
+        self, codes: torch.Tensor, batched: bool | None = False, fewer_codebooks: bool = False
+    ) -> torch.Tensor:
         """`codes` as a LongTensor, or a TypeError/ValueError naming the bad type, shape, dtype or value.
 
-        `batched=None` takes one item or a batch of them (code_ndim or code_ndim + 1 dimensions)."""
+        `batched=None` takes one item or a batch of them (code_ndim or code_ndim + 1 dimensions).
+        `fewer_codebooks`: 1 to num_codebooks codebooks are allowed (an audio codec decodes any prefix)."""
         who = self.name or type(self).__name__
         if not isinstance(codes, torch.Tensor) or codes.dtype.is_floating_point or codes.dtype == torch.bool:
             hint = " (build one with torch.tensor(..., dtype=torch.long))" if isinstance(codes, (list, tuple)) else ""
@@ -122,8 +125,12 @@ class ModalityTokenizer(nn.Module):
         if codes.ndim not in wants or codes.numel() == 0:
             want = " or ".join(f"{w}-d" for w in wants)
             raise ValueError(f"{who}: codes must be a non-empty {want} tensor, got shape {tuple(codes.shape)}")
-        if self.num_codebooks > 1 and codes.shape[-2] != self.num_codebooks:
-            raise ValueError(f"{self.name}: codes have {codes.shape[-2]} codebooks, expected {self.num_codebooks}")
+        n = codes.shape[-2] if self.num_codebooks > 1 else 1
+        if n != self.num_codebooks and not (fewer_codebooks and 1 <= n <= self.num_codebooks):
+            want = f"1 to {self.num_codebooks}" if fewer_codebooks else str(self.num_codebooks)
+            raise ValueError(
+                f"{self.name}: codes have {n} codebooks (shape {tuple(codes.shape)}); expected {want} codebooks"
+            )
         lo, hi = int(codes.min()), int(codes.max())
         if lo < 0 or hi >= self.codebook_size:
             bad = lo if lo < 0 else hi

@@ -9,8 +9,8 @@ convs. Channels double at each level down (`channels[i]` is the width after leve
 as in SEANet and DAC. The first strides are the largest so that the widest convolutions run at the
 lowest rate: that is what keeps encode + decode far faster than real time on a CPU.
 
-Padding is "replicate" at the edges (no silent frame for the decoder to undo, and it works down to one
-frame, where "reflect" needs more samples than the padding); every conv is
+Padding is zeros (fused into the convolution: a separate replicate pad cost 13% of the run time);
+every conv is
 centred, so the receptive field is symmetric and `Encoder.receptive_radius` says how many samples on
 each side reach a frame: chunked encoding with that much context equals encoding all at once.
 """

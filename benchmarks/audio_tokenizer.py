@@ -6,7 +6,7 @@
                                          [--update-card tokenizers/audio-rvq/README.md]
 
 Every row is measured in this one run, on the held-out files of `mmgist.audio_data.gather_audio`
-(never trained on), by set: real speech (Fish Fillets NG's English and Czech voice lines, rooms
+(never trained on), by set: real speech in English and in Czech (Fish Fillets NG's voice lines, rooms
 never trained on), synthesized speech (espeak-ng, sentences never trained on) and non-speech (a
 music track and sound effects). Each set is capped at --seconds of audio (files in sorted order).
 Per row: bitrate; mel distance (mean L1 of log10-mel spectrograms over 5 window sizes, lower is
@@ -32,9 +32,9 @@ from mmgist import load_tokenizer
 from mmgist.io import load_audio
 from mmgist.metrics import mel_distance, si_snr, stoi
 
-SETS = {"real speech": ("speech-en", "speech-cs"), "synthesized speech": ("speech-synth",),
+SETS = {"English speech": ("speech-en",), "Czech speech": ("speech-cs",), "synthesized speech": ("speech-synth",),
         "non-speech": ("music", "effects")}  # fmt: skip
-SPEECH = ("real speech", "synthesized speech")
+SPEECH = ("English speech", "Czech speech", "synthesized speech")
 DEFAULT_TOKENIZERS = ("audio-rvq", "audio-rvq-plain")
 MAX_CLIP = 20.0  # seconds read from each file (a music track is minutes long)
 COLUMNS = ("tokenizer", "set", "codebooks", "kbps", "mel dist", "SI-SNR dB", "STOI", "PESQ", "usage min",

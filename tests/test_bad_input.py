@@ -51,7 +51,7 @@ from mmgist import (
 from mmgist.cli import build_parser, main
 from mmgist.generate import LayoutConstraint
 from mmgist.gist import model_fingerprint
-from mmgist.io import image_to_tensor, load_image, save_image, tensor_to_image
+from mmgist.io import image_to_tensor, load_audio, load_image, save_audio, save_image, tensor_to_image
 from mmgist.scoring import accuracy, option_kl, prefix_head
 from mmgist.storage import load_tensors, read_json, read_versioned_json
 from mmgist.tokenizers import HFTextTokenizer
@@ -192,9 +192,32 @@ def vq_config(**fields):
     return create_tokenizer("image-vq", preset="tiny", **fields)
 
 
+def tiny_audio(**fields):
+    return create_tokenizer("audio-rvq", preset="tiny", **fields).eval()
+
+
 # --- the public API --------------------------------------------------------------------------
 P = pytest.param
 API_CASES = [
+    # audio: waveforms, codes, files (the audio tokenizer's own tests hold more)
+    P(lambda c: tiny_audio().encode(torch.zeros(0), 8000), ValueError, r"empty \(shape", id="audio-empty"),
+    P(lambda c: tiny_audio().encode(torch.tensor([0.0, NAN]), 8000), ValueError, "1 NaN or inf", id="audio-nan"),
+    P(lambda c: tiny_audio().encode(torch.full((9,), 300.0), 8000), ValueError, "peak amplitude is 300", id="a-peak"),
+    P(lambda c: tiny_audio().encode(torch.zeros(9), -1), ValueError, "got -1", id="audio-rate"),
+    P(lambda c: tiny_audio().encode(torch.zeros(9), 8000, num_codebooks=9), ValueError, "got 9", id="audio-n"),
+    P(lambda c: tiny_audio().decode(torch.full((3, 4), 99)), ValueError, r"code 99 is outside", id="audio-code"),
+    P(lambda c: tiny_audio().decode(torch.zeros(7, 4, dtype=torch.long)), ValueError, "7 codebooks", id="a-books"),
+    P(lambda c: tiny_audio(dropout=1.5), ValueError, r"dropout must lie in \[0, 1\], got 1\.5", id="a-dropout"),
+    P(lambda c: tiny_audio(strides=(4,)), ValueError, "one width more than strides", id="audio-strides"),
+    P(lambda c: tiny_audio(quantizer="vq"), ValueError, "unknown quantizer 'vq'", id="audio-quantizer"),
+    P(lambda c: load_audio(c.paths["afile"]), ValueError, "afile' is not an audio file", id="load-audio-text"),
+    P(lambda c: load_audio(c.paths["adir"]), IsADirectoryError, "adir", id="load-audio-dir"),
+    P(lambda c: load_audio(c.paths["root"] + "/no.wav"), FileNotFoundError, "no.wav", id="load-audio-missing"),
+    P(lambda c: load_audio(c.paths["im"]), ValueError, r"im.png' has no audio stream", id="load-audio-image"),
+    P(lambda c: load_audio(c.paths["im"], max_seconds=NAN), ValueError, "max_seconds", id="load-audio-max"),
+    P(lambda c: save_audio(c.root / "x.aiff", torch.zeros(9), 8000), ValueError, "'.aiff'", id="save-audio-suffix"),
+    P(lambda c: save_audio(c.root / "x.wav", torch.zeros(3, 9), 8000), ValueError, "3 channels", id="save-audio-ch"),
+    P(lambda c: save_audio(c.root / "x.wav", torch.zeros(9), 0), ValueError, "got 0", id="save-audio-rate"),
     # ids into the vocabulary: never truncated, parsed or wrapped
     P(lambda c: c.vocab.decode([72.7, 105.2]), TypeError, r"72\.7 at position 0", id="decode-float-ids"),
     P(lambda c: c.vocab.decode(["72", "105"]), TypeError, r"'72' at position 0", id="decode-string-ids"),
@@ -782,6 +805,24 @@ CLI_CASES = [
         id="tt-cb",
     ),
     P(["train-tokenizer", "video", "--data", "{adir}", "--out", "{root}/t"], SYS, "'video'", id="tt-modality"),
+    P(
+        ["train-tokenizer", "audio", "--data", "{adir}", "--out", "{root}/t", "--quantizer", "fsq"],
+        ValueError,
+        "'fsq' is not an audio quantizer",
+        id="tt-audio-quantizer",
+    ),
+    P(
+        ["train-tokenizer", "audio", "--data", "{adir}", "--out", "{root}/t", "--kind-weights", "speech"],
+        ValueError,
+        "--kind-weights must look like",
+        id="tt-audio-weights",
+    ),
+    P(
+        ["train-tokenizer", "audio", "--data", "{adir}", "--out", "{root}/t"],
+        FileNotFoundError,
+        "no audio files",
+        id="tt-audio-empty",
+    ),
     P(
         ["train-tokenizer", "image", "--data", "{adir}", "--out", "{root}/t", "--channels", "a,b"],
         ValueError,

@@ -190,8 +190,12 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
         init=args.init,
         **extra,
     )
-    if result.train.history:
-        print(f"done: {result.train.steps} steps, {result.train.wall_seconds:.0f} s; last: {result.train.history[-1]}")
+    _print_done(result.train)
+
+
+def _print_done(train) -> None:
+    if train.history:
+        print(f"done: {train.steps} steps, {train.wall_seconds:.0f} s; last: {train.history[-1]}")
 
 
 def _train_audio(args: argparse.Namespace, out: Path, extra: dict) -> None:
@@ -217,8 +221,7 @@ def _train_audio(args: argparse.Namespace, out: Path, extra: dict) -> None:
         weights=weights,
         **extra,
     )
-    if result.train.history:
-        print(f"done: {result.train.steps} steps, {result.train.wall_seconds:.0f} s; last: {result.train.history[-1]}")
+    _print_done(result.train)
 
 
 def cmd_train_lm(args: argparse.Namespace) -> None:

@@ -10,7 +10,8 @@ Every row is measured in this one run, on the held-out files of `mmgist.audio_da
 never trained on), synthesized speech (espeak-ng, sentences never trained on) and non-speech (a
 music track and sound effects). Each set is capped at --seconds of audio (files in sorted order).
 Per row: bitrate; mel distance (mean L1 of log10-mel spectrograms over 5 window sizes, lower is
-better); SI-SNR (dB); STOI (pystoi, speech only); wide-band PESQ (speech only, when the `pesq`
+better); SI-SNR (dB); STOI (pystoi, speech only, over the files long enough to measure: pystoi
+needs about 1 s of non-silent speech); wide-band PESQ (speech only, when the `pesq`
 package is installed); codebook usage (share of each codebook's codes seen over every set, the
 least-used codebook and the mean) and the usage a uniform draw of as many codes would reach; encode
 and decode speed as multiples of real time (audio seconds per CPU second, whole files one at a
@@ -37,7 +38,7 @@ SETS = {"English speech": ("speech-en",), "Czech speech": ("speech-cs",), "synth
 SPEECH = ("English speech", "Czech speech", "synthesized speech")
 DEFAULT_TOKENIZERS = ("audio-rvq", "audio-rvq-plain")
 MAX_CLIP = 20.0  # seconds read from each file (a music track is minutes long)
-COLUMNS = ("tokenizer", "set", "codebooks", "kbps", "mel dist", "SI-SNR dB", "STOI", "PESQ", "usage min",
+COLUMNS = ("tokenizer", "set", "codebooks", "kbps", "mel dist", "SI-SNR dB", "STOI", "STOI files", "PESQ", "usage min",
            "usage mean", "uniform usage", "encode x RT", "decode x RT", "enc+dec x RT")  # fmt: skip
 FORMATS = {"kbps": "{:.2f}", "mel dist": "{:.3f}", "SI-SNR dB": "{:.1f}", "STOI": "{:.3f}", "PESQ": "{:.2f}",
            "usage min": "{:.3f}", "usage mean": "{:.3f}", "uniform usage": "{:.3f}", "encode x RT": "{:.0f}",
@@ -106,11 +107,12 @@ def measure(name: str, tok, clips: dict[str, list[tuple[str, torch.Tensor]]], ns
                 if set_name in SPEECH:
                     st.append(stoi(recon, wave, rate))
                     pq.append(pesq_wb(recon, wave, rate))
-            pq = [p for p in pq if p is not None]
+            st, pq = [s for s in st if s is not None], [p for p in pq if p is not None]
             rows.append({
                 "tokenizer": name, "set": f"{set_name} ({len(items)} files, {audio_s:.0f} s)", "codebooks": n,
                 "kbps": tok.bitrate(n) / 1000, "mel dist": _mean(mel), "SI-SNR dB": _mean(snr),
-                "STOI": _mean(st) if st else None, "PESQ": _mean(pq) if pq else None,
+                "STOI": _mean(st) if st else None, "STOI files": len(st) if set_name in SPEECH else None,
+                "PESQ": _mean(pq) if pq else None,
                 "encode x RT": audio_s / enc_s, "decode x RT": audio_s / dec_s,
                 "enc+dec x RT": audio_s / (enc_s + dec_s),
             })  # fmt: skip

@@ -80,9 +80,10 @@ def main() -> None:
             recon = tok.decode(codes)[:, : wave.shape[-1]]  # (1, S): whole frames, cut to the input's length
             mel = mel_distance(recon[None], wave[None], rate).item()
             snr = si_snr(recon[None], wave[None]).item()
+            intelligibility = stoi(recon, wave, rate)  # None: too little speech to measure
             print(
                 f"{n:>9}  {n * tok.frame_rate:>7.0f}  {tok.bitrate(n) / 1000:>6.2f}  {mel:>8.3f}  {snr:>9.1f}  "
-                f"{stoi(recon, wave, rate):>5.3f}"
+                + (f"{intelligibility:>5.3f}" if intelligibility is not None else "    —")
             )
             save_audio(out / f"{name}-{n}cb.wav", recon, rate)
             panels.append((f"{n} codebooks ({tok.bitrate(n) / 1000:.1f} kbps)", recon))

@@ -182,12 +182,22 @@ def si_snr(estimate: torch.Tensor, reference: torch.Tensor, eps: float = 1e-8) -
     return (10 * torch.log10((target.pow(2).sum(1) + eps) / (noise.pow(2).sum(1) + eps))).float()
 
 
-def stoi(estimate: torch.Tensor, reference: torch.Tensor, rate: int) -> float:
-    """Short-time objective intelligibility (Taal et al. 2011, via pystoi) of one waveform (S,) or (1, S)."""
+def stoi(estimate: torch.Tensor, reference: torch.Tensor, rate: int) -> float | None:
+    """Short-time objective intelligibility (Taal et al. 2011, via pystoi) of one waveform (S,) or (1, S).
+
+    None when the reference holds too little non-silent speech to measure (pystoi needs 30 frames of
+    384 ms after dropping silent ones; it would return 1e-5, which would drag an average down)."""
     try:
         from pystoi import stoi as _stoi
     except ImportError as e:  # pragma: no cover - a dev dependency
         raise ImportError("STOI needs the pystoi package: pip install pystoi") from e
     est, ref = estimate.reshape(-1).double().numpy(), reference.reshape(-1).double().numpy()
     n = min(len(est), len(ref))
-    return float(_stoi(ref[:n], est[:n], int(rate), extended=False))
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = float(_stoi(ref[:n], est[:n], int(rate), extended=False))
+    if any("Not enough STFT frames" in str(w.message) for w in caught):
+        return None
+    return value

@@ -6,6 +6,11 @@ import nbformat
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+# What each notebook's quick run must display: (number of markdown tables, text each of them contains).
+TABLES = {
+    "gist_benchmark.ipynb": (3, ("| G gist |", "setup")),
+    "audio_benchmark.ipynb": (1, ("| STOI |",)),
+}
 
 
 def test_there_are_notebooks():
@@ -29,9 +34,14 @@ def test_notebook_runs(path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
-    tables = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "text/markdown" in o.get("data", {})]
-    assert len(tables) == 3 and all(
-        "| G gist |" in t.data["text/markdown"] or "setup" in t.data["text/markdown"] for t in tables
-    )
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    tables = [o.data["text/markdown"] for o in outputs if "text/markdown" in o.get("data", {})]
+    count, required = TABLES[path.name]
+    assert len(tables) == count, f"{path.name}: {len(tables)} markdown tables displayed, expected {count}"
+    for t in tables:
+        assert any(r in t for r in required), f"{path.name}: a table contains none of {required}:\n{t}"
+
+
+def test_every_notebook_says_what_it_displays():
+    assert sorted(p.name for p in NOTEBOOKS) == sorted(TABLES), "add each notebook to TABLES"

@@ -10,12 +10,16 @@ Every row is measured in this one run, on the held-out files of `mmgist.audio_da
 never trained on), synthesized speech (espeak-ng, sentences never trained on) and non-speech (a
 music track and sound effects). Each set is capped at --seconds of audio (files in sorted order).
 Per row: bitrate; mel distance (mean L1 of log10-mel spectrograms over 5 window sizes, lower is
-better); SI-SNR (dB); STOI (pystoi, speech only, over the files long enough to measure: pystoi
-needs about 1 s of non-silent speech); wide-band PESQ (speech only, when the `pesq`
-package is installed); codebook usage (share of each codebook's codes seen over every set, the
-least-used codebook and the mean) and the usage a uniform draw of as many codes would reach; encode
-and decode speed as multiples of real time (audio seconds per CPU second, whole files one at a
-time, --threads CPU threads), and the two together.
+better); latent error (|quantized - encoder output|^2 / |encoder output|^2: how much of the latent
+the codes keep; residual quantization that works shrinks it with every codebook); SI-SNR (dB);
+STOI (pystoi, speech only, over the files long enough to measure: pystoi needs about 1 s of
+non-silent speech); wide-band PESQ (speech only, when the `pesq` package is installed); codebook
+usage (share of each codebook's codes seen over every set, the least-used codebook and the mean)
+and the usage a uniform draw of as many codes would reach; encode and decode speed as multiples of
+real time (audio seconds per CPU second, whole files one at a time, --threads CPU threads), and the
+two together. Speed is steady-state: each file is encoded and decoded once before the timed pass,
+as oneDNN builds its convolution kernels once per input length (a cold first call on a new length
+took about twice as long).
 """
 
 from __future__ import annotations
@@ -38,9 +42,11 @@ SETS = {"English speech": ("speech-en",), "Czech speech": ("speech-cs",), "synth
 SPEECH = ("English speech", "Czech speech", "synthesized speech")
 DEFAULT_TOKENIZERS = ("audio-rvq", "audio-rvq-plain")
 MAX_CLIP = 20.0  # seconds read from each file (a music track is minutes long)
-COLUMNS = ("tokenizer", "set", "codebooks", "kbps", "mel dist", "SI-SNR dB", "STOI", "STOI files", "PESQ", "usage min",
-           "usage mean", "uniform usage", "encode x RT", "decode x RT", "enc+dec x RT")  # fmt: skip
-FORMATS = {"kbps": "{:.2f}", "mel dist": "{:.3f}", "SI-SNR dB": "{:.1f}", "STOI": "{:.3f}", "PESQ": "{:.2f}",
+COLUMNS = ("tokenizer", "set", "codebooks", "kbps", "mel dist", "latent err", "SI-SNR dB", "STOI", "STOI files",
+           "PESQ", "usage min", "usage mean", "uniform usage", "encode x RT", "decode x RT",
+           "enc+dec x RT")  # fmt: skip
+FORMATS = {"kbps": "{:.2f}", "mel dist": "{:.3f}", "latent err": "{:.3f}", "SI-SNR dB": "{:.1f}", "STOI": "{:.3f}",
+           "PESQ": "{:.2f}",
            "usage min": "{:.3f}", "usage mean": "{:.3f}", "uniform usage": "{:.3f}", "encode x RT": "{:.0f}",
            "decode x RT": "{:.0f}", "enc+dec x RT": "{:.0f}"}  # fmt: skip
 
@@ -91,8 +97,10 @@ def measure(name: str, tok, clips: dict[str, list[tuple[str, torch.Tensor]]], ns
         seen = [torch.zeros(tok.codebook_size, dtype=torch.bool) for _ in range(n)]
         drawn = 0
         for set_name, items in clips.items():
-            mel, snr, st, pq, enc_s, dec_s, audio_s = [], [], [], [], 0.0, 0.0, 0.0
+            mel, snr, st, pq, lat, enc_s, dec_s, audio_s = [], [], [], [], [], 0.0, 0.0, 0.0
             for _, wave in items:
+                lat.append(latent_error(tok, wave, n))
+                tok.decode(tok.encode(wave, rate, num_codebooks=n))  # warm-up: see the module docstring
                 t0 = time.perf_counter()
                 codes = tok.encode(wave, rate, num_codebooks=n)
                 t1 = time.perf_counter()
@@ -111,7 +119,8 @@ def measure(name: str, tok, clips: dict[str, list[tuple[str, torch.Tensor]]], ns
             rows.append({
                 "tokenizer": name, "set": f"{set_name} ({len(items)} files, {audio_s:.0f} s)", "codebooks": n,
                 "kbps": tok.bitrate(n) / 1000, "mel dist": _mean(mel), "SI-SNR dB": _mean(snr),
-                "STOI": _mean(st) if st else None, "STOI files": len(st) if set_name in SPEECH else None,
+                "latent err": _mean(lat), "STOI": _mean(st) if st else None,
+                "STOI files": len(st) if set_name in SPEECH else None,
                 "PESQ": _mean(pq) if pq else None,
                 "encode x RT": audio_s / enc_s, "decode x RT": audio_s / dec_s,
                 "enc+dec x RT": audio_s / (enc_s + dec_s),
@@ -121,6 +130,15 @@ def measure(name: str, tok, clips: dict[str, list[tuple[str, torch.Tensor]]], ns
         for row in rows[-len(clips) :]:
             row.update({"usage min": min(usage), "usage mean": _mean(usage), "uniform usage": uniform})
     return rows
+
+
+@torch.no_grad()
+def latent_error(tok, wave: torch.Tensor, n: int) -> float:
+    """|quantized latents - encoder output|^2 / |encoder output|^2 with n codebooks: how much of the latent
+    the codes keep. Residual quantization that works shrinks it with every codebook."""
+    x = tok.preprocess(wave, tok.sample_rate)
+    z = tok.encoder(x)
+    return ((tok.quantize(x, n).latents - z).pow(2).sum(1).mean() / z.pow(2).sum(1).mean()).item()
 
 
 def _mean(values: list[float]) -> float:

@@ -181,8 +181,9 @@ class RandomSegments:
     """Random `seconds`-long segments of the audio under `folder`, at `sample_rate`, held in memory.
 
     A kind (the first folder below `folder`, e.g. speech-cs) is drawn by `weights` (default: equal
-    across kinds present), then a file in proportion to its length, then an offset. Near-silent draws
-    (RMS below `min_rms`) are redrawn up to 4 times. Each segment is peak-normalized, then scaled by a
+    across kinds present; given weights, a kind they do not name is never drawn), then a file in
+    proportion to its length, then an offset. Near-silent draws (RMS below `min_rms`) are redrawn up
+    to 4 times. Each segment is peak-normalized, then scaled by a
     random gain uniform in [`min_gain_db`, 0] dB; a segment still near-silent after the redraws keeps
     its level (its dither is not blown up to full scale). The default -10.5 dB (a third of the peak)
     is what audio-rvq trained with: with gains down to -20 dB its cosine-similarity first codebook

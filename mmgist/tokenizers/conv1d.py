@@ -17,6 +17,7 @@ each side reach a frame: chunked encoding with that much context equals encoding
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -51,7 +52,7 @@ class Encoder(nn.Module):
             layers += [nn.ELU(), _conv(c_in, c_out, 2 * s, stride=s)]
         layers += [nn.ELU(), _conv(channels[-1], z_dim, 3)]
         self.net = nn.Sequential(*layers)
-        self.hop = int(torch.tensor(list(strides)).prod())
+        self.hop = math.prod(strides)
         self.receptive_radius = _radius(strides, units)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

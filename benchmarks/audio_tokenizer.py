@@ -4,6 +4,12 @@
     python benchmarks/audio_tokenizer.py [--tokenizers audio-rvq audio-rvq-plain] [--codebooks 1 2 4 8]
                                          [--seconds 90] [--spectrograms tokenizers/audio-rvq/spectrograms.png]
                                          [--update-card tokenizers/audio-rvq/README.md]
+                                         [--hf /models/encodec_24khz [--hf /models/dac_16khz ...]]
+
+`--hf PATH` adds rows for a pretrained transformers codec on your disk (hf-audio: EnCodec, DAC, Mimi,
+X-codec; never downloaded). The held-out clips are read at the first tokenizer's rate; a codec at
+another rate gets them resampled to its rate, and its output is resampled back before scoring. Its
+latent error is left blank (the column measures our quantizers).
 
 Every row is measured in this one run, on the held-out files of `mmgist.audio_data.gather_audio`
 (never trained on), by set: real speech in English and in Czech (Fish Fillets NG's voice lines, rooms
@@ -89,9 +95,8 @@ def pesq_wb(estimate: torch.Tensor, reference: torch.Tensor, rate: int) -> float
         return None
 
 
-def measure(name: str, tok, clips: dict[str, list[tuple[str, torch.Tensor]]], ns: list[int]) -> list[dict]:
-    """One row per (set, number of codebooks)."""
-    rate = tok.sample_rate
+def measure(name: str, tok, clips: dict[str, list[tuple[str, torch.Tensor]]], ns: list[int], rate: int) -> list[dict]:
+    """One row per (set, number of codebooks); the clips are at `rate`."""
     rows = []
     for n in ns:
         seen = [torch.zeros(tok.codebook_size, dtype=torch.bool) for _ in range(n)]
@@ -99,13 +104,15 @@ def measure(name: str, tok, clips: dict[str, list[tuple[str, torch.Tensor]]], ns
         for set_name, items in clips.items():
             mel, snr, st, pq, lat, enc_s, dec_s, audio_s = [], [], [], [], [], 0.0, 0.0, 0.0
             for _, wave in items:
-                lat.append(latent_error(tok, wave, n))
+                if hasattr(tok, "quantize"):
+                    lat.append(latent_error(tok, wave, n))
                 tok.decode(tok.encode(wave, rate, num_codebooks=n))  # warm-up: see the module docstring
                 t0 = time.perf_counter()
                 codes = tok.encode(wave, rate, num_codebooks=n)
                 t1 = time.perf_counter()
-                recon = tok.decode(codes)[:, : wave.shape[-1]]
+                recon = tok.decode(codes)
                 t2 = time.perf_counter()
+                recon = at_rate(recon, tok.sample_rate, rate, wave.shape[-1])
                 enc_s, dec_s, audio_s = enc_s + t1 - t0, dec_s + t2 - t1, audio_s + wave.shape[-1] / rate
                 for c in range(n):
                     seen[c][codes[c]] = True
@@ -119,7 +126,7 @@ def measure(name: str, tok, clips: dict[str, list[tuple[str, torch.Tensor]]], ns
             rows.append({
                 "tokenizer": name, "set": f"{set_name} ({len(items)} files, {audio_s:.0f} s)", "codebooks": n,
                 "kbps": tok.bitrate(n) / 1000, "mel dist": _mean(mel), "SI-SNR dB": _mean(snr),
-                "latent err": _mean(lat), "STOI": _mean(st) if st else None,
+                "latent err": _mean(lat) if lat else None, "STOI": _mean(st) if st else None,
                 "STOI files": len(st) if set_name in SPEECH else None,
                 "PESQ": _mean(pq) if pq else None,
                 "encode x RT": audio_s / enc_s, "decode x RT": audio_s / dec_s,
@@ -130,6 +137,15 @@ def measure(name: str, tok, clips: dict[str, list[tuple[str, torch.Tensor]]], ns
         for row in rows[-len(clips) :]:
             row.update({"usage min": min(usage), "usage mean": _mean(usage), "uniform usage": uniform})
     return rows
+
+
+def at_rate(recon: torch.Tensor, from_rate: int, rate: int, length: int) -> torch.Tensor:
+    """A reconstruction (1, S') at `from_rate` as (1, length) at `rate` (resampled, trimmed or zero-padded)."""
+    if from_rate != rate:
+        import torchaudio.functional as AF
+
+        recon = AF.resample(recon, from_rate, rate)
+    return torch.nn.functional.pad(recon[:, :length], (0, max(0, length - recon.shape[-1])))
 
 
 @torch.no_grad()
@@ -177,20 +193,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--spectrograms", help="write a PNG of one held-out speech clip's spectrograms per codebook count")
     ap.add_argument("--update-card", help="rewrite the measured table between the markers in this README")
+    ap.add_argument("--hf", action="append", default=[], metavar="PATH", help="add a pretrained codec (see above)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    args.tokenizers += args.hf
     toks = [load_tokenizer(t).eval() for t in args.tokenizers]
     folder = Path(args.audio) / "heldout"
     if not (Path(args.audio) / "manifest.json").is_file():
         raise SystemExit(f"no gathered audio in {args.audio}: run `make audio-data` first")
-    rates = {tok.sample_rate for tok in toks}
-    if len(rates) > 1:
-        raise SystemExit(f"the tokenizers run at different rates {sorted(rates)}; compare tokenizers of one rate")
     clips = heldout_clips(folder, args.seconds, toks[0].sample_rate)
     rows = []
     for where, tok in zip(args.tokenizers, toks):
         ns = [n for n in args.codebooks if n <= tok.num_codebooks]
-        rows += measure(Path(str(where)).name, tok, clips, ns)
+        rows += measure(Path(str(where)).name, tok, clips, ns, toks[0].sample_rate)
     out = (f"held-out audio from {folder}; {args.threads} CPU threads; usage over every set's codes\n\n"
            f"{tables.table(rows, COLUMNS, FORMATS)}")  # fmt: skip
     print(out)

@@ -4,6 +4,7 @@
     python benchmarks/image_tokenizer.py [--tokenizers image-vq-f8 image-vq-f8-plain image-vq-f8-v1]
                                          [--side-by-side tokenizers/image-vq-f8/heldout.png]
                                          [--update-card tokenizers/image-vq-f8/README.md]
+                                         [--hf /models/Janus-Pro-1B [--hf /models/Emu3-Gen-hf ...]]
 
 Every row is measured in this one run, on the held-out photos of `mmgist.datasets.gather_photos`
 (never trained on). Quality on 256x256 crops (a non-overlapping grid over each photo): PSNR, SSIM,
@@ -16,6 +17,9 @@ threads": the share of codes that change when the crops are encoded with 1 CPU t
 between the two decodes. Encode and decode speed on 16 crops as one batch (best of 3), and encoding
 the same crops one at a time. WebP is encoded per crop at the highest quality whose file fits the
 tokenizer's bits per pixel (log2(K) bits per code).
+
+`--hf PATH` adds rows for the VQ-VAE of a pretrained transformers model on your disk (hf-image: Emu3,
+Janus; Chameleon's has no decoder and is skipped with a note), at the crops' own size (image_size=0).
 """
 
 from __future__ import annotations
@@ -190,15 +194,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--side-by-side", help="write a PNG of 4 held-out crops: original | each tokenizer")
     ap.add_argument("--update-card", help="rewrite the measured table between the markers in this README")
+    ap.add_argument("--hf", action="append", default=[], metavar="PATH", help="add a pretrained VQ-VAE (see above)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     folder = Path(args.heldout) if args.heldout else gather_photos(args.photos).heldout
     crops, kinds = heldout_crops(folder, args.max_per_photo)
     rows, code_rows, toks = [], [], []
-    for where in args.tokenizers:
-        tok = load_tokenizer(where).eval()
+    for where in args.tokenizers + args.hf:
+        tok = (load_tokenizer(where, image_size=0) if where in args.hf else load_tokenizer(where)).eval()
+        try:
+            quality_rows, code_row = measure(Path(str(where)).name, tok, crops, kinds)
+        except NotImplementedError as e:  # Chameleon's VQ-VAE encodes but cannot decode
+            print(f"skipped {where}: {e}")
+            continue
         toks.append(tok)
-        quality_rows, code_row = measure(Path(str(where)).name, tok, crops, kinds)
         rows += quality_rows
         code_rows.append(code_row)
     rows += measure_webp(crops, kinds, rows[0]["bpp"])

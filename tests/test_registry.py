@@ -24,31 +24,60 @@ def _creatable():
     return [n for n in mmgist.list_tokenizers() if not registry.get_tokenizer_class(n).requires_pretrained]
 
 
+def _openable():
+    """Wrappers of pretrained models: opened on a tiny random model (tests/hf_tiny.py)."""
+    return [n for n in mmgist.list_tokenizers() if registry.get_tokenizer_class(n).opens_folders]
+
+
+OPEN = {"hf-audio": ("dac", {}), "hf-image": ("emu3", {"image_size": 0})}  # tiny model, options
+
+
+def _instance(name, tmp_path):
+    if name not in OPEN:
+        return mmgist.create_tokenizer(name)
+    from hf_tiny import save_tiny
+
+    kind, options = OPEN[name]
+    return mmgist.load_tokenizer(name, path=save_tiny(kind, tmp_path / "models"), **options)
+
+
+def _encode(tok, sample):
+    return (
+        tok.encode(sample, sample_rate=tok.sample_rate)
+        if tok.opens_folders and tok.modality == "audio"
+        else tok.encode(sample)
+    )
+
+
 def test_builtins_are_registered_and_exported():
     names = mmgist.list_tokenizers()
     assert {"byte", "hf-text"} <= set(names)
     assert mmgist.list_tokenizers("toy-*") == ["toy-audio", "toy-image", "toy-video"]
 
 
-@pytest.mark.parametrize("name", _creatable())
+def test_every_wrapper_of_pretrained_models_is_tested_here():
+    assert set(_openable()) == set(OPEN)
+
+
+@pytest.mark.parametrize("name", _creatable() + _openable())
 def test_every_tokenizer_saves_and_loads_identically(name, tmp_path):
-    tok = mmgist.create_tokenizer(name)
+    tok = _instance(name, tmp_path)
     assert tok.modality in SAMPLES and tok.codebook_size > 0 and tok.num_codebooks >= 1
     sample = SAMPLES[tok.modality]()
-    codes = tok.encode(sample)
+    codes = _encode(tok, sample)
     assert codes.dtype == torch.long and codes.ndim == tok.code_ndim
     assert int(codes.min()) >= 0 and int(codes.max()) < tok.codebook_size
     tok.save_pretrained(tmp_path / name)
     loaded = mmgist.load_tokenizer(tmp_path / name)
     assert type(loaded) is type(tok) and loaded.fingerprint() == tok.fingerprint()
-    assert torch.equal(loaded.encode(sample), codes)
+    assert torch.equal(_encode(loaded, sample), codes)
     segment = loaded.decode_segment(codes)
     assert torch.equal(segment.codes, codes)
 
 
-@pytest.mark.parametrize("name", _creatable())
-def test_every_tokenizer_refuses_out_of_range_codes(name):
-    tok = mmgist.create_tokenizer(name)
+@pytest.mark.parametrize("name", _creatable() + _openable())
+def test_every_tokenizer_refuses_out_of_range_codes(name, tmp_path):
+    tok = _instance(name, tmp_path)
     shape = (tok.num_codebooks, 2) if tok.modality == "audio" else (2,) * tok.code_ndim
     with pytest.raises(ValueError, match=f"code {tok.codebook_size} is outside the codebook"):
         tok.decode(torch.full(shape, tok.codebook_size))

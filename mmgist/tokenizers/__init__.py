@@ -2,10 +2,13 @@
 
 from .audio import AudioRVQConfig, AudioRVQTokenizer
 from .base import AudioTokenizer, ImageTokenizer, ModalityTokenizer, TextTokenizer, VideoTokenizer
+from .hf_audio import HFAudioConfig, HFAudioTokenizer
+from .hf_image import HFImageConfig, HFImageTokenizer
 from .image import ImageVQConfig, ImageVQTokenizer
 from .registry import (
     create_tokenizer,
     get_tokenizer_class,
+    list_aliases,
     list_tokenizers,
     list_zoo,
     load_tokenizer,
@@ -19,6 +22,10 @@ __all__ = [
     "AudioRVQTokenizer",
     "AudioTokenizer",
     "ByteTokenizer",
+    "HFAudioConfig",
+    "HFAudioTokenizer",
+    "HFImageConfig",
+    "HFImageTokenizer",
     "HFTextTokenizer",
     "ImageTokenizer",
     "ImageVQConfig",
@@ -28,6 +35,7 @@ __all__ = [
     "VideoTokenizer",
     "create_tokenizer",
     "get_tokenizer_class",
+    "list_aliases",
     "list_tokenizers",
     "list_zoo",
     "load_tokenizer",

@@ -42,12 +42,12 @@ from typing import Any, NamedTuple
 import torch
 from einops import rearrange
 
-from ..io import as_waveform
 from ..metrics import multiscale_mel_l1, si_snr
 from ..train import StepOutput
 from ..validate import finite, fraction, integer, is_int, positive_int
 from .base import AudioTokenizer
 from .conv1d import Decoder, Encoder
+from .inputs import is_batch, waveform_batch
 from .registry import register_tokenizer
 
 QUANTIZERS = ("rvq", "rfsq", "plain-rvq")
@@ -225,33 +225,7 @@ class AudioRVQTokenizer(AudioTokenizer):
     def preprocess(self, waveform: Any, sample_rate: int | None) -> torch.Tensor:
         """(samples,), (channels, samples), (B, channels, samples) or a list of equal-length waveforms ->
         float (B, 1, S) at the codec's rate, S a whole number of frames (padded with silence)."""
-        if sample_rate is None:
-            raise ValueError(
-                f"{self.name}: encode needs the waveform's sample_rate (the codec runs at {self.sample_rate} Hz)"
-            )
-        if not is_int(sample_rate) or sample_rate <= 0:
-            raise ValueError(f"{self.name}: sample_rate must be a positive int, got {sample_rate!r}")
-        if isinstance(waveform, (list, tuple)):
-            if not waveform:
-                raise ValueError(f"{self.name}: encode got an empty list of waveforms")
-            items = [as_waveform(w) for w in waveform]
-            lengths = sorted({w.shape[-1] for w in items})
-            if len(lengths) > 1:
-                raise ValueError(
-                    f"{self.name}: waveforms in one batch must have one length, got {lengths[:4]} samples; "
-                    "encode them one at a time"
-                )
-            x = torch.stack([w.mean(0, keepdim=True) for w in items])
-        else:
-            x = as_waveform(waveform, batched=True).mean(1, keepdim=True)
-        if sample_rate != self.sample_rate:
-            import torchaudio.functional as AF
-
-            x = AF.resample(x, int(sample_rate), self.sample_rate)
-            if x.shape[-1] == 0:
-                raise ValueError(f"{self.name}: the waveform is shorter than one sample at {self.sample_rate} Hz")
-        frames = -(-x.shape[-1] // self.hop)
-        return torch.nn.functional.pad(x, (0, frames * self.hop - x.shape[-1]))
+        return waveform_batch(waveform, sample_rate, self.sample_rate, self.hop, self.name)
 
     # --- the model ----------------------------------------------------------------------------
     def quantize(
@@ -342,9 +316,7 @@ class AudioRVQTokenizer(AudioTokenizer):
 
         `num_codebooks` n (default all N): fewer is a lower bitrate. `chunk_seconds=None` encodes all at once."""
         n = self._num_codebooks(num_codebooks)
-        single = not isinstance(waveform, (list, tuple)) and not (
-            isinstance(waveform, torch.Tensor) and waveform.ndim == 3
-        )
+        single = not is_batch(waveform, 2)
         x = self.preprocess(waveform, sample_rate)
         device = next(self.parameters()).device
         was_training = self.training

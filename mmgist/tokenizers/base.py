@@ -59,6 +59,9 @@ class ModalityTokenizer(nn.Module):
         False  # True: no usable defaults (trained weights, files): load a saved folder
     )
     extra_files: ClassVar[tuple[str, ...]] = ()  # what `_save_extra` writes: replaced by a save, not carried over
+    stores_weights: ClassVar[bool] = True  # False: the weights live elsewhere (a pretrained model folder the
+    # config names, see hf_folder): save_pretrained writes config.json only
+    opens_folders: ClassVar[bool] = False  # True: load_tokenizer(name, path=..., **options) builds one
 
     def __init__(self, config: Any = None) -> None:
         super().__init__()
@@ -68,6 +71,11 @@ class ModalityTokenizer(nn.Module):
             raise TypeError(
                 f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(self.config).__name__}"
             )
+
+    @classmethod
+    def open(cls, **options: Any) -> ModalityTokenizer:
+        """A ready tokenizer from options alone (`opens_folders` classes: `path=` a pretrained model)."""
+        return cls(cls.make_config(**options))
 
     @classmethod
     def make_config(cls, **kwargs: Any) -> Any:
@@ -156,14 +164,16 @@ class ModalityTokenizer(nn.Module):
         """Write this tokenizer's files into `directory` in place (callers make that atomic)."""
         directory.mkdir(parents=True, exist_ok=True)
         self._save_extra(directory)
-        sha = save_tensors_atomic(self.state_dict(), directory / WEIGHTS_FILE)
+        weights = {}
+        if self.stores_weights:
+            weights["weights_sha256"] = save_tensors_atomic(self.state_dict(), directory / WEIGHTS_FILE)
         header = versioned(
             FORMAT,
             FORMAT_VERSION,
             tokenizer=self.name,
             modality=self.modality,
             config=dataclasses.asdict(self.config),
-            weights_sha256=sha,
+            **weights,
         )
         write_json_atomic(directory / CONFIG_FILE, header)  # last: the folder only loads once this is in place
 
@@ -184,6 +194,8 @@ class ModalityTokenizer(nn.Module):
             tok = klass._from_saved(klass.make_config(**klass.upgrade_config(saved)), directory)
         except (TypeError, ValueError) as e:  # a config field of the wrong type or value: say which folder
             raise type(e)(f"{str(directory / CONFIG_FILE)!r}: {e}") from e
+        if not klass.stores_weights:  # it loaded (and checked) its weights from the folder its config names
+            return tok.eval()
         state = load_tensors(directory / WEIGHTS_FILE, header.get("weights_sha256"))
         where = str(directory / WEIGHTS_FILE)
         own = {k: tuple(v.shape) for k, v in tok.state_dict().items()}

@@ -27,9 +27,8 @@ Codes depend on the CPU thread count only through float rounding: a code near a 
 neighbour that decodes alike. The benchmark measures the share that changes between 1 and N threads
 and how closely the two decodes agree; tests/test_zoo.py bounds both for the shipped tokenizer.
 
-Sizes that are not a multiple of f are handled by `fit`: "pad" (replicate the right and bottom
-edges up to the next multiple; decode returns the padded size), "crop" (centre crop down),
-"resize" (bilinear to the nearest multiple), or "error".
+Sizes that are not a multiple of f are handled by `fit` ("pad", "crop", "resize" or "error"; see
+mmgist.tokenizers.inputs).
 """
 
 from __future__ import annotations
@@ -42,18 +41,18 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
-from ..io import image_to_tensor, tensor_to_image
+from ..io import tensor_to_image
 from ..train import StepOutput
 from ..validate import finite, fraction, integer, is_int, positive_int
 from .base import ImageTokenizer
 from .conv import Decoder, Encoder
+from .inputs import FITS, fit_images, fitted_size, images_batch, is_batch
 from .registry import register_tokenizer
 
 DEFAULTS = {"codebook_size": 4096, "fsq_levels": (8, 8, 8, 8)}  # unless a preset says otherwise
 LEGACY = {"padding": "zeros", "l1_weight": 0.0, "colour_weight": 0.0, "edge_weight": 0.0, "mse_weight": 1.0}  # v1
 CHUNK_PIXELS = 2 * 256 * 256  # encode/decode this many input pixels at a time (see the module docstring)
 USAGE_WINDOW = 50  # training steps over which the progress bar's codebook usage is counted
-FITS = ("pad", "crop", "resize", "error")
 QUANTIZERS = ("vq", "fsq", "plain-vq")
 PRESETS: dict[str, dict[str, Any]] = {
     # f = 2 ** (len(channels) - 1). Widths sized so a 2-core CPU trains one in about an hour.
@@ -181,70 +180,13 @@ class ImageVQTokenizer(ImageTokenizer):
 
     def tokens_per_image(self, height: int, width: int, fit: str | None = None) -> int:
         """Codes for an image of this size (the vocabulary adds one <|row|> per row plus 2 markers)."""
-        h, w = self._fitted_size(height, width, fit or self.config.fit)
+        h, w = fitted_size(height, width, self.factor, fit or self.config.fit)
         return (h // self.factor) * (w // self.factor)
 
     # --- input handling -----------------------------------------------------------------------
-    def _fitted_size(self, height: int, width: int, fit: str) -> tuple[int, int]:
-        f = self.factor
-        if fit not in FITS:
-            raise ValueError(f"unknown fit {fit!r}; choose one of {list(FITS)}")
-        if height <= 0 or width <= 0:
-            raise ValueError(f"image has zero size {width}x{height}")
-        if height % f == 0 and width % f == 0:
-            return height, width
-        if fit == "error":
-            raise ValueError(
-                f"image size {width}x{height} is not a multiple of {f}; pass fit='pad', 'crop' or 'resize'"
-            )
-        if fit == "pad":
-            return -(-height // f) * f, -(-width // f) * f
-        if fit == "crop":
-            if height < f or width < f:
-                raise ValueError(f"image {width}x{height} is smaller than one {f}x{f} patch; cannot crop")
-            return height // f * f, width // f * f
-        return max(f, round(height / f) * f), max(f, round(width / f) * f)
-
     def preprocess(self, images: Any, fit: str | None = None) -> torch.Tensor:
         """PIL image(s) or tensor (3, H, W) / (B, 3, H, W) -> float (B, 3, H', W') in [0, 1], sized to fit."""
-        fit = fit or self.config.fit
-        if isinstance(images, (list, tuple)):
-            if not images:
-                raise ValueError("encode got an empty list of images")
-            tensors = [im if isinstance(im, torch.Tensor) else image_to_tensor(im) for im in images]
-            if bad := [tuple(t.shape) for t in tensors if t.ndim != 3]:
-                raise ValueError(f"each image in a list must be a (3, H, W) tensor or a PIL image, got shape {bad[0]}")
-            sizes = sorted({tuple(t.shape[-2:]) for t in tensors})
-            if len(sizes) > 1:
-                raise ValueError(
-                    f"images in one batch must share a size, got (H, W) sizes {sizes}; encode them one at a time"
-                )
-            x = torch.stack([t.float() / 255 if t.dtype == torch.uint8 else t for t in tensors])
-        elif isinstance(images, torch.Tensor):
-            x = images.unsqueeze(0) if images.ndim == 3 else images
-        else:
-            x = image_to_tensor(images)[None]  # PIL (any mode) -> RGB
-        if x.ndim != 4 or x.shape[1] not in (1, 3):
-            raise ValueError(f"images must be (3, H, W) or (B, 3, H, W) (1 channel is repeated), got {tuple(x.shape)}")
-        if x.dtype == torch.uint8:
-            x = x.float() / 255
-        elif not x.dtype.is_floating_point:
-            raise TypeError(f"image tensors must be uint8 (0..255) or float (0..1), got {x.dtype}")
-        if not torch.isfinite(x).all():
-            raise ValueError("images contain NaN or inf")
-        if x.numel() and (x.min() < -1e-3 or x.max() > 1 + 1e-3):
-            raise ValueError(f"float images must lie in [0, 1], got values in [{x.min():.3g}, {x.max():.3g}]")
-        x = x.float().clamp(0, 1).expand(-1, 3, -1, -1)
-        H, W = x.shape[-2:]
-        h, w = self._fitted_size(H, W, fit)
-        if (h, w) == (H, W):
-            return x
-        if fit == "pad":
-            return F.pad(x, (0, w - W, 0, h - H), mode="replicate")
-        if fit == "crop":
-            top, left = (H - h) // 2, (W - w) // 2
-            return x[:, :, top : top + h, left : left + w]
-        return F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True).clamp(0, 1)
+        return fit_images(images_batch(images), self.factor, fit or self.config.fit)
 
     # --- the model ----------------------------------------------------------------------------
     def quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -288,7 +230,7 @@ class ImageVQTokenizer(ImageTokenizer):
     @torch.no_grad()
     def encode(self, images: Any, fit: str | None = None, **kwargs: Any) -> torch.Tensor:
         """Codes (h, w) for one image, (B, h, w) for a list or a batch tensor."""
-        single = not isinstance(images, (list, tuple)) and not (isinstance(images, torch.Tensor) and images.ndim == 4)
+        single = not is_batch(images, 3)
         x = self.preprocess(images, fit)
         device = next(self.parameters()).device
         was_training = self.training

@@ -12,6 +12,15 @@ group `mmgist.tokenizers` (pyproject: `[project.entry-points."mmgist.tokenizers"
 "my_pkg.tok:MyTokenizer"`). Entry points are loaded the first time the registry is read; a class
 that is not already registered is registered under the entry point's name.
 
+Pretrained models that transformers implements are tokenizers too (hf_audio, hf_image): give the
+wrapper's name and the model folder, or the folder alone, or an alias of a well-known model that the
+user already has in the local Hugging Face cache (never downloaded):
+
+    load_tokenizer("hf-audio", path="/models/encodec_24khz", bandwidth=1.5)
+    load_tokenizer("/models/encodec_24khz")      # a transformers folder: its model_type picks the wrapper
+    load_tokenizer("encodec-24khz")               # alias: hf-audio, path="facebook/encodec_24khz"
+    list_aliases()
+
 A tokenizer loaded from the zoo remembers its name (`tok.zoo_name`): a saved vocabulary then refers to
 it by name and fingerprint instead of copying its weights.
 
@@ -36,6 +45,7 @@ if TYPE_CHECKING:
 
 ENTRY_POINT_GROUP = "mmgist.tokenizers"
 _REGISTRY: dict[str, type[ModalityTokenizer]] = {}
+_ALIASES: dict[str, tuple[str, dict[str, Any]]] = {}  # alias -> (registered name, options)
 _plugins_loaded = False
 
 
@@ -57,6 +67,19 @@ def register_tokenizer(name: str):
         return cls
 
     return decorator
+
+
+def register_alias(alias: str, name: str, **options: Any) -> None:
+    """Make `load_tokenizer(alias)` mean `load_tokenizer(name, **options)` (options given there win)."""
+    if alias in _ALIASES and _ALIASES[alias] != (name, options):
+        raise ValueError(f"tokenizer alias {alias!r} is already registered as {_ALIASES[alias]}")
+    _ALIASES[alias] = (name, options)
+
+
+def list_aliases(pattern: str = "*") -> dict[str, tuple[str, dict[str, Any]]]:
+    """Aliases matching `pattern`: alias -> (registered name, options)."""
+    _load_plugins()
+    return {a: v for a, v in sorted(_ALIASES.items()) if fnmatch.fnmatchcase(a, pattern)}
 
 
 def _load_plugins() -> None:
@@ -110,30 +133,75 @@ def list_zoo() -> list[str]:
     return sorted(names)
 
 
-def load_tokenizer(name_or_path: str | os.PathLike[str]) -> ModalityTokenizer:
-    """Load a tokenizer from a folder path, a zoo name, or a registered name that needs no saved files."""
+def load_tokenizer(name_or_path: str | os.PathLike[str], **options: Any) -> ModalityTokenizer:
+    """Load a tokenizer from a folder path, a zoo name, an alias, or a registered name: one that needs no
+    saved files, or a wrapper of pretrained models given `path=` and its options (see the module docstring)."""
     from .base import ModalityTokenizer
 
     if not isinstance(name_or_path, (str, os.PathLike)) or str(name_or_path) == "":
         raise TypeError(f"load_tokenizer takes a tokenizer name or a folder path, got {name_or_path!r:.60}")
+    _load_plugins()
     path = Path(name_or_path)
+    name = str(name_or_path)
     if path.is_dir():
+        if _is_transformers_folder(path):
+            return _wrapper_for(path).open(path=str(path), **options)
+        _no_options(name, options)
         tok = ModalityTokenizer.from_pretrained(path)
         if any(path.resolve().parent == d.resolve() for d in zoo_dirs() if d.is_dir()):
             tok.zoo_name = path.name  # a zoo folder given by path is still a zoo tokenizer
         return tok
-    name = str(name_or_path)
+    if name in _ALIASES:
+        target, preset = _ALIASES[name]
+        return load_tokenizer(target, **{**preset, **options})
     for d in zoo_dirs():
         if (d / name / "config.json").is_file():
+            _no_options(name, options)
             tok = ModalityTokenizer.from_pretrained(d / name)
             tok.zoo_name = name
             return tok
-    _load_plugins()
+    if name in _REGISTRY and _REGISTRY[name].opens_folders:
+        return _REGISTRY[name].open(**options)
     if name in _REGISTRY and not _REGISTRY[name].requires_pretrained:
-        return create_tokenizer(name)
+        return create_tokenizer(name, **options)
     untrained = [n for n, c in sorted(_REGISTRY.items()) if not c.requires_pretrained]
+    wrappers = [n for n, c in sorted(_REGISTRY.items()) if c.opens_folders]
     raise ValueError(
         f"cannot load tokenizer {name!r}: it is not a folder, not a trained tokenizer in the zoo "
-        f"{list_zoo()} (searched {[str(d) for d in zoo_dirs()]}), and not a registered tokenizer that "
+        f"{list_zoo()} (searched {[str(d) for d in zoo_dirs()]}), not an alias {sorted(_ALIASES)}, not a "
+        f"wrapper of pretrained models {wrappers} (which take path=), and not a registered tokenizer that "
         f"can be built without saved files {untrained}"
+    )
+
+
+def _no_options(name: str, options: dict[str, Any]) -> None:
+    if options:
+        raise TypeError(
+            f"load_tokenizer({name!r}) loads a saved tokenizer, which takes no options; got {sorted(options)}"
+        )
+
+
+def _is_transformers_folder(path: Path) -> bool:
+    """A folder whose config.json is a transformers model config (model_type), not an mmgist header."""
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(config, dict) and "model_type" in config and "format" not in config
+
+
+def _wrapper_for(path: Path) -> type[ModalityTokenizer]:
+    """The registered wrapper whose `model_types` include the folder's model_type."""
+    from .hf_folder import read_model_config
+
+    model_type, _ = read_model_config(path)
+    for cls in _REGISTRY.values():
+        if model_type in getattr(cls, "model_types", ()):
+            return cls
+    supported = {n: list(getattr(c, "model_types", ())) for n, c in sorted(_REGISTRY.items()) if c.opens_folders}
+    raise ValueError(
+        f"{str(path)!r} holds a transformers {model_type!r} model, which no tokenizer wraps; supported model "
+        f"types: {supported}"
     )

@@ -4,7 +4,7 @@
     python benchmarks/image_tokenizer.py [--tokenizers image-vq-f8 image-vq-f8-plain image-vq-f8-v1]
                                          [--side-by-side tokenizers/image-vq-f8/heldout.png]
                                          [--update-card tokenizers/image-vq-f8/README.md]
-                                         [--hf /models/Janus-Pro-1B [--hf /models/Emu3-Gen-hf ...]]
+                                         [--hf /models/Janus-Pro-1B [--hf /models/Emu3-Chat-hf ...]]
 
 Every row is measured in this one run, on the held-out photos of `mmgist.datasets.gather_photos`
 (never trained on). Quality on 256x256 crops (a non-overlapping grid over each photo): PSNR, SSIM,

@@ -39,7 +39,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from . import Prompt, SharedVocabulary, list_tokenizers, load_tokenizer
+from . import Prompt, SharedVocabulary, list_aliases, list_tokenizers, load_tokenizer
 from .io import image_to_tensor, load_audio, load_image, save_audio, save_image
 from .prompt import Audio
 from .storage import read_json
@@ -98,6 +98,8 @@ def _read_text(path: str, what: str) -> str:
 def cmd_tokenizers(args: argparse.Namespace) -> None:
     print("registered:", " ".join(list_tokenizers(args.pattern)))
     print("trained (zoo):", " ".join(list_zoo()) or "(none)")
+    aliases = ", ".join(f"{a} ({options['path']})" for a, (_, options) in list_aliases().items())
+    print("pretrained aliases (from your Hugging Face cache, never downloaded):", aliases)
 
 
 def cmd_vocab(args: argparse.Namespace) -> None:

@@ -44,6 +44,24 @@ def test_an_audio_prompt_through_files(tmp_path, capsys):
     assert (tmp_path / "m" / "segment1.wav").exists()
 
 
+def test_a_pretrained_codec_folder_is_a_tokenizer_for_the_cli(tmp_path, capsys):
+    from hf_tiny import save_tiny
+    from test_audio_tokenizer import sound
+
+    from mmgist.io import save_audio
+
+    folder = save_tiny("dac", tmp_path)  # a transformers folder: hf-audio, referred to by path and SHA-256
+    assert main(["vocab", "--audio", str(folder), "--out", str(tmp_path / "v")]) == 0
+    capsys.readouterr()
+    save_audio(tmp_path / "a.wav", sound(16000, 0.1), 16000)
+    (tmp_path / "p.json").write_text(json.dumps(["Listen: ", {"audio": "a.wav"}]))
+    assert main(["encode", "--vocab", str(tmp_path / "v"), str(tmp_path / "p.json")]) == 0
+    (tmp_path / "ids.json").write_text(capsys.readouterr().out)
+    args = ["decode", "--vocab", str(tmp_path / "v"), str(tmp_path / "ids.json"), "--media-dir", str(tmp_path / "m")]
+    assert main(args) == 0
+    assert "[1] audio: codes (4, 4)" in capsys.readouterr().out and (tmp_path / "m" / "segment1.wav").exists()
+
+
 def test_bad_prompt_file_is_reported(tmp_path, capsys):
     assert main(["vocab", "--out", str(tmp_path / "v")]) == 0
     (tmp_path / "p.json").write_text(json.dumps([{"audio": "x.wav", "extra": 1}]))
@@ -53,7 +71,8 @@ def test_bad_prompt_file_is_reported(tmp_path, capsys):
 
 def test_tokenizers_lists_names(capsys):
     assert main(["tokenizers"]) == 0
-    assert "byte" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "byte" in out and "hf-audio" in out and "encodec-24khz (facebook/encodec_24khz)" in out
 
 
 def test_train_tokenizer_writes_a_loadable_tokenizer_and_refuses_to_overwrite(tmp_path, capsys):

@@ -246,5 +246,6 @@ for _alias, _repo in {
     "dac-24khz": "descript/dac_24khz",
     "dac-44khz": "descript/dac_44khz",
     "mimi": "kyutai/mimi",
+    "xcodec-hubert-librispeech": "hf-audio/xcodec-hubert-librispeech",
 }.items():
     register_alias(_alias, "hf-audio", path=_repo)

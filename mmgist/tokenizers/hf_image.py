@@ -220,7 +220,7 @@ class HFImageTokenizer(PretrainedFolderTokenizer, ImageTokenizer):
 
 for _alias, _repo in {
     "chameleon-7b": "facebook/chameleon-7b",
-    "emu3-gen": "BAAI/Emu3-Gen-hf",
+    "emu3-chat": "BAAI/Emu3-Chat-hf",
     "janus-pro-1b": "deepseek-community/Janus-Pro-1B",
 }.items():
     register_alias(_alias, "hf-image", path=_repo)

@@ -168,7 +168,7 @@ def test_saved_tokenizers_refer_to_the_folder_and_refuse_changed_weights(kind, t
     with torch.no_grad():
         next(p for n, p in named.items() if p.ndim > 1 and ("vqmodel" in n or kind == "dac")).mul_(1.5)
     model.save_pretrained(folder)
-    with pytest.raises(ValueError, match="weights changed since this tokenizer was saved"):
+    with pytest.raises(ValueError, match="weights or config changed since this tokenizer was saved"):
         mmgist.load_tokenizer(saved)
 
 
@@ -252,7 +252,7 @@ def test_a_folder_of_another_model_type_is_refused_naming_both(models, tmp_path)
 
 def test_missing_folders_and_uncached_repo_ids_are_refused_without_downloading(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    with pytest.raises(FileNotFoundError, match=r"huggingface-cli download facebook/encodec_24khz"):
+    with pytest.raises(FileNotFoundError, match=r"hf download facebook/encodec_24khz"):
         mmgist.load_tokenizer("encodec-24khz")  # an alias: hf-audio, path="facebook/encodec_24khz"
     with pytest.raises(FileNotFoundError, match="does not exist"):
         mmgist.load_tokenizer("hf-image", path=str(tmp_path / "nowhere"))
@@ -283,3 +283,75 @@ def test_pretrained_tokenizers_refuse_bad_input(models):
         vq.decode(torch.zeros(5, dtype=torch.long))
     with pytest.raises(ValueError, match="dtype must be one of"):
         mmgist.load_tokenizer(save_tiny("emu3", models), dtype="float8")
+
+
+# --- found in review -------------------------------------------------------------------------------------
+def test_a_changed_model_config_is_refused_like_changed_weights(tmp_path):
+    folder = save_tiny("dac", tmp_path / "models")
+    saved = mmgist.load_tokenizer(folder).save_pretrained(tmp_path / "tok")
+    config = json.loads((folder / "config.json").read_text())
+    config["sampling_rate"] = 24000  # same tensors, other codes
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="weights or config changed since this tokenizer was saved"):
+        mmgist.load_tokenizer(saved)
+
+
+def test_every_bandwidth_the_error_lists_loads_and_names_one_tokenizer(models):
+    folder = save_tiny("encodec", models)
+    with pytest.raises(ValueError, match="Select one of") as info:
+        mmgist.load_tokenizer("hf-audio", path=folder, bandwidth=0.1)
+    listed = json.loads(str(info.value).split("Select one of ")[1].rstrip("."))
+    assert listed == [0.45, 0.9, 1.35, 1.8]
+    for k, bandwidth in enumerate(listed, 1):
+        tok = mmgist.load_tokenizer("hf-audio", path=folder, bandwidth=bandwidth)
+        assert tok.num_codebooks == k
+        assert tok.fingerprint() == mmgist.load_tokenizer("hf-audio", path=folder, num_codebooks=k).fingerprint()
+
+
+def test_codes_and_media_are_ordinary_tensors(models):
+    codec = mmgist.load_tokenizer(save_tiny("dac", models))
+    codes = codec.encode(wave(), 22050)
+    audio = codec.decode(codes)
+    assert not codes.is_inference() and not audio.is_inference()
+    torch.nn.Embedding(64, 2)(codes).sum().backward()  # usable in autograd code, as other tokenizers' codes are
+    audio.mul_(0.5)
+
+
+def test_a_saved_tokenizer_follows_a_moved_folder_and_another_device(tmp_path):
+    folder = save_tiny("dac", tmp_path / "a")
+    tok = mmgist.load_tokenizer(folder, device="cpu")
+    saved = tok.save_pretrained(tmp_path / "tok")
+    folder.rename(tmp_path / "b")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        mmgist.load_tokenizer(saved)
+    moved = mmgist.load_tokenizer(saved, path=tmp_path / "b", device="cpu")
+    assert moved.fingerprint() == tok.fingerprint()
+    with pytest.raises(TypeError, match=r"loads with the options \['path', 'device'\] only; got \['dtype'\]"):
+        mmgist.load_tokenizer(saved, path=tmp_path / "b", dtype="bfloat16")
+    with pytest.raises(TypeError, match="takes the model folder as its argument; drop path="):
+        mmgist.load_tokenizer(tmp_path / "b", path=tmp_path / "b")
+    with pytest.raises(TypeError, match=r"loads with the options \[\] only"):
+        mmgist.load_tokenizer(save_image_vq(tmp_path), device="cpu")
+
+
+def save_image_vq(tmp_path):
+    return mmgist.create_tokenizer("toy-image").save_pretrained(tmp_path / "toy")
+
+
+def test_call_options_are_honoured_or_refused(models):
+    vq = mmgist.load_tokenizer(save_tiny("emu3", models), image_size=0)
+    assert vq.encode(photo(70, 90), fit="crop").shape == (8, 11) and vq.encode(photo(70, 90)).shape == (9, 12)
+    with pytest.raises(TypeError, match=r"unexpected option\(s\) \['fitt'\]"):
+        vq.encode(photo(), fitt="crop")
+    codec = mmgist.load_tokenizer(save_tiny("dac", models))
+    with pytest.raises(TypeError, match=r"unexpected option\(s\) \['num_codebook'\]"):
+        codec.encode(wave(), 22050, num_codebook=2)
+    half = codec.to(torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and half.encode(wave(), 22050).shape[0] == 4
+
+
+def test_emu3_scales_images_into_its_own_pixel_range(models):
+    vq = mmgist.load_tokenizer(save_tiny("emu3", models))  # image_size=None: Emu3's processor's area range
+    assert 512 * 512 // 64 * 0.98 <= vq.tokens_per_image(64, 64) <= 512 * 512 // 64 * 1.02
+    assert vq.tokens_per_image(3024, 4032) <= 1024 * 1024 // 64 * 1.02
+    assert vq.tokens_per_image(600, 700) == 75 * 88

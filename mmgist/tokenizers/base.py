@@ -178,8 +178,10 @@ class ModalityTokenizer(nn.Module):
         write_json_atomic(directory / CONFIG_FILE, header)  # last: the folder only loads once this is in place
 
     @classmethod
-    def from_pretrained(cls, directory: PathLike) -> ModalityTokenizer:
-        """Load a saved tokenizer. On the base class the registered type in config.json is used."""
+    def from_pretrained(cls, directory: PathLike, **overrides: Any) -> ModalityTokenizer:
+        """Load a saved tokenizer. On the base class the registered type in config.json is used.
+        `overrides`: config fields to change on load, only those the class's `reopen_options` allows
+        (a wrapped pretrained model's path and device)."""
         from .registry import get_tokenizer_class
 
         directory = existing_dir(directory, "tokenizer folder")
@@ -190,6 +192,12 @@ class ModalityTokenizer(nn.Module):
         saved = header.get("config", {})
         if not isinstance(saved, dict):
             raise ValueError(f"{str(directory / CONFIG_FILE)!r}: config must be a JSON object, got {saved!r:.60}")
+        if bad := sorted(set(overrides) - set(klass.reopen_options())):
+            raise TypeError(
+                f"a saved {header['tokenizer']!r} tokenizer loads with the options {list(klass.reopen_options())} "
+                f"only; got {bad}"
+            )
+        saved = {**saved, **overrides}
         try:
             tok = klass._from_saved(klass.make_config(**klass.upgrade_config(saved)), directory)
         except (TypeError, ValueError) as e:  # a config field of the wrong type or value: say which folder
@@ -203,6 +211,11 @@ class ModalityTokenizer(nn.Module):
         all_finite(state, repr(where))
         tok.load_state_dict(state, strict=True)
         return tok.eval()
+
+    @classmethod
+    def reopen_options(cls) -> tuple[str, ...]:
+        """Config fields `load_tokenizer(saved_folder, **options)` may change: none for tokenizers with weights."""
+        return ()
 
     @classmethod
     def upgrade_config(cls, saved: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ Choices, documented rather than hidden:
   refused: each chunk's scale is a float that a token sequence has no place for, and decoding without
   it gives the wrong loudness. The 24 kHz and 32 kHz models do not normalize and are supported.
 - Codes are computed on the whole signal at once (memory grows with length); split long recordings.
-- Models run under torch.inference_mode in the config's dtype and device; codes come back on the CPU.
+- Models run under torch.no_grad in the config's dtype and device; codes come back on the CPU.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class _Encodec(_Codec):
     def encode(self, x: torch.Tensor, n: int) -> torch.Tensor:
         q = self.model.quantizer
         per_codebook = math.log2(q.codebook_size) * q.frame_rate / 1000  # kbps
+        # the quantizer floors bandwidth / per_codebook to a number of codebooks: half a codebook over n gives n
         codes = q.encode(self.model.encoder(x), bandwidth=(n + 0.5) * per_codebook)  # (n, B, F)
         return codes.transpose(0, 1)
 
@@ -155,6 +156,7 @@ class HFAudioTokenizer(PretrainedFolderTokenizer, AudioTokenizer):
         )
         self.codec = CODECS[model_type][1](model)
         self.config.num_codebooks = self._resolve_codebooks(self.config.num_codebooks, self.config.bandwidth)
+        self.config.bandwidth = None  # now held as num_codebooks: one tokenizer, one fingerprint
         return model
 
     def _resolve_codebooks(self, n: Any, bandwidth: Any) -> int:
@@ -164,7 +166,7 @@ class HFAudioTokenizer(PretrainedFolderTokenizer, AudioTokenizer):
         if bandwidth is not None:
             valid = sorted({round(k * per, 4) for k in range(lo, hi + 1)} | set(codec.bandwidths))
             k = finite(bandwidth, "bandwidth", positive=True) / per
-            if abs(k - round(k)) > 1e-6 or not lo <= round(k) <= hi:
+            if abs(k - round(k)) > 1e-3 or not lo <= round(k) <= hi:  # the listed values are rounded
                 raise ValueError(f"{who} doesn't support the bandwidth {bandwidth} kbps. Select one of {valid}.")
             if n is not None and n != round(k):
                 raise ValueError(f"{who}: bandwidth {bandwidth} kbps is {round(k)} codebooks, but num_codebooks={n}")
@@ -207,11 +209,13 @@ class HFAudioTokenizer(PretrainedFolderTokenizer, AudioTokenizer):
         """Any waveform(s) -> float (B, 1, S) mono at the codec's rate, S a whole number of frames."""
         return waveform_batch(waveform, sample_rate, self.sample_rate, self.hop, self.name)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def encode(
         self, waveform: Any, sample_rate: int | None = None, num_codebooks: int | None = None, **kwargs: Any
     ) -> torch.Tensor:
         """Codes (n, F) for one waveform, (B, n, F) for a list or a (B, channels, S) tensor; n <= num_codebooks."""
+        if kwargs:
+            raise TypeError(f"{self.name}.encode got unexpected option(s) {sorted(kwargs)}; it takes num_codebooks")
         n = self.num_codebooks if num_codebooks is None else num_codebooks
         if not is_int(n) or not self.codec.min_codebooks <= n <= self.num_codebooks:
             raise ValueError(
@@ -224,12 +228,15 @@ class HFAudioTokenizer(PretrainedFolderTokenizer, AudioTokenizer):
         assert codes.shape == (x.shape[0], n, frames), (tuple(codes.shape), n, frames)
         return codes if is_batch(waveform, 2) else codes[0]
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def decode(self, codes: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Codes (n, F) -> waveform (1, F * hop); (B, n, F) -> (B, 1, F * hop); float at `sample_rate`."""
         codes = self.check_codes(codes, batched=None, fewer_codebooks=True)
         if codes.shape[-2] < self.codec.min_codebooks:
-            raise ValueError(f"{self.name}: codes need at least {self.codec.min_codebooks} codebooks")
+            raise ValueError(
+                f"{self.name}: codes have {codes.shape[-2]} codebooks (shape {tuple(codes.shape)}); this "
+                f"{self.config.model_type} model needs at least {self.codec.min_codebooks}"
+            )
         batch = codes[None] if codes.ndim == 2 else codes
         out = self.codec.decode(batch.to(self.device)).float().cpu()
         length = batch.shape[-1] * self.hop

@@ -5,11 +5,13 @@
     vq = load_submodule(folder, ChameleonVQVAE(vq_cfg), "vqmodel.")   # one part of a large checkpoint
 
 A wrapped tokenizer (`PretrainedFolderTokenizer`) refers to its model folder instead of copying it:
-`save_pretrained` writes only config.json, which holds the folder and the SHA-256 of the weights the
-tokenizer uses (`weights_sha256`, over the tensors as loaded: for a multimodal checkpoint, only its
-VQ-VAE); loading it again reads the folder and refuses one whose weights changed. Nothing is ever
+`save_pretrained` writes only config.json, which holds the folder and the SHA-256 of what the tokenizer
+uses (`weights_sha256`: the tensors as loaded and the model config that shapes them; for a multimodal
+checkpoint, only its VQ-VAE's); loading it again reads the folder and refuses one whose weights or
+config changed. `load_tokenizer(saved, path=..., device=...)` points a saved tokenizer at a moved
+folder or another device (the SHA-256 still has to match). Nothing is ever
 downloaded: a path is a local folder, or a repo id that the user has already put in the local Hugging
-Face cache (`huggingface-cli download <id>`); anything else is refused with that command in the message.
+Face cache (`hf download <id>`); anything else is refused with that command in the message.
 
 Left out on purpose: quantized or sharded-across-devices loading (a tokenizer is small next to its LM),
 and `trust_remote_code` models (only the types transformers implements are wrapped).
@@ -49,7 +51,7 @@ def resolve_folder(path: Any) -> Path:
         except Exception as e:  # not in the cache (LocalEntryNotFoundError) or a malformed id
             raise FileNotFoundError(
                 f"{str(path)!r} is neither a folder nor a repo id in the local Hugging Face cache; mmgist never "
-                f"downloads: fetch it once with `huggingface-cli download {path}` or pass the model folder"
+                f"downloads: fetch it once with `hf download {path}` or pass the model folder"
             ) from e
     raise FileNotFoundError(f"pretrained model folder {str(folder)!r} does not exist")
 
@@ -100,9 +102,14 @@ def load_submodule(folder: Path, module: torch.nn.Module, marker: str) -> torch.
     return module
 
 
+VOLATILE = ("_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures", "return_dict")
+
+
 def weights_sha256(module: torch.nn.Module) -> str:
-    """SHA-256 over a module's tensors (names, dtypes, shapes, bytes), in name order."""
-    h = hashlib.sha256()
+    """SHA-256 over a transformers module's config (less VOLATILE keys, which do not change its outputs)
+    and its tensors (names, dtypes, shapes, bytes), in name order."""
+    config = {k: v for k, v in module.config.to_dict().items() if k not in VOLATILE}
+    h = hashlib.sha256(sha256_json(config).encode())
     for name, t in sorted(module.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
@@ -143,12 +150,12 @@ class PretrainedFolderTokenizer(ModalityTokenizer):
                 f"{str(folder)!r} now holds a {model_type!r} model; this tokenizer was a {cfg.model_type!r}"
             )
         cfg.model_type = model_type
-        with torch.inference_mode(False):
+        with _QuietTransformers():
             model = self._build(folder, model_type, hf_config)
         sha = weights_sha256(model)
         if cfg.weights_sha256 and cfg.weights_sha256 != sha:
             raise ValueError(
-                f"{str(folder)!r}: the model's weights changed since this tokenizer was saved (SHA-256 "
+                f"{str(folder)!r}: the model's weights or config changed since this tokenizer was saved (SHA-256 "
                 f"{sha[:12]}..., recorded {cfg.weights_sha256[:12]}...); its codes would not mean the same"
             )
         cfg.weights_sha256 = sha
@@ -164,7 +171,7 @@ class PretrainedFolderTokenizer(ModalityTokenizer):
 
     @property
     def dtype(self) -> torch.dtype:
-        return DTYPES[self.config.dtype]
+        return next(self.model.parameters()).dtype
 
     def fingerprint_config(self) -> dict[str, Any]:
         """Where the model runs does not change its codes (beyond float rounding): device is left out."""
@@ -174,5 +181,26 @@ class PretrainedFolderTokenizer(ModalityTokenizer):
         """SHA-256 over the type, config and the weights' SHA-256 (already in the config): cheap to recompute."""
         return sha256_json([self.name, self.fingerprint_config()])
 
+    @classmethod
+    def reopen_options(cls) -> tuple[str, ...]:
+        """Options a saved tokenizer may be loaded with: where the model is and where it runs."""
+        return ("path", "device")
+
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, model_type={self.config.model_type!r}, path={self.config.path!r}"
+
+
+class _QuietTransformers:
+    """Silence transformers' "Loading weights" progress bars while a tokenizer loads its model."""
+
+    def __enter__(self) -> None:
+        from transformers.utils import logging
+
+        self.was_enabled = logging.is_progress_bar_enabled()
+        logging.disable_progress_bar()
+
+    def __exit__(self, *exc: Any) -> None:
+        from transformers.utils import logging
+
+        if self.was_enabled:
+            logging.enable_progress_bar()

@@ -14,8 +14,10 @@ Shapes (f the model's downsampling factor, 16 for Chameleon and Janus, 8 for Emu
 
 Preprocessing, as each model's own image processor does it:
 - size: `image_size=None` takes the model's own (Chameleon: shorter side to 512, centre crop; Janus:
-  384, centre crop where Janus pads to a square); `image_size=0` keeps each image's size and fits it to
-  the patch grid with `fit` (as image-vq does); any other value resizes the shorter side and crops.
+  384, centre crop where Janus pads to a square; Emu3: aspect kept, area scaled into 512² to 1024²
+  pixels, then fitted to the grid); `image_size=0` keeps each image's size and fits it to the patch
+  grid with `fit` (as image-vq does, also per call: `encode(image, fit="crop")`); any other value
+  resizes the shorter side and crops.
 - values: [-1, 1]. All three are VQGAN-style models trained on that range (Chameleon's processor maps to
   [-1, 0.99]; Emu3's vision tokenizer uses mean = std = 0.5). The folder's preprocessor_config.json is
   not read: Janus's normalizes for its SigLIP understanding encoder, not for the VQ-VAE.
@@ -68,7 +70,8 @@ class _VQ:
     """One model family: how to build its VQ-VAE, its sizes, and encode/decode on normalized images."""
 
     vq_class = ""
-    native_size: int | None = None
+    native_size: int | None = None  # the model's own: shorter side resized to this, centre crop
+    native_pixels: tuple[int, int] | None = None  # or: the area brought into this range, aspect kept
     decodes = True  # False: no decoder in transformers; prompts then hold the codes without pixels
 
     def __init__(self, model: torch.nn.Module) -> None:
@@ -120,6 +123,7 @@ class _Janus(_VQ):
 
 class _Emu3(_VQ):
     vq_class = "Emu3VQVAE"
+    native_pixels = (512 * 512, 1024 * 1024)  # Emu3's image processor (min_pixels, max_pixels)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         B, _, H, W = x.shape
@@ -169,15 +173,24 @@ class HFImageTokenizer(PretrainedFolderTokenizer, ImageTokenizer):
         size = self.config.image_size
         return (self.family.native_size or 0) if size is None else size
 
-    def tokens_per_image(self, height: int, width: int) -> int:
+    def tokens_per_image(self, height: int, width: int, fit: str | None = None) -> int:
         """Codes for an image of this size."""
         if self.image_size:
             return (self.image_size // self.factor) ** 2
-        h, w = fitted_size(height, width, self.factor, self.config.fit)
+        height, width = self._area_size(height, width)
+        h, w = fitted_size(height, width, self.factor, fit or self.config.fit)
         return (h // self.factor) * (w // self.factor)
 
+    def _area_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size the model's own processor scales an image to (Emu3: area into native_pixels); else as is."""
+        bounds = self.family.native_pixels if self.config.image_size is None else None
+        if not bounds or bounds[0] <= height * width <= bounds[1]:
+            return height, width
+        scale = (min(max(height * width, bounds[0]), bounds[1]) / (height * width)) ** 0.5
+        return max(self.factor, round(height * scale)), max(self.factor, round(width * scale))
+
     # --- the protocol -------------------------------------------------------------------------
-    def preprocess(self, images: Any) -> torch.Tensor:
+    def preprocess(self, images: Any, fit: str | None = None) -> torch.Tensor:
         """PIL image(s) or (3, H, W) / (B, 3, H, W) -> float (B, 3, H', W') in [0, 1], sized for the model."""
         x = images_batch(images)
         if self.image_size:
@@ -187,17 +200,23 @@ class HFImageTokenizer(PretrainedFolderTokenizer, ImageTokenizer):
                     f"{self.name}: image_size {size} is not a multiple of the model's factor {self.factor}"
                 )
             return resize_and_crop(x, size)
-        return fit_images(x, self.factor, self.config.fit)
+        hw = self._area_size(*x.shape[-2:])
+        if hw != tuple(x.shape[-2:]):
+            x = torch.nn.functional.interpolate(x, size=hw, mode="bicubic", antialias=True, align_corners=False)
+            x = x.clamp(0, 1)
+        return fit_images(x, self.factor, fit or self.config.fit)
 
-    @torch.inference_mode()
-    def encode(self, images: Any, **kwargs: Any) -> torch.Tensor:
+    @torch.no_grad()
+    def encode(self, images: Any, fit: str | None = None, **kwargs: Any) -> torch.Tensor:
         """Codes (h, w) for one image, (B, h, w) for a list or a batch tensor."""
-        x = self.preprocess(images)
+        if kwargs:
+            raise TypeError(f"{self.name}.encode got unexpected option(s) {sorted(kwargs)}; it takes fit")
+        x = self.preprocess(images, fit)
         normalized = (x * 2 - 1).to(self.device, self.dtype)
         codes = self.family.encode(normalized).long().cpu()
         return codes if is_batch(images, 3) else codes[0]
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def decode(self, codes: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         """Codes (h, w) -> (3, h * f, w * f); (B, h, w) -> (B, 3, h * f, w * f); float in [0, 1]."""
         codes = self.check_codes(codes, batched=None)

@@ -70,7 +70,10 @@ def register_tokenizer(name: str):
 
 
 def register_alias(alias: str, name: str, **options: Any) -> None:
-    """Make `load_tokenizer(alias)` mean `load_tokenizer(name, **options)` (options given there win)."""
+    """Make `load_tokenizer(alias)` mean `load_tokenizer(name, **options)` (options given there win).
+    A zoo tokenizer of the same name is found first."""
+    if name not in _REGISTRY:
+        raise ValueError(f"alias {alias!r} names {name!r}, which is not a registered tokenizer {sorted(_REGISTRY)}")
     if alias in _ALIASES and _ALIASES[alias] != (name, options):
         raise ValueError(f"tokenizer alias {alias!r} is already registered as {_ALIASES[alias]}")
     _ALIASES[alias] = (name, options)
@@ -143,23 +146,23 @@ def load_tokenizer(name_or_path: str | os.PathLike[str], **options: Any) -> Moda
     _load_plugins()
     path = Path(name_or_path)
     name = str(name_or_path)
-    if path.is_dir():
+    if path.is_dir() and ((path / "config.json").is_file() or name not in _ALIASES):
         if _is_transformers_folder(path):
+            if "path" in options:
+                raise TypeError(f"load_tokenizer({name!r}) takes the model folder as its argument; drop path=")
             return _wrapper_for(path).open(path=str(path), **options)
-        _no_options(name, options)
-        tok = ModalityTokenizer.from_pretrained(path)
+        tok = ModalityTokenizer.from_pretrained(path, **options)
         if any(path.resolve().parent == d.resolve() for d in zoo_dirs() if d.is_dir()):
             tok.zoo_name = path.name  # a zoo folder given by path is still a zoo tokenizer
         return tok
+    for d in zoo_dirs():
+        if (d / name / "config.json").is_file():
+            tok = ModalityTokenizer.from_pretrained(d / name, **options)
+            tok.zoo_name = name
+            return tok
     if name in _ALIASES:
         target, preset = _ALIASES[name]
         return load_tokenizer(target, **{**preset, **options})
-    for d in zoo_dirs():
-        if (d / name / "config.json").is_file():
-            _no_options(name, options)
-            tok = ModalityTokenizer.from_pretrained(d / name)
-            tok.zoo_name = name
-            return tok
     if name in _REGISTRY and _REGISTRY[name].opens_folders:
         return _REGISTRY[name].open(**options)
     if name in _REGISTRY and not _REGISTRY[name].requires_pretrained:
@@ -172,13 +175,6 @@ def load_tokenizer(name_or_path: str | os.PathLike[str], **options: Any) -> Moda
         f"wrapper of pretrained models {wrappers} (which take path=), and not a registered tokenizer that "
         f"can be built without saved files {untrained}"
     )
-
-
-def _no_options(name: str, options: dict[str, Any]) -> None:
-    if options:
-        raise TypeError(
-            f"load_tokenizer({name!r}) loads a saved tokenizer, which takes no options; got {sorted(options)}"
-        )
 
 
 def _is_transformers_folder(path: Path) -> bool:

@@ -10,13 +10,15 @@ any work starts, so a long run never fails at its end for a bad --out.
     mmgist decode --vocab DIR IDS.json [--media-dir D]  the prompt behind ids; media written to D
     mmgist train-tokenizer image --data DIR --preset f8 --steps N --out DIR    train an image tokenizer
     mmgist train-tokenizer audio --data DIR --steps N --out DIR                train an audio tokenizer
+    mmgist train-tokenizer video --data DIR --init image-vq-f8 --out DIR      train a video tokenizer (photo clips)
     mmgist train-lm --manifest M.jsonl (--vocab DIR | --model DIR) --steps N --out DIR   train the LM
     mmgist distill PREFIX.json --model DIR --k 4 --out gist.safetensors        compress a prefix into k gist tokens
     mmgist distill PREFIXES.jsonl --model DIR --k 4 --out DIR                   one gist per line (torchrun shards)
     mmgist generate --model DIR [--gist G.safetensors] "query"                continue a query (after a gist)
 
 A prompt file is a JSON list whose items are strings, {"image": "path/to/file.png"} or
-{"audio": "path/to/file.wav"} (paths relative to the prompt file). The --model of
+{"audio": "path/to/file.wav"} or {"video": "path/to/clip.mp4"} (paths relative to the prompt file;
+a video is read at 8 frames per second). The --model of
 distill and generate is a model folder or the name of a pretrained LM (`mmgist.pretrained.PRETRAINED`,
 e.g. smollm2-135m-instruct).
 With --chat (an instruct model), the prefix is a UTF-8 text file that becomes the system turn and each
@@ -40,8 +42,8 @@ import traceback
 from pathlib import Path
 
 from . import Prompt, SharedVocabulary, list_aliases, list_tokenizers, load_tokenizer
-from .io import image_to_tensor, load_audio, load_image, save_audio, save_image
-from .prompt import Audio
+from .io import image_to_tensor, load_audio, load_image, load_video, save_audio, save_image, save_video
+from .prompt import Audio, Video
 from .storage import read_json
 from .tokenizers.registry import list_zoo
 from .validate import existing_dir, existing_file, writable
@@ -63,9 +65,12 @@ def _load_prompt(path: Path) -> Prompt:
             out.append(image_to_tensor(load_image(path.parent / item["image"])))
         elif isinstance(item, dict) and set(item) == {"audio"} and isinstance(item["audio"], str):
             out.append(Audio(*load_audio(path.parent / item["audio"])))
+        elif isinstance(item, dict) and set(item) == {"video"} and isinstance(item["video"], str):
+            out.append(Video(*load_video(path.parent / item["video"], fps=8)))
         else:
             raise ValueError(
-                f"item {k} of {str(path)!r} is {item!r}; expected a string, {{'image': path}} or {{'audio': path}}"
+                f"item {k} of {str(path)!r} is {item!r}; expected a string, {{'image': path}}, {{'audio': path}} "
+                "or {'video': path}"
             )
     return Prompt(out)
 
@@ -137,6 +142,8 @@ def cmd_decode(args: argparse.Namespace) -> None:
                 save_image(seg.pixels, Path(args.media_dir) / f"segment{k}.png")
             elif args.media_dir is not None and seg.modality == "audio":
                 save_audio(Path(args.media_dir) / f"segment{k}.wav", seg.waveform, seg.sample_rate)
+            elif args.media_dir is not None and seg.modality == "video":
+                save_video(Path(args.media_dir) / f"segment{k}.gif", seg.frames, seg.fps)
 
 
 def _training_output(args: argparse.Namespace, marker: str, what: str) -> Path:
@@ -152,6 +159,9 @@ def _training_output(args: argparse.Namespace, marker: str, what: str) -> Path:
 def cmd_train_tokenizer(args: argparse.Namespace) -> None:
     existing_dir(args.data, "--data")
     out = _training_output(args, "config.json", "a tokenizer")
+    if args.modality == "video":
+        _train_video(args, out)
+        return
     quantizers = {"image": ("vq", "fsq", "plain-vq"), "audio": ("rvq", "rfsq", "plain-rvq")}[args.modality]
     if args.quantizer and args.quantizer not in quantizers:
         raise ValueError(
@@ -222,6 +232,27 @@ def _train_audio(args: argparse.Namespace, out: Path, extra: dict) -> None:
         seed=args.seed,
         weights=weights,
         **extra,
+    )
+    _print_done(result.train)
+
+
+def _train_video(args: argparse.Namespace, out: Path) -> None:
+    from .tokenizers.train_video import train_video_tokenizer
+
+    result = train_video_tokenizer(
+        args.data,
+        out,
+        init=args.init or "image-vq-f8",
+        preset=args.preset or "f8t4",
+        steps=args.steps,
+        batch_size=args.batch_size or 8,
+        frames=args.frames,
+        size=args.crop_size,
+        lr=args.lr,
+        seed=args.seed,
+        start=args.start,
+        train_decoder=args.train_decoder,
+        **({"pixel_weight": args.pixel_weight} if args.pixel_weight is not None else {}),
     )
     _print_done(result.train)
 
@@ -376,10 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--media-dir", help="decode media and write them here")
     p.set_defaults(func=cmd_decode)
     p = sub.add_parser("train-tokenizer", help="train a tokenizer on a folder of media")
-    p.add_argument("modality", choices=["image", "audio"])
-    p.add_argument("--data", required=True, help="folder of training images or audio files")
+    p.add_argument("modality", choices=["image", "audio", "video"])
+    p.add_argument("--data", required=True, help="folder of training images (also for video clips) or audio files")
     p.add_argument("--out", required=True)
-    p.add_argument("--preset", help="image: f8 (default), f16; audio: 16k-50hz (default)")
+    p.add_argument("--preset", help="image: f8 (default), f16; audio: 16k-50hz (default); video: f8t4 (default)")
     p.add_argument("--quantizer", help="image: vq (default), fsq, plain-vq; audio: rvq (default), rfsq, plain-rvq")
     p.add_argument("--codebook-size", type=POSITIVE_INT)
     p.add_argument("--code-dim", type=POSITIVE_INT, help="lookup dimension of the 'vq' quantizer (default 8)")
@@ -392,10 +423,18 @@ def build_parser() -> argparse.ArgumentParser:
         "the same with small hue nudges (natural), rescaling only (scale), or none",
     )
     p.add_argument("--loss", choices=["v2", "mse"], default="v2", help="v2: L1 + local colour + edges; mse: v1's")
-    p.add_argument("--init", help="start from this trained tokenizer's weights (zoo name or folder)")
+    p.add_argument(
+        "--init",
+        help="start from this trained tokenizer's weights (zoo name or folder); video: the "
+        "image tokenizer whose spatial layers and latents it uses (default image-vq-f8)",
+    )
     p.add_argument("--steps", type=POSITIVE_INT, default=3000)
     p.add_argument("--batch-size", type=POSITIVE_INT, help="per process (image 16, audio 8)")
-    p.add_argument("--crop-size", type=POSITIVE_INT, default=64, help="image crops, pixels")
+    p.add_argument("--crop-size", type=POSITIVE_INT, default=64, help="image crops and video clip sides, pixels")
+    p.add_argument("--frames", type=POSITIVE_INT, default=9, help="video: frames per training clip (1 + 4n)")
+    p.add_argument("--start", help="video: continue from this trained video-vq (a second stage)")
+    p.add_argument("--train-decoder", action="store_true", help="video: also train the spatial decoder")
+    p.add_argument("--pixel-weight", type=POSITIVE_FLOAT, help="video: weight of the loss on decoded frames")
     p.add_argument("--seconds", type=POSITIVE_FLOAT, default=1.0, help="audio segment length")
     p.add_argument("--num-codebooks", type=POSITIVE_INT, help="audio: most codebooks per frame (default 8)")
     p.add_argument("--kind-weights", help="audio: draw the data's subfolders in proportion, e.g. speech-en=2,music=1")

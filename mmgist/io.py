@@ -308,3 +308,21 @@ def as_waveform(x: Any, batched: bool = False) -> torch.Tensor:
             "divide by 32768)"
         )
     return x[None] if batched and x.ndim == 2 else x
+
+
+from .video_io import MAX_VIDEO_PIXELS, load_video, save_video  # noqa: E402  (video lives in its own module)
+
+__all__ = [
+    "MAX_PEAK",
+    "MAX_VIDEO_PIXELS",
+    "as_waveform",
+    "image_to_tensor",
+    "load_audio",
+    "load_image",
+    "load_video",
+    "save_audio",
+    "save_image",
+    "save_video",
+    "tensor_to_image",
+    "to_rgb",
+]

@@ -2,6 +2,7 @@
 
 ddp_worker.py image DATA_DIR OUT_DIR     tiny image tokenizer on the images in DATA_DIR
 ddp_worker.py audio DATA_DIR OUT_DIR     tiny audio tokenizer (rvq; audio-plain-rvq, audio-rfsq) on DATA_DIR
+ddp_worker.py video DATA_DIR OUT_DIR     tiny video tokenizer on clips of the images in DATA_DIR (init: DATA_DIR/init)
 ddp_worker.py lm DATA_DIR OUT_DIR        tiny LM on DATA_DIR/train.jsonl
 """
 
@@ -19,6 +20,7 @@ from mmgist.lm import build_lm
 from mmgist.lm_train import train_lm
 from mmgist.tokenizers.train_audio import train_audio_tokenizer
 from mmgist.tokenizers.train_image import train_image_tokenizer
+from mmgist.tokenizers.train_video import train_video_tokenizer
 from mmgist.train import init_distributed
 
 mode, data, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
@@ -41,6 +43,11 @@ elif mode.startswith("audio"):  # "audio" (rvq) or "audio-<quantizer>"
     model = train_audio_tokenizer(
         data, out / "tok", preset="tiny", steps=6, batch_size=2, seconds=0.1, checkpoint_dir=out / "run",
         progress=False, quantizer=quantizer,
+    ).tokenizer  # fmt: skip
+elif mode == "video":
+    model = train_video_tokenizer(
+        data, out / "tok", init=data / "init", preset="tiny", steps=4, batch_size=2, frames=5, size=8,
+        checkpoint_dir=out / "run", progress=False,
     ).tokenizer  # fmt: skip
 else:
     torch.manual_seed(0)

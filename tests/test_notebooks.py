@@ -10,6 +10,7 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 TABLES = {
     "gist_benchmark.ipynb": (3, ("| G gist |", "setup")),
     "audio_benchmark.ipynb": (1, ("| STOI |",)),
+    "video_benchmark.ipynb": (1, ("| flicker /255 |",)),
 }
 
 

@@ -147,3 +147,19 @@ def test_demo_model_loads_and_its_prefix_matters(tmp_path):
     full = evaluate(model, vocab, samples)
     bare = evaluate(model, vocab, samples, with_prefix=False)
     assert full.accuracy > bare.accuracy + 0.1  # measured when shipped: 0.56 against 0.37 on these 159 questions
+
+
+def test_video_vq_is_shipped_causal_and_reconstructs_a_bundled_photo_clip():
+    import sys
+
+    sys.path.insert(0, str(ZOO.parent / "examples"))
+    from video_tokens import bundled_clip
+
+    tok = load_tokenizer("video-vq")
+    assert "video-vq" in SHIPPED and (ZOO / "video-vq" / "heldout.png").is_file()
+    assert (tok.codebook_size, tok.factor, tok.fps) == (4096, 8, 8.0)
+    clip = bundled_clip()  # a pan with a zoom over scikit-image's astronaut: never trained on
+    codes = tok.encode(clip)
+    assert codes.shape == (5, 16, 16) and torch.equal(tok.encode(clip[:9]), codes[:3])
+    recon = tok.decode(codes)
+    assert recon.shape == clip.shape and psnr(recon, clip).mean() > 15.5  # 16.2 dB when shipped

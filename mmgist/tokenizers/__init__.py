@@ -16,6 +16,7 @@ from .registry import (
     zoo_dirs,
 )
 from .text import ByteTokenizer, HFTextTokenizer
+from .video import VideoVQConfig, VideoVQTokenizer
 
 __all__ = [
     "AudioRVQConfig",
@@ -33,6 +34,8 @@ __all__ = [
     "ModalityTokenizer",
     "TextTokenizer",
     "VideoTokenizer",
+    "VideoVQConfig",
+    "VideoVQTokenizer",
     "create_tokenizer",
     "get_tokenizer_class",
     "list_aliases",

@@ -62,6 +62,8 @@ class ModalityTokenizer(nn.Module):
     stores_weights: ClassVar[bool] = True  # False: the weights live elsewhere (a pretrained model folder the
     # config names, see hf_folder): save_pretrained writes config.json only
     opens_folders: ClassVar[bool] = False  # True: load_tokenizer(name, path=..., **options) builds one
+    storage_dtype: ClassVar[torch.dtype | None] = None  # float tensors saved in this dtype (float16 halves a
+    # large tokenizer's folder); loading casts them back to the parameters' dtype
 
     def __init__(self, config: Any = None) -> None:
         super().__init__()
@@ -166,7 +168,10 @@ class ModalityTokenizer(nn.Module):
         self._save_extra(directory)
         weights = {}
         if self.stores_weights:
-            weights["weights_sha256"] = save_tensors_atomic(self.state_dict(), directory / WEIGHTS_FILE)
+            state = self.state_dict()
+            if self.storage_dtype is not None:
+                state = {k: v.to(self.storage_dtype) if v.is_floating_point() else v for k, v in state.items()}
+            weights["weights_sha256"] = save_tensors_atomic(state, directory / WEIGHTS_FILE)
         header = versioned(
             FORMAT,
             FORMAT_VERSION,

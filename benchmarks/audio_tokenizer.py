@@ -95,8 +95,11 @@ def pesq_wb(estimate: torch.Tensor, reference: torch.Tensor, rate: int) -> float
         return None
 
 
-def measure(name: str, tok, clips: dict[str, list[tuple[str, torch.Tensor]]], ns: list[int], rate: int) -> list[dict]:
-    """One row per (set, number of codebooks); the clips are at `rate`."""
+def measure(
+    name: str, tok, clips: dict[str, list[tuple[str, torch.Tensor]]], ns: list[int], rate: int | None = None
+) -> list[dict]:
+    """One row per (set, number of codebooks); the clips are at `rate` (default: the tokenizer's)."""
+    rate = rate or tok.sample_rate
     rows = []
     for n in ns:
         seen = [torch.zeros(tok.codebook_size, dtype=torch.bool) for _ in range(n)]

@@ -804,7 +804,7 @@ CLI_CASES = [
         "'x'",
         id="tt-cb",
     ),
-    P(["train-tokenizer", "video", "--data", "{adir}", "--out", "{root}/t"], SYS, "'video'", id="tt-modality"),
+    P(["train-tokenizer", "text", "--data", "{adir}", "--out", "{root}/t"], SYS, "'text'", id="tt-modality"),
     P(
         ["train-tokenizer", "audio", "--data", "{adir}", "--out", "{root}/t", "--quantizer", "fsq"],
         ValueError,

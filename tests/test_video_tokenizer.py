@@ -240,3 +240,32 @@ def test_a_video_prompt_round_trips_and_distills_into_a_gist():
     gist = distill_gist(model, vocab, prompt, cfg)
     rows = gist.report["baselines"]
     assert gist.report["prefix_tokens"] == len(ids) and rows["gist"]["kl"] < rows["no_prefix"]["kl"]
+
+
+# --- the per-frame alternative -------------------------------------------------------------------------
+def test_keyframes_are_the_image_tokenizers_codes_and_decode_blends(photos, tmp_path):
+    import sys
+    from pathlib import Path
+
+    from mmgist.tokenizers import KeyframeConfig, VideoKeyframeTokenizer
+
+    torch.manual_seed(0)  # FSQ: an untrained "vq" codebook would be k-means-initialized on each batch it sees
+    mmgist.create_tokenizer("image-vq", preset="tiny", quantizer="fsq").save_pretrained(tmp_path / "fsq")
+    tok = VideoKeyframeTokenizer(KeyframeConfig(image=str(tmp_path / "fsq")))
+    image = mmgist.load_tokenizer(tmp_path / "fsq")
+    x = clip(9, 16)
+    codes = tok.encode(x)
+    assert codes.shape == (3, 8, 8) and torch.equal(codes, image.encode(x[::4]))
+    frames, keys = tok.decode(codes), image.decode(codes)
+    assert frames.shape == (9, 3, 16, 16) and torch.equal(frames[::4], keys)
+    assert torch.allclose(frames[2], (keys[0] + keys[1]) / 2, atol=1e-6)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from video_tokenizer import keyframes  # the benchmark's row: the same codes, the same frames
+
+    assert torch.equal(keyframes(image)(x)[0], frames)
+    saved = tok.save_pretrained(tmp_path / "kf")
+    assert [p.name for p in saved.iterdir()] == ["config.json"]
+    assert mmgist.load_tokenizer(saved).fingerprint() == tok.fingerprint()
+    vocab = SharedVocabulary(text=ByteTokenizer(), video=tok)
+    back = vocab.decode(vocab.encode(Prompt(["See:", Video(x, 8.0)])))
+    assert torch.equal(back[1].codes, codes) and back[1].frames.shape == (9, 3, 16, 16)

@@ -5,6 +5,7 @@ from .base import AudioTokenizer, ImageTokenizer, ModalityTokenizer, TextTokeniz
 from .hf_audio import HFAudioConfig, HFAudioTokenizer
 from .hf_image import HFImageConfig, HFImageTokenizer
 from .image import ImageVQConfig, ImageVQTokenizer
+from .keyframes import KeyframeConfig, VideoKeyframeTokenizer
 from .registry import (
     create_tokenizer,
     get_tokenizer_class,
@@ -31,8 +32,10 @@ __all__ = [
     "ImageTokenizer",
     "ImageVQConfig",
     "ImageVQTokenizer",
+    "KeyframeConfig",
     "ModalityTokenizer",
     "TextTokenizer",
+    "VideoKeyframeTokenizer",
     "VideoTokenizer",
     "VideoVQConfig",
     "VideoVQTokenizer",

@@ -134,29 +134,7 @@ class VideoVQTokenizer(VideoTokenizer):
     # --- input handling -----------------------------------------------------------------------
     def preprocess(self, frames: Any, fit: str | None = None, spatial_fit: str | None = None) -> torch.Tensor:
         """(T, 3, H, W) or (B, T, 3, H, W), uint8 or float in [0, 1] -> float (B, 1 + 4n, 3, H', W') in [0, 1]."""
-        fit = fit or self.config.fit
-        if fit not in FRAME_FITS:
-            raise ValueError(f"unknown fit {fit!r} for frame counts; choose one of {list(FRAME_FITS)}")
-        if not isinstance(frames, torch.Tensor):
-            raise TypeError(f"{self.name}: frames must be a tensor (T, 3, H, W) or (B, T, 3, H, W), got "
-                            f"{type(frames).__name__} (read a file with mmgist.io.load_video)")  # fmt: skip
-        if frames.ndim not in (4, 5) or frames.shape[-3] not in (1, 3) or 0 in frames.shape:
-            raise ValueError(
-                f"{self.name}: frames must be (T, 3, H, W) or (B, T, 3, H, W) with T >= 1, got {tuple(frames.shape)}"
-            )
-        x = frames[None] if frames.ndim == 4 else frames
-        B, T = x.shape[:2]
-        flat = fit_images(images_batch(x.flatten(0, 1)), self.factor, spatial_fit or self.config.spatial_fit)
-        x = flat.view(B, T, *flat.shape[1:])
-        if (T - 1) % TEMPORAL:
-            if fit == "error":
-                raise ValueError(f"{self.name}: {T} frames is not 1 + 4n; pass fit='pad' or 'drop'")
-            if fit == "drop":
-                x = x[:, : 1 + (T - 1) // TEMPORAL * TEMPORAL]
-            else:
-                extra = TEMPORAL - (T - 1) % TEMPORAL
-                x = torch.cat([x, x[:, -1:].expand(-1, extra, -1, -1, -1)], dim=1)
-        return x
+        return fit_clips(frames, self.factor, fit or self.config.fit, spatial_fit or self.config.spatial_fit, self.name)
 
     # --- the model ----------------------------------------------------------------------------
     def encode_latents(self, x: torch.Tensor) -> torch.Tensor:
@@ -234,3 +212,29 @@ class VideoVQTokenizer(VideoTokenizer):
         if not torch.isfinite(out).all():
             raise FloatingPointError(f"{self.name}: decoding produced NaN or inf")
         return out[0] if single else out
+
+
+def fit_clips(frames: Any, factor: int, fit: str, spatial_fit: str, who: str, every: int = TEMPORAL) -> torch.Tensor:
+    """(T, 3, H, W) or (B, T, 3, H, W), uint8 or float in [0, 1] -> float (B, 1 + every * n, 3, H', W') in
+    [0, 1]: sizes fitted to the patch grid by `spatial_fit`, frame counts by `fit` (pad, drop or error)."""
+    if fit not in FRAME_FITS:
+        raise ValueError(f"unknown fit {fit!r} for frame counts; choose one of {list(FRAME_FITS)}")
+    if not isinstance(frames, torch.Tensor):
+        raise TypeError(f"{who}: frames must be a tensor (T, 3, H, W) or (B, T, 3, H, W), got "
+                        f"{type(frames).__name__} (read a file with mmgist.io.load_video)")  # fmt: skip
+    if frames.ndim not in (4, 5) or frames.shape[-3] not in (1, 3) or 0 in frames.shape:
+        raise ValueError(
+            f"{who}: frames must be (T, 3, H, W) or (B, T, 3, H, W) with T >= 1, got {tuple(frames.shape)}"
+        )
+    x = frames[None] if frames.ndim == 4 else frames
+    B, T = x.shape[:2]
+    flat = fit_images(images_batch(x.flatten(0, 1)), factor, spatial_fit)
+    x = flat.view(B, T, *flat.shape[1:])
+    if (T - 1) % every:
+        if fit == "error":
+            raise ValueError(f"{who}: {T} frames is not 1 + {every}n; pass fit='pad' or 'drop'")
+        if fit == "drop":
+            return x[:, : 1 + (T - 1) // every * every]
+        extra = every - (T - 1) % every
+        x = torch.cat([x, x[:, -1:].expand(-1, extra, -1, -1, -1)], dim=1)
+    return x

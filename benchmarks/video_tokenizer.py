@@ -16,7 +16,8 @@ Every row is measured in this one run, on clips made from the held-out photos of
 and, as a reference at 4x the budget, image-vq-f8 on every frame at full size (4352 tokens).
 Per method: tokens per clip and per second of video, PSNR and SSIM per frame (mean), temporal flicker
 (mean |(x[t+1] - x[t]) - (y[t+1] - y[t])| over frames and pixels, in 1/255: how much the frame-to-frame
-change differs from the original's), encode and decode frames per second on the CPU (--threads). A
+change differs from the original's), codebook usage over all clips' codes next to what as many uniform
+draws would reach, encode and decode frames per second on the CPU (--threads). A
 second table gives PSNR per kind of motion.
 """
 
@@ -38,9 +39,13 @@ from mmgist.metrics import psnr, ssim
 from mmgist.video_data import KINDS, heldout_clips
 
 FRAMES, SIZE, FPS = 17, 128, 8.0
-COLUMNS = ("method", "tokens/clip", "tokens/s", "PSNR dB", "SSIM", "flicker /255", "encode fps", "decode fps")
-FORMATS = {"PSNR dB": "{:.2f}", "SSIM": "{:.4f}", "flicker /255": "{:.2f}", "encode fps": "{:.1f}",
-           "decode fps": "{:.1f}", "tokens/s": "{:.0f}"}  # fmt: skip
+COLUMNS = ("method", "tokens/clip", "tokens/s", "PSNR dB", "SSIM", "flicker /255", "usage", "uniform usage",
+           "encode fps", "decode fps")  # fmt: skip
+FORMATS = {"PSNR dB": "{:.2f}", "SSIM": "{:.4f}", "flicker /255": "{:.2f}", "usage": "{:.3f}",
+           "uniform usage": "{:.3f}", "encode fps": "{:.1f}", "decode fps": "{:.1f}", "tokens/s": "{:.0f}"}  # fmt: skip
+
+
+CODEBOOK = 4096  # every method here has 4096 codes (FSQ 8^4, image-vq-f8's VQ)
 
 
 def video_vq(tok):
@@ -49,7 +54,7 @@ def video_vq(tok):
         codes = tok.encode(clip)
         t1 = time.perf_counter()
         recon = tok.decode(codes)
-        return recon, codes.numel(), t1 - t0, time.perf_counter() - t1
+        return recon, codes, t1 - t0, time.perf_counter() - t1
 
     return run
 
@@ -65,7 +70,7 @@ def per_frame_half(image):
         out = image.decode(codes)
         t2 = time.perf_counter()
         recon = F.interpolate(out, size=clip.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
-        return recon, codes.numel(), t1 - t0, t2 - t1
+        return recon, codes, t1 - t0, t2 - t1
 
     return run
 
@@ -85,7 +90,7 @@ def keyframes(image, every: int = 4):
             k, r = divmod(t, every)
             a, b = decoded[k], decoded[min(k + 1, len(decoded) - 1)]
             frames.append(a + (b - a) * r / every)
-        return torch.stack(frames), codes.numel(), t1 - t0, t2 - t1
+        return torch.stack(frames), codes, t1 - t0, t2 - t1
 
     return run
 
@@ -95,7 +100,7 @@ def per_frame_full(image):
         t0 = time.perf_counter()
         codes = image.encode(clip)
         t1 = time.perf_counter()
-        return image.decode(codes), codes.numel(), t1 - t0, time.perf_counter() - t1
+        return image.decode(codes), codes, t1 - t0, time.perf_counter() - t1
 
     return run
 
@@ -108,8 +113,11 @@ def measure(name: str, run, clips: list[tuple[str, torch.Tensor]]) -> tuple[dict
     """(main row, PSNR per kind, reconstructions)."""
     run(clips[0][1])  # warm-up: oneDNN builds its kernels on the first call of a shape
     p, s, fl, enc, dec, tokens, by_kind, recons = [], [], [], 0.0, 0.0, 0, {k: [] for k in KINDS}, []
+    seen = torch.zeros(CODEBOOK, dtype=torch.bool)
     for kind, clip in clips:
-        recon, n, te, td = run(clip)
+        recon, codes, te, td = run(clip)
+        seen[codes.flatten()] = True
+        n = codes.numel()
         recon = recon[: clip.shape[0]]
         recons.append(recon)
         frame_psnr = psnr(recon, clip).mean().item()
@@ -121,7 +129,8 @@ def measure(name: str, run, clips: list[tuple[str, torch.Tensor]]) -> tuple[dict
     frames = sum(c.shape[0] for _, c in clips)
     per_clip = tokens / len(clips)
     row = {"method": name, "tokens/clip": round(per_clip), "tokens/s": per_clip / (FRAMES / FPS),
-           "PSNR dB": _mean(p), "SSIM": _mean(s), "flicker /255": _mean(fl), "encode fps": frames / enc,
+           "PSNR dB": _mean(p), "SSIM": _mean(s), "flicker /255": _mean(fl), "usage": float(seen.float().mean()),
+           "uniform usage": 1 - (1 - 1 / CODEBOOK) ** tokens, "encode fps": frames / enc,
            "decode fps": frames / dec}  # fmt: skip
     kinds = {"method": name, **{k: _mean(v) for k, v in by_kind.items() if v}}
     return row, kinds, recons

@@ -204,15 +204,9 @@ class AudioRVQTokenizer(AudioTokenizer):
         """Samples per frame."""
         return self.encoder.hop
 
-    @property
-    def frame_rate(self) -> float:
-        """Frames (code vectors) per second."""
-        return self.sample_rate / self.hop
-
     def bitrate(self, num_codebooks: int | None = None) -> float:
-        """Bits per second of an encoding with this many codebooks (all by default)."""
-        n = self._num_codebooks(num_codebooks)
-        return self.frame_rate * n * math.log2(self.codebook_size)
+        """Bits per second of an encoding with this many codebooks (all by default; checked)."""
+        return super().bitrate(self._num_codebooks(num_codebooks))
 
     def _num_codebooks(self, n: int | None) -> int:
         if n is None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -297,6 +298,21 @@ class AudioTokenizer(ModalityTokenizer):
     @property
     def sample_rate(self) -> int:
         raise NotImplementedError
+
+    @property
+    def hop(self) -> int:
+        """Samples per frame (code vector)."""
+        raise NotImplementedError
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames (code vectors) per second."""
+        return self.sample_rate / self.hop
+
+    def bitrate(self, num_codebooks: int | None = None) -> float:
+        """Bits per second of an encoding with this many codebooks (all by default)."""
+        n = self.num_codebooks if num_codebooks is None else num_codebooks
+        return self.frame_rate * n * math.log2(self.codebook_size)
 
     def encode_segment(self, segment: Segment) -> torch.Tensor:
         assert isinstance(segment, Audio)

@@ -195,15 +195,6 @@ class HFAudioTokenizer(PretrainedFolderTokenizer, AudioTokenizer):
         """Samples per frame."""
         return self.codec.hop
 
-    @property
-    def frame_rate(self) -> float:
-        return self.sample_rate / self.hop
-
-    def bitrate(self, num_codebooks: int | None = None) -> float:
-        """Bits per second of an encoding with this many codebooks (all by default)."""
-        n = self.num_codebooks if num_codebooks is None else num_codebooks
-        return self.frame_rate * n * math.log2(self.codebook_size)
-
     # --- the protocol -------------------------------------------------------------------------
     def preprocess(self, waveform: Any, sample_rate: int | None) -> torch.Tensor:
         """Any waveform(s) -> float (B, 1, S) mono at the codec's rate, S a whole number of frames."""

@@ -22,8 +22,8 @@ Preprocessing, as each model's own image processor does it:
   [-1, 0.99]; Emu3's vision tokenizer uses mean = std = 0.5). The folder's preprocessor_config.json is
   not read: Janus's normalizes for its SigLIP understanding encoder, not for the VQ-VAE.
 - Janus codes are looked up by cosine similarity, as the original Janus and the decoder expect;
-  transformers' `JanusVQVAE.encode` uses the raw Euclidean nearest code (a different token for most
-  patches), so mmgist does not call it.
+  transformers' `JanusVQVAE.encode` uses the raw Euclidean nearest code (which can be another token
+  than the one the decoder expects), so mmgist does not call it.
 
 Chameleon's VQ-VAE in transformers has an encoder only (the released model does not generate
 images), so its `decode` raises NotImplementedError naming why; its codes still work everywhere a

@@ -99,7 +99,7 @@ class VideoVQConfig:
 class VideoVQTokenizer(VideoTokenizer):
     config_class = VideoVQConfig
     requires_pretrained = True  # untrained weights encode noise: load a trained one, "video-vq"
-    storage_dtype = torch.float16  # 8.6 M weights: 17 MB saved instead of 34 (the card measures the change)
+    storage_dtype = torch.float16  # 8.6 M weights: 17 MB saved instead of 34 (the card measures the float16 weights)
 
     def __init__(self, config: VideoVQConfig | None = None) -> None:
         super().__init__(config)

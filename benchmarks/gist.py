@@ -16,10 +16,11 @@ keeps of *this* photo);
 multiple-choice accuracy with the full prefix, the gist, its initialization, the truncated prefix
 (last k tokens), the control and no prefix; greedy exact match. Figures are means over --samples prefixes.
 
-Tables: 1. by target and k; 2. G against the number of self-study samples; 3. initialization;
-4. stopping (fixed steps against the best validation step); 5. latency for one prefix (full prefix
-recomputed, its KV cache reused, the gist's cache, no prefix) with a long in-distribution prefix
-(photo, instruction and earlier question/answer turns), and an out-of-distribution stress row.
+Tables: 1. by target and k; 2. G against the number of self-study samples; 3. the hidden-state term
+(GistConfig.hidden_weight) against the KL alone; 4. initialization; 5. stopping (fixed steps against the
+best validation step); 6. latency for one prefix (full prefix recomputed, its KV cache reused, the gist's
+cache, no prefix) with a long in-distribution prefix (photo, instruction and earlier question/answer
+turns), and an out-of-distribution stress row.
 The functions are shared with notebooks/gist_benchmark.ipynb.
 """
 
@@ -186,9 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 4, 16])
     ap.add_argument("--targets", nargs="+", default=["embeddings", "kv"], choices=["embeddings", "kv"])
     ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--lr", type=float, default=GistConfig.lr)
     ap.add_argument("--self-study", type=int, default=64)
     ap.add_argument("--self-study-sweep", type=int, nargs="*", default=[0, 16, 64])
-    ap.add_argument("--sections", nargs="+", default=["main", "self-study", "init", "stopping", "latency"])
+    ap.add_argument("--sections", nargs="+", default=["main", "self-study", "hidden", "init", "stopping", "latency"])
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write every gist report here (JSON), for analysis beyond the tables")
@@ -208,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     done: dict[str, list[dict]] = {}  # a configuration asked for by two tables is distilled once
 
     def run(**overrides):
-        config = GistConfig(**{"steps": args.steps, "self_study": args.self_study, "num_continuations": 8, **overrides})
+        fixed = {"steps": args.steps, "lr": args.lr, "self_study": args.self_study, "num_continuations": 8}
+        config = GistConfig(**{**fixed, **overrides})
         if repr(config) not in done:
             done[repr(config)] = reports(model, vocab, pairs, config)
             if args.json:  # every report so far, rewritten after each configuration
@@ -228,15 +231,22 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown([], columns))
         for n in args.self_study_sweep:
             print_row(row(run(target=best_target, self_study=n), **{"self-study samples": n}), columns)
+    if "hidden" in args.sections:
+        print("\n3. the hidden-state term (k=4): the KL alone (0, the seed's objective) against KL + hidden states\n")
+        columns = {"target": "", "hidden_weight": "", **{c: MAIN_COLUMNS[c] for c in list(MAIN_COLUMNS)[2:]}}
+        print(markdown([], columns))
+        for target in args.targets:
+            for weight in (0.0, GistConfig.hidden_weight):
+                print_row(row(run(target=target, hidden_weight=weight), target=target, hidden_weight=weight), columns)
     if "init" in args.sections:
-        print("\n3. initialization (k=4)\n")
+        print("\n4. initialization (k=4)\n")
         columns = {"target": "", "init": "", **{c: MAIN_COLUMNS[c] for c in list(MAIN_COLUMNS)[2:]}}
         print(markdown([], columns))
         for target in args.targets:
             for init in ("prefix_mean", "last_tokens"):
                 print_row(row(run(target=target, init=init), target=target, init=init), columns)
     if "stopping" in args.sections:
-        print(f"\n4. stopping (target {best_target}, k=4): all steps, or the best of every 25 on validation rows\n")
+        print(f"\n5. stopping (target {best_target}, k=4): all steps, or the best of every 25 on validation rows\n")
         columns = {"stopping": "", **{c: MAIN_COLUMNS[c] for c in list(MAIN_COLUMNS)[2:]}}
         print(markdown([], columns))
         for stopping in ("fixed", "validation"):
@@ -244,15 +254,16 @@ def main(argv: list[str] | None = None) -> int:
     if "latency" in args.sections:
         sample, control = pairs[0]
         query = vocab.encode(Prompt([" Q: centre brightness? A:"]))
-        print(f"\n5. latency (target {best_target}, k=4, {args.new_tokens} new tokens; TTFT best of 20; per-token "
+        print(f"\n6. latency (target {best_target}, k=4, {args.new_tokens} new tokens; TTFT best of 20; per-token "
               f"from 1 vs {args.new_tokens} new tokens; cache copies outside the clock)\n")  # fmt: skip
         print("| prefix | setup | TTFT ms | per-token ms | total ms | KV-cache bytes |\n|---|---|---|---|---|---|")
         stress = Prompt([sample.image, control.image, pairs[-1][0].image, " " + sample.style.instruction])
         for label, prefix in (("photo + instruction + 5 turns", long_prefix(sample)), ("3 photos (stress: never "
                               "trained on)", stress)):  # fmt: skip
             ids = vocab.encode(prefix, add_bos=True)
-            gist = distill_gist(model, vocab, ids, GistConfig(target=best_target, steps=args.steps, num_gist_tokens=4,
-                                                              self_study=args.self_study))  # fmt: skip
+            config = GistConfig(target=best_target, steps=args.steps, lr=args.lr, num_gist_tokens=4,
+                                self_study=args.self_study)  # fmt: skip
+            gist = distill_gist(model, vocab, ids, config)
             rows = latency(model, vocab, ids, gist, query, args.new_tokens)
             for name, r in rows.items():
                 print(f"| {label}, {len(ids)} tokens | {name} | {r['ttft_ms']:.1f} | {r['per_token_ms']:.2f} | "

@@ -9,8 +9,9 @@ import toy_tokenizers  # noqa: F401  (registers toy-image, toy-audio, toy-video)
 
 from mmgist import ByteTokenizer, SharedVocabulary, create_tokenizer
 
-# The seed's method, trained embeddings and no self-study, for tests of that path (the defaults are KV + self-study)
-EMBEDDINGS_ONLY = {"target": "embeddings", "self_study": 0}
+# The seed's method (trained embeddings, the KL alone, no self-study) for tests of that path (the defaults are
+# KV, self-study and the hidden-state term)
+EMBEDDINGS_ONLY = {"target": "embeddings", "self_study": 0, "hidden_weight": 0.0}
 
 
 def make_vocab() -> SharedVocabulary:

@@ -31,7 +31,7 @@ class GistConfig:
     init_text: str | None = None  # for init="text"
     steps: int = 200  # optimizer steps at most (an ad-hoc 300-step run, demo model v2, the first prefix of
     # benchmarks/gist.py, KV k=4: its report's history had unseen-query KL 0.093 at step 200, 0.089 at 300)
-    lr: float = 1e-2  # Adam on the k x d gist embeddings only
+    lr: float = 3e-2  # Adam on the trained tensor only
     batch_size: int = 8  # continuations per step
     num_continuations: int = 48  # teacher samples drawn after the prefix (per query, when queries are given)
     continuation_length: int = 24  # tokens per sampled continuation
@@ -42,6 +42,11 @@ class GistConfig:
     # card)
     self_study_length: int = 96  # tokens per self-study sample at most (the whole sample is in the loss)
     heldout_fraction: float = 0.25  # share of the served continuation rows kept for the report, never trained on
+    hidden_weight: float = 1.0  # weight of the hidden-state term: besides the KL on the teacher's next-token
+    # log-probs, the student's hidden states at every layer and every row position (query included) are pulled
+    # toward the model's own after the full prefix (mean over layers of the relative squared error; 0 turns it
+    # off). The KL alone only constrains what the trained rows ask: on question types never trained on (the demo
+    # model's describe answers) a gist kept the answer but lost the instruction's format. See the demo model card
     temperature: float = 1.0  # teacher sampling temperature
     teacher_top_k: int | None = 32  # teacher log-probs kept per position (Cartridges keeps 20), plus the rest mass;
     # None keeps all V (dense: small vocabularies, and the reference in tests). Dense costs n x T x V floats
@@ -73,6 +78,11 @@ class GistConfig:
         positive_int(self.self_study_length, "GistConfig.self_study_length")
         fraction(self.heldout_fraction, "GistConfig.heldout_fraction")
         finite(self.lr, "GistConfig.lr", positive=True)
+        finite(self.hidden_weight, "GistConfig.hidden_weight")
+        if self.hidden_weight < 0:
+            raise ValueError(
+                f"GistConfig.hidden_weight must be >= 0 (0 turns the hidden-state term off), got {self.hidden_weight}"
+            )
         finite(self.temperature, "GistConfig.temperature", positive=True)
         if self.teacher_top_k is not None:
             positive_int(self.teacher_top_k, "GistConfig.teacher_top_k (or None)")

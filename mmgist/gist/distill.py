@@ -42,7 +42,7 @@ from typing import Any
 import torch
 
 from ..lm import output_cache
-from ..scoring import Question, head_embeddings, to_ids
+from ..scoring import Question, head_embeddings, prefix_head, to_ids
 from . import data, report
 from .config import GistConfig
 from .prefix import GistPrefix, KVHead, bos_kv, kv_of, model_fingerprint
@@ -60,10 +60,13 @@ def _train(
     parts: dict[str, data.Continuations],
     config: GistConfig,
     progress: bool,
+    full: KVHead | None = None,
 ) -> tuple[torch.Tensor, list[dict[str, Any]], int, int]:
     """Adam on an fp32 copy of `init`, the model's head being `head(gist)`: (the chosen gist, the history,
-    steps run, the chosen step). Every `eval_every` steps (and at 0 and the end) the history records KL on
-    HISTORY_ROWS training rows (evenly spread), the validation rows and `parts`; the chosen step is the last, or with
+    steps run, the chosen step). The loss is the KL to the teacher, plus with `config.hidden_weight` the hidden
+    states' error against those after `full` (the whole prefix read once), computed once per training row
+    (`_states`). Every `eval_every` steps (and at 0 and the end) the history records KL on HISTORY_ROWS training
+    rows (evenly spread), the validation rows and `parts`; the chosen step is the last, or with
     stopping="validation" the one of lowest validation KL."""
     train, validation = split.train, split.validation
     gist = torch.nn.Parameter(init.clone())  # fp32 master copy; cast to the model's dtype in the forward
@@ -73,6 +76,7 @@ def _train(
     none_train = report.fidelity(model, bos, watched)["kl"]
     g = torch.Generator().manual_seed(config.seed + 1)
     usable = train.mask.any(1).nonzero()[:, 0]  # rows with a position to learn: a batch of none would give NaN
+    targets = _states(model, full, train) if full is not None and config.hidden_weight > 0 else None
     history: list[dict[str, Any]] = []
     best, best_step, best_kl = init.clone(), 0, float("inf")
     for step in range(config.steps + 1):
@@ -93,8 +97,11 @@ def _train(
             return best, history, step, best_step
         picks = usable[torch.randint(0, len(usable), (config.batch_size,), generator=g)]
         batch = train.subset(picks).trimmed()
-        student = report.student_logprobs(model, head(gist), batch.ids, batch.real)
+        student, states = report.student_forward(model, head(gist), batch.ids, batch.real, hidden=targets is not None)
         loss = report.kl(batch.teacher, student, batch.mask)
+        if targets is not None:
+            want = tuple(t[picks.to(t.device), : batch.ids.shape[1]] for t in targets)
+            loss = loss + config.hidden_weight * report.hidden_error(states, want, batch.real)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -104,6 +111,16 @@ def _train(
                 f"{bool(torch.isfinite(gist).all())}); nothing was saved (try a lower lr)"
             )
     raise AssertionError("unreachable")
+
+
+@torch.no_grad()
+def _states(model: Any, full: KVHead, rows: data.Continuations, chunk: int = 16) -> tuple[torch.Tensor, ...]:
+    """The hidden-state term's targets: every layer's output on every row after the whole prefix, one (n, T, d)
+    tensor per layer in the model's dtype, on its device; computed once rather than at every step (layers x n x
+    T x d numbers: about 50 MB for the demo model's default distillation, 4 x 112 rows x 120 x 256 floats)."""
+    parts = [report.student_forward(model, full, rows.ids[s : s + chunk], rows.real[s : s + chunk], hidden=True)[1]
+             for s in range(0, len(rows), chunk)]  # fmt: skip
+    return tuple(torch.cat(layer) for layer in zip(*parts))
 
 
 def _target(
@@ -260,7 +277,8 @@ def distill_gist(
         init = _init(model, vocab, prefix_ids, config)  # (k, d) fp32
         head, init = _target(model, vocab, bos, init, config.target)
 
-        gist, history, steps_done, best_step = _train(model, head, init, bos, split, parts, config, progress)
+        full = prefix_head(model, vocab, prefix_ids) if config.hidden_weight > 0 else None
+        gist, history, steps_done, best_step = _train(model, head, init, bos, split, parts, config, progress, full)
         wall = time.perf_counter() - t0
         k = config.num_gist_tokens
         heads = {

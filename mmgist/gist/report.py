@@ -5,7 +5,7 @@ positions, for a KV gist). `<|bos|> g_1..g_k` for a gist,
 `<|bos|>` alone for no prefix, `<|bos|>` + the last k prefix tokens for the truncated baseline, the
 whole of another prefix for the control (the same instruction, another photo, say: a gist that only
 learned what the two share closes none of the content gap G_content = 1 - KL_gist / KL_control). Every
-measure runs one path per kind of head (`student_logprobs`), so the figures of different heads compare:
+measure runs one path per kind of head (`student_forward`), so the figures of different heads compare:
 
     fidelity   KL(full || head) and top-1 agreement on held-out continuation positions, and KL by
                position within the continuation (the first 8, then the rest pooled)
@@ -27,8 +27,12 @@ from .prefix import KVHead, kv_cache
 Head = torch.Tensor | KVHead  # (h, d) embeddings, or keys and values of h positions
 
 
-def student_logprobs(model: Any, head: Head, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """(n, T, V) on the model's device: log-probs of each position's token given `head` and the tokens before.
+def student_forward(
+    model: Any, head: Head, ids: torch.Tensor, real: torch.Tensor, hidden: bool = False
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    """(log-probs (n, T, V), hidden states or None) on the model's device: log-probs of each position's token
+    given `head` and the tokens before; with `hidden`, the output of every layer at the rows' own T positions
+    (one (n, T, d) tensor per layer, the last after the final norm, as transformers returns them).
 
     An embeddings head's last position predicts ids[:, 0]. A KVHead has keys and values but no output
     there: its position 0 comes back uniform, so rows after a KV head count from their second token."""
@@ -36,11 +40,33 @@ def student_logprobs(model: Any, head: Head, ids: torch.Tensor, real: torch.Tens
     attn = torch.cat([torch.ones(len(ids), len(head), dtype=torch.long), real.long()], 1).to(device)
     if isinstance(head, KVHead):
         cache = kv_cache(model, head.kv, len(ids))
-        logits = model(input_ids=ids.to(device), attention_mask=attn, **cache_kwargs(model, cache)).logits.float()
-        return torch.cat([torch.zeros_like(logits[:, :1]), logits[:, :-1]], 1).log_softmax(-1)
+        out = model(
+            input_ids=ids.to(device), attention_mask=attn, output_hidden_states=hidden, **cache_kwargs(model, cache)
+        )
+        logits = out.logits.float()
+        logp = torch.cat([torch.zeros_like(logits[:, :1]), logits[:, :-1]], 1).log_softmax(-1)
+        return logp, tuple(out.hidden_states[1:]) if hidden else None
     x = torch.cat([head.expand(len(ids), -1, -1), model.get_input_embeddings()(ids.to(device))], dim=1)  # (n, h + T, d)
-    logits = model(inputs_embeds=x, attention_mask=attn).logits.float()
-    return logits[:, len(head) - 1 : -1].log_softmax(-1)  # position h - 1 predicts ids[:, 0]
+    out = model(inputs_embeds=x, attention_mask=attn, output_hidden_states=hidden)
+    logp = out.logits.float()[:, len(head) - 1 : -1].log_softmax(-1)  # position h - 1 predicts ids[:, 0]
+    return logp, tuple(h[:, len(head) :] for h in out.hidden_states[1:]) if hidden else None
+
+
+def student_logprobs(model: Any, head: Head, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """(n, T, V) on the model's device: `student_forward`'s log-probs."""
+    return student_forward(model, head, ids, real)[0]
+
+
+def hidden_error(
+    student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...], real: torch.Tensor
+) -> torch.Tensor:
+    """Mean over layers of the relative squared error of the student's hidden states against the teacher's
+    on the real positions: sum ||h_s - h_t||^2 / sum ||h_t||^2 per layer (0 where they agree; 1 for a
+    student whose states are 0). Each layer is scaled by its own size, so no layer's norm dominates."""
+    real = real.to(teacher[0].device)
+    terms = [((s - t).float().pow(2).sum(-1)[real].sum() / t.float().pow(2).sum(-1)[real].sum().clamp_min(1e-12))
+             for s, t in zip(student, teacher)]  # fmt: skip
+    return torch.stack(terms).mean()
 
 
 def kl_per_position(teacher: Teacher, student: torch.Tensor) -> torch.Tensor:

@@ -48,7 +48,7 @@ from mmgist.storage import write_json_atomic
 DOCS = Path(__file__).parent / "data" / "gist_pretrained_docs.json"
 HEADS = ("gist", "truncated", "control", "no_prefix")
 TARGETS = ("kv", "embeddings")
-COLUMNS = {"target": "", "k": "", "G A": ".3f", "G B": ".3f", "G_content": ".3f", "G truncated": ".3f",
+COLUMNS = {"target": "", "k": "", "hidden": "", "G A": ".3f", "G B": ".3f", "G_content": ".3f", "G truncated": ".3f",
            "G control": ".3f", "agreement": ".3f", "ROUGE-L": ".3f", "ROUGE-L none": ".3f", "hits full": ".2f",
            "hits gist": ".2f", "hits none": ".2f", "questions s": ".0f", "distill s": ".0f"}  # fmt: skip
 
@@ -107,11 +107,14 @@ class Document:
         return out
 
 
-def gist_config(target: str, k: int, steps: int = 60, lr: float = 3e-2, answer_tokens: int = 48) -> GistConfig:
+def gist_config(
+    target: str, k: int, steps: int = 60, lr: float = 3e-2, answer_tokens: int = 48, hidden: float | None = None
+) -> GistConfig:
     """The benchmark's distillation: `chat_config` (one teacher answer per self-study question, 1 in 8 held
-    out), evaluated every 50 steps."""
+    out), evaluated every 50 steps; `hidden` is GistConfig.hidden_weight (None: its default)."""
+    weight = GistConfig.hidden_weight if hidden is None else hidden
     return chat_config(num_gist_tokens=k, target=target, steps=steps, lr=lr, continuation_length=answer_tokens,
-                       eval_every=50)  # fmt: skip
+                       eval_every=50, hidden_weight=weight)  # fmt: skip
 
 
 def measure(model, vocab, d: Document, config: GistConfig) -> dict:
@@ -175,13 +178,13 @@ def row(results: list[dict], **label) -> dict:
             "distill s": mean([r["distill_s"] for r in results])}  # fmt: skip
 
 
-def details(results: dict[tuple[str, int], list[dict]], docs: list[dict]) -> None:
+def details(results: dict[tuple[str, int, float], list[dict]], docs: list[dict]) -> None:
     """The per-document table and the first answers, for the first configuration of `results`."""
     if not results:
         return
     first = next(iter(results))
     print(f"\nper document ({first[0]}, k={first[1]}):\n")
-    columns = {"document": "", "kind": "", "tokens": "", **{c: COLUMNS[c] for c in list(COLUMNS)[2:]}}
+    columns = {"document": "", "kind": "", "tokens": "", **{c: COLUMNS[c] for c in list(COLUMNS)[3:]}}
     print(markdown([row([r], document=r["doc"], kind=r["kind"], tokens=r.get("tokens")) for r in results[first]],
                    columns))  # fmt: skip
     print(f"\nanswers to the written questions ({first[0]}, k={first[1]}), full prefix | gist:\n")
@@ -192,12 +195,18 @@ def details(results: dict[tuple[str, int], list[dict]], docs: list[dict]) -> Non
             print(f"[{r['doc']}] {q}\n    full: {a[:150]!r}\n    gist: {b[:150]!r}")
 
 
-def target_k(text: str) -> tuple[str, int]:
-    """'kv:4' -> ("kv", 4)."""
-    target, _, k = text.partition(":")
-    if target not in TARGETS or not k.isdigit() or int(k) < 1:
-        raise argparse.ArgumentTypeError(f"expected target:k with target one of {list(TARGETS)}, got {text!r}")
-    return target, int(k)
+def target_k(text: str) -> tuple[str, int, float]:
+    """'kv:4' -> ("kv", 4, GistConfig.hidden_weight); 'kv:4:0' -> ("kv", 4, 0.0): target, k, hidden_weight."""
+    target, k, *rest = text.split(":") + ([] if text.count(":") else [""])
+    try:
+        weight = float(rest[0]) if rest else GistConfig.hidden_weight
+    except ValueError:
+        weight = -1.0
+    if target not in TARGETS or not k.isdigit() or int(k) < 1 or len(rest) > 1 or not weight >= 0:
+        raise argparse.ArgumentTypeError(
+            f"expected target:k or target:k:hidden_weight with target one of {list(TARGETS)}, got {text!r}"
+        )
+    return target, int(k), weight
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,8 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         "--configs",
         nargs="+",
         type=target_k,
-        default=[(t, k) for t in TARGETS for k in (4, 8, 16)],
-        help="target:k pairs, e.g. kv:4 embeddings:16 (default: both targets, k = 4, 8, 16)",
+        default=[(t, k, GistConfig.hidden_weight) for t in TARGETS for k in (4, 8, 16)],
+        help="target:k or target:k:hidden_weight, e.g. kv:4 kv:4:0 embeddings:16 (default: both targets, k = 4, "
+        "8, 16, the default hidden_weight)",
     )
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--lr", type=float, default=3e-2, help="(on the persona, KV k=4: unseen-question KL after 50 "
@@ -229,9 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     docs = json.loads(DOCS.read_text())["documents"]
     if args.tables_from:
         saved = json.loads(Path(args.tables_from).read_text())
-        keys = sorted(((key.split("/")[0], int(key.split("/")[1])), key) for key in saved)
-        results = {tk: saved[key] for tk, key in sorted(keys, key=lambda x: (TARGETS.index(x[0][0]), x[0][1]))}
-        print(markdown([row(rs, target=t, k=k) for (t, k), rs in results.items()], COLUMNS))
+
+        def parse(key: str) -> tuple[str, int, float]:  # "kv/4" (runs before hidden_weight: 0) or "kv/4/1.0"
+            t, k, *w = key.split("/")
+            return t, int(k), float(w[0]) if w else 0.0
+
+        keys = sorted((parse(key), key) for key in saved)
+        results = {tk: saved[key] for tk, key in sorted(keys, key=lambda x: (TARGETS.index(x[0][0]), *x[0][1:]))}
+        print(markdown([row(rs, target=t, k=k, hidden=w) for (t, k, w), rs in results.items()], COLUMNS))
         details(results, docs)
         return 0
     torch.set_num_threads(args.threads)
@@ -255,26 +270,27 @@ def main(argv: list[str] | None = None) -> int:
     for d in prepared:
         print(f"{d.id}: {len(d.prefix)} prefix tokens; {len(d.sets['B'])} held-out self-study questions "
               f"({d.dropped} dropped: also asked in training)")  # fmt: skip
-    results: dict[tuple[str, int], list[dict]] = {}
+    results: dict[tuple[str, int, float], list[dict]] = {}
     if "main" in args.sections:
         print(markdown([], COLUMNS))
-        for target, k in args.configs:
-            config = gist_config(target, k, args.steps, args.lr, args.answer_tokens)
-            results[target, k] = [measure(model, vocab, d, config) for d in prepared]
-            print_row(row(results[target, k], target=target, k=k), COLUMNS)
+        for target, k, weight in args.configs:
+            config = gist_config(target, k, args.steps, args.lr, args.answer_tokens, weight)
+            results[target, k, weight] = [measure(model, vocab, d, config) for d in prepared]
+            print_row(row(results[target, k, weight], target=target, k=k, hidden=weight), COLUMNS)
             if args.json:
-                write_json_atomic(args.json, {f"{t}/{kk}": [{x: v for x, v in r.items() if x != "gist"} for r in rs]
-                                              for (t, kk), rs in results.items()})  # fmt: skip
+                write_json_atomic(args.json, {f"{t}/{kk}/{w}": [{x: v for x, v in r.items() if x != "gist"} for r in rs]
+                                              for (t, kk, w), rs in results.items()})  # fmt: skip
         details(results, docs)
     if "latency" in args.sections:
-        target, k = args.configs[0]
+        target, k, weight = args.configs[0]
         doc = max(docs, key=lambda d: len(vocab.encode(system_turn(vocab, d["system"]))))
         prefix = context_ids(vocab, system_turn(vocab, doc["system"]))
         query = vocab.encode(user_turn(vocab, doc["questions"][0]["question"]))
-        gist = next((r["gist"] for r in results.get((target, k), []) if r["doc"] == doc["id"]), None)
+        gist = next((r["gist"] for r in results.get((target, k, weight), []) if r["doc"] == doc["id"]), None)
         if gist is None:  # the main section did not run: distill this one
             queries = [user_turn(vocab, q.text) for q in chat_questions(model, vocab, prefix, args.questions, seed=0)]
-            gist = distill_gist(model, vocab, prefix, gist_config(target, k, args.steps, args.lr), queries=queries)
+            config = gist_config(target, k, args.steps, args.lr, hidden=weight)
+            gist = distill_gist(model, vocab, prefix, config, queries=queries)
         print(f"\nlatency ({target}, k={k}, {doc['id']}: {len(prefix)} prefix tokens; {args.new_tokens} new "
               "tokens; TTFT best of 20; cache copies outside the clock)\n")  # fmt: skip
         print("| setup | TTFT ms | per-token ms | total ms | KV-cache bytes |\n|---|---|---|---|---|")

@@ -288,7 +288,8 @@ def cmd_distill(args: argparse.Namespace) -> None:
     from .gist import GistConfig, chat_config, chat_questions, distill_gist
     from .gist.batch import distill_many
 
-    chosen = {name: getattr(args, name) for name in ("target", "self_study", "stopping", "steps", "lr")}
+    names = ("target", "self_study", "stopping", "steps", "lr", "hidden_weight")
+    chosen = {name: getattr(args, name) for name in names}
     extra = {name: value for name, value in chosen.items() if value is not None}  # else the config's defaults
     make = chat_config if args.chat else GistConfig  # chat: the model's own questions are the data
     config = make(num_gist_tokens=args.k, seed=args.seed, **extra)
@@ -472,7 +473,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study-questions", type=NON_NEGATIVE_INT, default=0,
                    help="with --chat: questions the model writes about the prefix, served (self-study)")  # fmt: skip
     p.add_argument("--steps", type=POSITIVE_INT, help="default: GistConfig's (200), with --chat chat_config's (60)")
-    p.add_argument("--lr", type=POSITIVE_FLOAT, help="default: GistConfig's (1e-2), with --chat chat_config's (3e-2)")
+    p.add_argument("--lr", type=POSITIVE_FLOAT, help="default: GistConfig's (3e-2), with --chat chat_config's (3e-2)")
+    p.add_argument("--hidden-weight", type=float, help="weight of the hidden-state term, 0 for the KL alone "
+                   "(default: GistConfig's)")  # fmt: skip
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
     p.add_argument("--out", required=True, help="gist file (or folder, for a .jsonl)")
     p.add_argument("--force", action="store_true")

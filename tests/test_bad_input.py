@@ -914,6 +914,12 @@ CLI_CASES = [
     P(["distill", "{p}", "--model", "{model}", "--out", "{root}/g1", "--lr", "inf"], SYS, "'inf'", id="distill-lr-inf"),
     P(["distill", "{p}", "--model", "{model}", "--out", "{root}/g1", "--self-study", "-2"], SYS, "'-2'", id="d-study"),
     P(["distill", "{p}", "--model", "{model}", "--out", "{root}/g1", "--target", "x"], SYS, "'x'", id="distill-target"),
+    P(
+        ["distill", "{p}", "--model", "{model}", "--out", "{root}/g1", "--hidden-weight", "-1"],
+        ValueError,
+        r"hidden_weight .*-1\.0",
+        id="distill-hidden",
+    ),
     P(["distill", "{p}", "--model", "{model}", "--out", "{adir}"], IsADirectoryError, "adir", id="distill-out-dir"),
     P(["distill", "{p}", "--model", "{model}", "--out", "{afile}/g"], NotADirectoryError, "afile", id="d-out-under"),
     P(["distill", "{p}", "--model", "{model}", "--out", "/proc/sys/g.st"], PermissionError, "/proc/sys", id="d-out-ro"),

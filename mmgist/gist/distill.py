@@ -11,15 +11,19 @@
    next-token log-probs on every continuation are computed once and kept: the top `teacher_top_k`
    per position and the mass left over (the KL runs over those ids plus one rest bucket), or dense.
 3. Student: `<|bos|> g_1..g_k query continuation`; the loss is the forward KL(teacher || student) over
-   the continuation positions, and only g is trained (Adam, on an fp32 copy whatever the model's
-   dtype): k input embeddings (`target="embeddings"`) or every layer's keys and values at the k
-   positions (`target="kv"`, started from the model's own on the init embeddings; a KV head has no
-   output at its last position, so rows without a query count from their second sampled token, for
-   every head alike). The model's parameters are frozen while it runs and restored to their requires_grad flags
-   after; their values never change. `stopping="fixed"` returns the gist after all steps;
-   `stopping="validation"` the gist of the evaluated step (every `eval_every`) with the lowest KL on
-   validation rows (served rows apart from the held-out ones, never trained on). `history` records
-   the curve: training, validation and held-out KL at each evaluated step.
+   the continuation positions plus, with `hidden_weight`, the relative squared error of the student's
+   hidden states at every layer and every row position against the model's own after the full prefix
+   (the KL alone only constrains what the trained rows ask: on question types never trained on, a gist
+   kept the answers but lost the instruction's format until its states had to match the prefix's).
+   Only g is trained (Adam, on an fp32 copy whatever the model's dtype): k input embeddings
+   (`target="embeddings"`) or every layer's keys and values at the k positions (`target="kv"`, started
+   from the model's own on the init embeddings; a KV head has no output at its last position, so rows
+   without a query count from their second sampled token, for every head alike). The model's
+   parameters are frozen while it runs and restored to their requires_grad flags after; their values
+   never change. `stopping="fixed"` returns the gist after all steps; `stopping="validation"` the gist
+   of the evaluated step (every `eval_every`) with the lowest KL on validation rows (served rows apart
+   from the held-out ones, never trained on). `history` records the curve: training, validation and
+   held-out KL at each evaluated step.
 4. Report (gist/report.py), never on trained positions: KL(full || gist), KL(full || no prefix), the
    gap closed G = 1 - KL_gist / KL_none, top-1 agreement, for the gist, its initialization, a
    truncated prefix of the same length (the last k prefix tokens) and no prefix, and exact match of

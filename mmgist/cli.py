@@ -473,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study-questions", type=NON_NEGATIVE_INT, default=0,
                    help="with --chat: questions the model writes about the prefix, served (self-study)")  # fmt: skip
     p.add_argument("--steps", type=POSITIVE_INT, help="default: GistConfig's (200), with --chat chat_config's (60)")
-    p.add_argument("--lr", type=POSITIVE_FLOAT, help="default: GistConfig's (3e-2), with --chat chat_config's (3e-2)")
+    p.add_argument("--lr", type=POSITIVE_FLOAT, help="default: GistConfig's (3e-2)")
     p.add_argument("--hidden-weight", type=float, help="weight of the hidden-state term, 0 for the KL alone "
                    "(default: GistConfig's)")  # fmt: skip
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)

@@ -326,3 +326,32 @@ def test_the_hidden_state_term_pulls_the_gists_states_toward_the_prefixs(setup, 
         error = {w: hidden_error(student_forward(model, g.head(model), ids, real, hidden=True)[1], want, real).item()
                  for w, g in gists.items()}  # fmt: skip
     assert error[1.0] < error[0.0], error
+
+
+def test_hidden_targets_kept_for_every_row_equal_those_computed_per_batch(setup, monkeypatch):
+    """The two ways the term gets its targets (kept for every training row within HIDDEN_TARGET_BYTES, or
+    recomputed for each batch beyond it) agree; both train, and the history records the falling error."""
+    from mmgist.gist import data
+    from mmgist.gist import distill as distill_module
+    from mmgist.scoring import prefix_head
+
+    model, vocab, _, _ = setup
+    prefix = vocab.encode(PREFIX, add_bos=True)
+    rows = data.sample(model, vocab, prefix, [vocab.encode(" Q:"), []], GistConfig(**FAST), count=3)
+    ids, real, mask = data.pad(rows, [3, 3, 3, 0, 0, 0])
+    teacher = data.teacher_logprobs(model, prefix, ids, real, 8)
+    rows = data.Continuations(ids, real, mask, teacher)
+    full = prefix_head(model, vocab, prefix)
+    kept = distill_module._states(model, full, rows)
+    assert distill_module._states(model, full, rows, budget=0) is None  # over budget: the caller goes per batch
+    picks = torch.tensor([4, 0, 2])
+    batch = rows.subset(picks).trimmed()
+    again = distill_module._states(model, full, batch)
+    for a, b in zip(kept, again):
+        assert torch.allclose(a[picks, : batch.ids.shape[1]][batch.real], b[batch.real], atol=1e-5)
+
+    config = GistConfig(**{**FAST, "hidden_weight": 1.0})
+    monkeypatch.setattr(distill_module, "HIDDEN_TARGET_BYTES", 0)
+    per_batch = distill_gist(model, vocab, PREFIX, config)
+    errors = [h["train_hidden_error"] for h in per_batch.report["history"]]
+    assert torch.isfinite(per_batch.embeddings).all() and errors[-1] < errors[0], errors

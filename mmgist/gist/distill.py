@@ -53,6 +53,8 @@ from .prefix import GistPrefix, KVHead, bos_kv, kv_of, model_fingerprint
 from .report import Head
 
 HISTORY_ROWS = 32  # training rows whose KL the history records (all of them cost a sixth of the distillation)
+HIDDEN_TARGET_BYTES = 2**29  # the hidden-state term's targets are kept for every training row up to this size;
+# beyond it (long rows, many layers) they are recomputed for each batch: about a third more time per step
 
 
 def _train(
@@ -69,9 +71,10 @@ def _train(
     """Adam on an fp32 copy of `init`, the model's head being `head(gist)`: (the chosen gist, the history,
     steps run, the chosen step). The loss is the KL to the teacher, plus with `config.hidden_weight` the hidden
     states' error against those after `full` (the whole prefix read once), computed once per training row
-    (`_states`). Every `eval_every` steps (and at 0 and the end) the history records KL on HISTORY_ROWS training
-    rows (evenly spread), the validation rows and `parts`; the chosen step is the last, or with
-    stopping="validation" the one of lowest validation KL."""
+    (`_states`) within HIDDEN_TARGET_BYTES, else per batch. Every `eval_every` steps (and at 0 and the end) the
+    history records KL (and the hidden states' error) on HISTORY_ROWS training rows (evenly spread), the
+    validation rows and `parts`; the chosen step is the last, or with stopping="validation" the one of lowest
+    validation KL."""
     train, validation = split.train, split.validation
     gist = torch.nn.Parameter(init.clone())  # fp32 master copy; cast to the model's dtype in the forward
     opt = torch.optim.Adam([gist], lr=config.lr)
@@ -80,7 +83,9 @@ def _train(
     none_train = report.fidelity(model, bos, watched)["kl"]
     g = torch.Generator().manual_seed(config.seed + 1)
     usable = train.mask.any(1).nonzero()[:, 0]  # rows with a position to learn: a batch of none would give NaN
-    targets = _states(model, full, train) if full is not None and config.hidden_weight > 0 else None
+    hidden = full is not None and config.hidden_weight > 0
+    targets = _states(model, full, train, HIDDEN_TARGET_BYTES) if hidden else None  # None: per batch instead
+    watched_targets = _states(model, full, watched) if hidden else None
     history: list[dict[str, Any]] = []
     best, best_step, best_kl = init.clone(), 0, float("inf")
     for step in range(config.steps + 1):
@@ -88,6 +93,10 @@ def _train(
             h = head(gist.detach())
             row = {"step": step, "train_kl": report.fidelity(model, h, watched)["kl"]}
             row["train_gap_closed"] = 1 - row["train_kl"] / max(none_train, 1e-12)
+            if watched_targets is not None:
+                with torch.no_grad():
+                    states = report.student_forward(model, h, watched.ids, watched.real, hidden=True, logits=False)[1]
+                row["train_hidden_error"] = report.hidden_error(states, watched_targets, watched.real).item()
             if validation is not None:
                 row["validation_kl"] = report.fidelity(model, h, validation)["kl"]
             row.update({f"{name}_kl": report.fidelity(model, h, part)["kl"] for name, part in parts.items()})
@@ -101,10 +110,13 @@ def _train(
             return best, history, step, best_step
         picks = usable[torch.randint(0, len(usable), (config.batch_size,), generator=g)]
         batch = train.subset(picks).trimmed()
-        student, states = report.student_forward(model, head(gist), batch.ids, batch.real, hidden=targets is not None)
+        student, states = report.student_forward(model, head(gist), batch.ids, batch.real, hidden=hidden)
         loss = report.kl(batch.teacher, student, batch.mask)
-        if targets is not None:
-            want = tuple(t[picks.to(t.device), : batch.ids.shape[1]] for t in targets)
+        if hidden:
+            if targets is not None:
+                want = tuple(t[picks.to(t.device), : batch.ids.shape[1]] for t in targets)
+            else:
+                want = _states(model, full, batch)
             loss = loss + config.hidden_weight * report.hidden_error(states, want, batch.real)
         opt.zero_grad()
         loss.backward()
@@ -118,11 +130,20 @@ def _train(
 
 
 @torch.no_grad()
-def _states(model: Any, full: KVHead, rows: data.Continuations, chunk: int = 16) -> tuple[torch.Tensor, ...]:
+def _states(
+    model: Any, full: KVHead, rows: data.Continuations, budget: int | None = None, chunk: int = 16
+) -> tuple[torch.Tensor, ...] | None:
     """The hidden-state term's targets: every layer's output on every row after the whole prefix, one (n, T, d)
-    tensor per layer in the model's dtype, on its device; computed once rather than at every step (layers x n x
-    T x d numbers: about 50 MB for the demo model's default distillation, 4 x 112 rows x 120 x 256 floats)."""
-    parts = [report.student_forward(model, full, rows.ids[s : s + chunk], rows.real[s : s + chunk], hidden=True)[1]
+    tensor per layer in the model's dtype, on its device. None where they would take more than `budget` bytes
+    (layers x n x T x d numbers: about 50 MB in float32 for the demo model's default distillation, 1.7 GB for
+    SmolLM2-135M with 224 chat rows): the caller then computes them per batch."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    element = model.get_input_embeddings().weight.element_size()
+    size = config.num_hidden_layers * rows.ids.numel() * config.hidden_size * element
+    if budget is not None and size > budget:
+        return None
+    parts = [report.student_forward(model, full, rows.ids[s : s + chunk], rows.real[s : s + chunk], hidden=True,
+                                    logits=False)[1]
              for s in range(0, len(rows), chunk)]  # fmt: skip
     return tuple(torch.cat(layer) for layer in zip(*parts))
 

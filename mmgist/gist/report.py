@@ -15,6 +15,7 @@ measure runs one path per kind of head (`student_forward`), so the figures of di
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -28,28 +29,34 @@ Head = torch.Tensor | KVHead  # (h, d) embeddings, or keys and values of h posit
 
 
 def student_forward(
-    model: Any, head: Head, ids: torch.Tensor, real: torch.Tensor, hidden: bool = False
-) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-    """(log-probs (n, T, V), hidden states or None) on the model's device: log-probs of each position's token
-    given `head` and the tokens before; with `hidden`, the output of every layer at the rows' own T positions
-    (one (n, T, d) tensor per layer, the last after the final norm, as transformers returns them).
+    model: Any, head: Head, ids: torch.Tensor, real: torch.Tensor, hidden: bool = False, logits: bool = True
+) -> tuple[torch.Tensor | None, tuple[torch.Tensor, ...] | None]:
+    """(log-probs (n, T, V), hidden states) on the model's device: log-probs of each position's token given
+    `head` and the tokens before (None with `logits=False`, which skips most of the output layer); with
+    `hidden`, the output of every layer at the rows' own T positions (one (n, T, d) tensor per layer, the last
+    after the final norm, as transformers returns them), else None.
 
     An embeddings head's last position predicts ids[:, 0]. A KVHead has keys and values but no output
     there: its position 0 comes back uniform, so rows after a KV head count from their second token."""
     device = model.get_input_embeddings().weight.device
     attn = torch.cat([torch.ones(len(ids), len(head), dtype=torch.long), real.long()], 1).to(device)
+    kw: dict[str, Any] = {"attention_mask": attn, "output_hidden_states": hidden}
+    if not logits and "logits_to_keep" in inspect.signature(model.forward).parameters:
+        kw["logits_to_keep"] = 1
     if isinstance(head, KVHead):
         cache = kv_cache(model, head.kv, len(ids))
-        out = model(
-            input_ids=ids.to(device), attention_mask=attn, output_hidden_states=hidden, **cache_kwargs(model, cache)
-        )
-        logits = out.logits.float()
-        logp = torch.cat([torch.zeros_like(logits[:, :1]), logits[:, :-1]], 1).log_softmax(-1)
-        return logp, tuple(out.hidden_states[1:]) if hidden else None
+        out = model(input_ids=ids.to(device), **kw, **cache_kwargs(model, cache))
+        states = tuple(out.hidden_states[1:]) if hidden else None
+        if not logits:
+            return None, states
+        lg = out.logits.float()
+        return torch.cat([torch.zeros_like(lg[:, :1]), lg[:, :-1]], 1).log_softmax(-1), states
     x = torch.cat([head.expand(len(ids), -1, -1), model.get_input_embeddings()(ids.to(device))], dim=1)  # (n, h + T, d)
-    out = model(inputs_embeds=x, attention_mask=attn, output_hidden_states=hidden)
-    logp = out.logits.float()[:, len(head) - 1 : -1].log_softmax(-1)  # position h - 1 predicts ids[:, 0]
-    return logp, tuple(h[:, len(head) :] for h in out.hidden_states[1:]) if hidden else None
+    out = model(inputs_embeds=x, **kw)
+    states = tuple(h[:, len(head) :] for h in out.hidden_states[1:]) if hidden else None
+    if not logits:
+        return None, states
+    return out.logits.float()[:, len(head) - 1 : -1].log_softmax(-1), states  # position h - 1 predicts ids[:, 0]
 
 
 def student_logprobs(model: Any, head: Head, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
@@ -64,8 +71,10 @@ def hidden_error(
     on the real positions: sum ||h_s - h_t||^2 / sum ||h_t||^2 per layer (0 where they agree; 1 for a
     student whose states are 0). Each layer is scaled by its own size, so no layer's norm dominates."""
     real = real.to(teacher[0].device)
-    terms = [((s - t).float().pow(2).sum(-1)[real].sum() / t.float().pow(2).sum(-1)[real].sum().clamp_min(1e-12))
-             for s, t in zip(student, teacher)]  # fmt: skip
+    terms = []
+    for s, t in zip(student, teacher):
+        s, t = s[real].float(), t[real].float()  # (positions, d), cast before subtracting (float16 overflows)
+        terms.append((s - t).pow(2).sum() / t.pow(2).sum().clamp_min(1e-12))
     return torch.stack(terms).mean()
 
 
@@ -87,7 +96,8 @@ def kl_per_position(teacher: Teacher, student: torch.Tensor) -> torch.Tensor:
 
 
 def kl(teacher: Teacher, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the masked positions of KL(teacher || student): the training loss."""
+    """Mean over the masked positions of KL(teacher || student): the training loss (with the hidden-state
+    term, its first part)."""
     return kl_per_position(teacher, student)[mask.to(student.device)].mean()
 
 

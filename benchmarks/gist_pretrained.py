@@ -223,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         "8, 16, the default hidden_weight)",
     )
     ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--lr", type=float, default=3e-2, help="(on the persona, KV k=4, KL alone: unseen-question KL after 50 "
-                    "steps 0.196 at 3e-2, 0.254 at 1e-2, which needed 100 steps for 0.194)")  # fmt: skip
+    ap.add_argument("--lr", type=float, default=3e-2, help="(on the persona, KV k=4, KL alone: unseen-question KL "
+                    "after 50 steps 0.196 at 3e-2, 0.254 at 1e-2, which needed 100 steps for 0.194)")  # fmt: skip
     ap.add_argument("--questions", type=int, default=32, help="self-study questions per document (trained on)")
     ap.add_argument("--heldout-study", type=int, default=8, help="held-out set B: self-study questions, another seed")
     ap.add_argument("--answers", type=int, default=2, help="teacher answers sampled per held-out question")

@@ -84,7 +84,7 @@ def gist_demo(photo: torch.Tensor) -> None:
         f"(keys and values per layer), distilled on the model's own questions and answers about the photo and "
         f"{len(served)} questions; question types {', '.join(GIST_HELDOUT_TYPES)} are never trained on"
     )
-    config = GistConfig(num_gist_tokens=4, num_continuations=8)  # KV, 64 self-study samples, 200 steps: the defaults
+    config = GistConfig(num_gist_tokens=4, num_continuations=8)  # KV, hidden-state term, 64 self-study, 200 steps
     gist = distill_gist(model, vocab, prefix, config, queries=served, heldout_queries=unseen,
                         control_prefix=control.prefix(), self_study_exclude=list(GIST_HELDOUT_MARKERS))  # fmt: skip
     print("\n".join("  " + line for line in summary(gist.report).splitlines()))

@@ -8,7 +8,7 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 # What each notebook's quick run must display: (number of markdown tables, text each of them contains).
 TABLES = {
-    "gist_benchmark.ipynb": (3, ("| G gist |", "setup")),
+    "gist_benchmark.ipynb": (4, ("| G gist |", "setup")),
     "audio_benchmark.ipynb": (1, ("| STOI |",)),
     "video_benchmark.ipynb": (1, ("| flicker /255 |",)),
 }

@@ -49,6 +49,7 @@ from mmgist.storage import write_json_atomic
 DOCS = Path(__file__).parent / "data" / "gist_pretrained_docs.json"
 HEADS = ("gist", "truncated", "control", "no_prefix")
 TARGETS = ("kv", "embeddings")
+CHAT_HIDDEN = chat_config().hidden_weight  # the hidden-state term's weight unless a config names one
 COLUMNS = {"target": "", "k": "", "hidden": "", "G A": ".3f", "G B": ".3f", "G_content": ".3f", "G truncated": ".3f",
            "G control": ".3f", "agreement": ".3f", "ROUGE-L": ".3f", "ROUGE-L none": ".3f", "hits full": ".2f",
            "hits gist": ".2f", "hits none": ".2f", "questions s": ".0f", "distill s": ".0f"}  # fmt: skip
@@ -112,8 +113,8 @@ def gist_config(
     target: str, k: int, steps: int = 60, lr: float = 3e-2, answer_tokens: int = 48, hidden: float | None = None
 ) -> GistConfig:
     """The benchmark's distillation: `chat_config` (one teacher answer per self-study question, 1 in 8 held
-    out), evaluated every 50 steps; `hidden` is GistConfig.hidden_weight (None: its default)."""
-    weight = GistConfig.hidden_weight if hidden is None else hidden
+    out), evaluated every 50 steps; `hidden` is GistConfig.hidden_weight (None: chat_config's, 0)."""
+    weight = CHAT_HIDDEN if hidden is None else hidden
     return chat_config(num_gist_tokens=k, target=target, steps=steps, lr=lr, continuation_length=answer_tokens,
                        eval_every=50, hidden_weight=weight)  # fmt: skip
 
@@ -197,10 +198,10 @@ def details(results: dict[tuple[str, int, float], list[dict]], docs: list[dict])
 
 
 def target_k(text: str) -> tuple[str, int, float]:
-    """'kv:4' -> ("kv", 4, GistConfig.hidden_weight); 'kv:4:0' -> ("kv", 4, 0.0): target, k, hidden_weight."""
+    """'kv:4' -> ("kv", 4, chat_config's hidden_weight); 'kv:4:1' -> ("kv", 4, 1.0): target, k, hidden_weight."""
     target, k, *rest = text.split(":") + ([] if text.count(":") else [""])
     try:
-        weight = float(rest[0]) if rest else GistConfig.hidden_weight
+        weight = float(rest[0]) if rest else CHAT_HIDDEN
     except ValueError:
         weight = -1.0
     if target not in TARGETS or not k.isdigit() or int(k) < 1 or len(rest) > 1 or not 0 <= weight < math.inf:
@@ -218,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
         "--configs",
         nargs="+",
         type=target_k,
-        default=[(t, k, GistConfig.hidden_weight) for t in TARGETS for k in (4, 8, 16)],
-        help="target:k or target:k:hidden_weight, e.g. kv:4 kv:4:0 embeddings:16 (default: both targets, k = 4, "
-        "8, 16, the default hidden_weight)",
+        default=[(t, k, CHAT_HIDDEN) for t in TARGETS for k in (4, 8, 16)],
+        help="target:k or target:k:hidden_weight, e.g. kv:4 kv:4:1 embeddings:16 (default: both targets, k = 4, "
+        "8, 16, chat_config's hidden_weight)",
     )
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--lr", type=float, default=3e-2, help="(on the persona, KV k=4, KL alone: unseen-question KL "

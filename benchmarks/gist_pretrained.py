@@ -18,7 +18,10 @@ where each text came from). Per document:
   *this* document beyond the chat format); KLs are pooled over documents and tokens (a B question that
   was also asked in training is dropped);
 - greedy answers (up to --answer-tokens) after each held-out question: ROUGE-L of the gist's answer
-  against the full prefix's, and on (A)'s factual questions a hit when the reply contains the answer.
+  against the full prefix's, beside the truncated prefix's and no prefix's, and "ROUGE-L self": the
+  full prefix's own answers sampled at --noise-temperature (2 per question) against its greedy one,
+  what the full prefix gets against itself under sampling noise (the aim: the gist's >= 0.8 of it);
+  on (A)'s factual questions a hit when the reply contains the answer.
 Then the latency of one question after the longest document: TTFT with the full prefix recomputed, its
 KV cache reused, the gist's cache and no prefix, and the KV bytes each holds.
 """
@@ -51,7 +54,8 @@ HEADS = ("gist", "truncated", "control", "no_prefix")
 TARGETS = ("kv", "embeddings")
 CHAT_HIDDEN = chat_config().hidden_weight  # the hidden-state term's weight unless a config names one
 COLUMNS = {"target": "", "k": "", "hidden": "", "G A": ".3f", "G B": ".3f", "G_content": ".3f", "G truncated": ".3f",
-           "G control": ".3f", "agreement": ".3f", "ROUGE-L": ".3f", "ROUGE-L none": ".3f", "hits full": ".2f",
+           "G control": ".3f", "agreement": ".3f", "ROUGE-L": ".3f", "ROUGE-L trunc": ".3f", "ROUGE-L none": ".3f",
+           "ROUGE-L self": ".3f", "ROUGE / self": ".2f", "hits full": ".2f",
            "hits gist": ".2f", "hits none": ".2f", "questions s": ".0f", "distill s": ".0f"}  # fmt: skip
 
 
@@ -72,7 +76,16 @@ class Document:
     B: self-study from another seed), the teacher's rows after them and the baselines' greedy answers."""
 
     def __init__(
-        self, model, vocab, doc: dict, control: dict, questions=32, heldout_study=8, answers=2, answer_tokens=48
+        self,
+        model,
+        vocab,
+        doc: dict,
+        control: dict,
+        questions=128,
+        heldout_study=8,
+        answers=2,
+        answer_tokens=48,
+        noise_temperature=0.7,
     ) -> None:
         self.id, self.kind, self.doc, self.answer_tokens = doc["id"], doc["kind"], doc, answer_tokens
         self.prefix = context_ids(vocab, system_turn(vocab, doc["system"]))
@@ -93,6 +106,21 @@ class Document:
             "no_prefix": head_embeddings(model, vocab),
         }
         self.answers = {name: self.greedy(model, vocab, self.heads[name]) for name in ("full_prefix", "no_prefix")}
+        noise = GistConfig(num_continuations=2, continuation_length=answer_tokens, temperature=noise_temperature,
+                           seed=9)  # fmt: skip
+        self.sampled = {s: self.samples(model, vocab, qs, noise) for s, qs in self.queries.items()}  # per question
+
+    def samples(self, model, vocab, queries, config) -> list[list[str]]:
+        """`config.num_continuations` answers per query sampled with the full prefix, as text."""
+        rows = gist_data.sample(model, vocab, self.prefix, queries, config)
+        n = config.num_continuations
+        texts = []
+        for i, q in enumerate(queries):
+            for r in rows[i * n : (i + 1) * n]:
+                answer = list(r[len(q) :])
+                answer = answer[: answer.index(vocab.eos_id)] if vocab.eos_id in answer else answer
+                texts.append(vocab.decode(answer).text() if answer else "")
+        return [texts[i * n : (i + 1) * n] for i in range(len(queries))]
 
     def teacher_rows(self, model, vocab, queries, config) -> gist_data.Continuations:
         rows = gist_data.sample(model, vocab, self.prefix, queries, config)
@@ -143,9 +171,12 @@ def measure(model, vocab, d: Document, config: GistConfig) -> dict:
             out["kl"][f"{s}/{name}"], out["agree"][f"{s}/{name}"] = f["kl"] * n, f["agreement"] * n
         out["kl"][f"{s}/n"] = n
     answers = {**d.answers, "gist": d.greedy(model, vocab, heads["gist"])}
+    answers["truncated"] = d.greedy(model, vocab, heads["truncated"])
     full = [a for s in d.sets for a in answers["full_prefix"][s]]
     out["rouge"] = {h: [rouge_l(a, f) for a, f in zip([x for s in d.sets for x in answers[h][s]], full)]
-                    for h in ("gist", "no_prefix")}  # fmt: skip
+                    for h in ("gist", "truncated", "no_prefix")}  # fmt: skip
+    sampled = [xs for s in d.sets for xs in d.sampled[s]]  # per question, in the order of `full`
+    out["rouge"]["self"] = [sum(rouge_l(x, f) for x in xs) / len(xs) for xs, f in zip(sampled, full)]
     factual = [(n, q) for n, q in enumerate(d.doc["questions"]) if q["kind"] == "factual"]
     out["hits"] = {h: [hit(answers[h]["A"][n], q) for n, q in factual] for h in ("full_prefix", "gist", "no_prefix")}
     out["answers"] = {h: answers[h] for h in ("full_prefix", "gist")}
@@ -168,11 +199,13 @@ def row(results: list[dict], **label) -> dict:
 
     n = sum(r["kl"][f"{s}/n"] for r in results for s in ("A", "B"))
     mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+    rouge = lambda head: mean([x for r in results for x in r["rouge"].get(head, [])])  # noqa: E731  (runs before
+    # the truncated and self columns have none)
     return {**label, "G A": g("gist", ("A",)), "G B": g("gist", ("B",)), "G_content": g("gist", against="control"),
             "G truncated": g("truncated"), "G control": g("control"),
             "agreement": sum(r["agree"][f"{s}/gist"] for r in results for s in ("A", "B")) / n,
-            "ROUGE-L": mean([x for r in results for x in r["rouge"]["gist"]]),
-            "ROUGE-L none": mean([x for r in results for x in r["rouge"]["no_prefix"]]),
+            "ROUGE-L": rouge("gist"), "ROUGE-L trunc": rouge("truncated"), "ROUGE-L none": rouge("no_prefix"),
+            "ROUGE-L self": rouge("self"), "ROUGE / self": rouge("gist") / rouge("self") if rouge("self") else None,
             "hits full": mean([x for r in results for x in r["hits"]["full_prefix"]]),
             "hits gist": mean([x for r in results for x in r["hits"]["gist"]]),
             "hits none": mean([x for r in results for x in r["hits"]["no_prefix"]]),
@@ -230,6 +263,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--heldout-study", type=int, default=8, help="held-out set B: self-study questions, another seed")
     ap.add_argument("--answers", type=int, default=2, help="teacher answers sampled per held-out question")
     ap.add_argument("--answer-tokens", type=int, default=48)
+    ap.add_argument("--noise-temperature", type=float, default=0.7, help="ROUGE-L self: the full prefix's answers "
+                    "sampled at this temperature against its greedy ones")  # fmt: skip
+    ap.add_argument("--quick", action="store_true", help="a smoke run in a few minutes (the notebook's test): "
+                    "the two shortest documents, kv:4, 8 self-study questions, 4 held out, 4 steps, 16 answer "
+                    "tokens")  # fmt: skip
     ap.add_argument("--new-tokens", type=int, default=16, help="latency: tokens generated")
     ap.add_argument("--sections", nargs="+", default=["main", "latency"], choices=["main", "latency"],
                     help="latency alone distills one gist (the first of --configs) on the longest one")  # fmt: skip
@@ -239,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write every measurement here (answers and self-study questions included)")
     args = ap.parse_args(argv)
     docs = json.loads(DOCS.read_text())["documents"]
+    if args.quick:
+        args.configs, args.questions, args.heldout_study = [("kv", 4, CHAT_HIDDEN)], 8, 4
+        args.steps, args.answer_tokens = 4, 16
+        args.only = [d["id"] for d in sorted(docs, key=lambda d: len(d["system"]))[:2]]
     if args.tables_from:
         saved = json.loads(Path(args.tables_from).read_text())
 
@@ -266,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.answers} teacher answers each\n", flush=True)  # fmt: skip
     prepared = [
         Document(model, vocab, d, docs[(i + 1) % len(docs)], args.questions, args.heldout_study, args.answers,
-                 args.answer_tokens)
+                 args.answer_tokens, args.noise_temperature)
         for i, d in enumerate(docs)
     ] if "main" in args.sections else []  # fmt: skip
     for d in prepared:

@@ -565,6 +565,7 @@ API_CASES = [
     P(lambda c: GistConfig(seed=None), TypeError, "seed .*None", id="gc-seed-none"),
     P(lambda c: GistConfig(batch_size=False), TypeError, "batch_size .*False", id="gc-batch-bool"),
     P(lambda c: GistConfig(stopping="gap"), ValueError, "'gap'", id="gc-stopping"),
+    P(lambda c: GistConfig(lr_schedule="linear"), ValueError, "lr_schedule .*'linear'", id="gc-lr-schedule"),
     P(lambda c: GistConfig(early_stopping=0.9), ValueError, r"0\.9", id="gc-early-stopping"),
     # distillation arguments (refused before any sampling)
     P(lambda c: distill_gist(c.model, c.vocab, torch.tensor([72.0, 105.0, 33.0])), TypeError, "float32", id="d-float"),

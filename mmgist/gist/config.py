@@ -5,6 +5,7 @@ GistConfig(num_gist_tokens=4, init="prefix_mean", steps=300)
 
 from __future__ import annotations
 
+import math
 from dataclasses import InitVar, dataclass
 
 from ..validate import finite, fraction, non_negative_int, one_of, positive_int
@@ -12,6 +13,7 @@ from ..validate import finite, fraction, non_negative_int, one_of, positive_int
 INITS = ("prefix_mean", "last_tokens", "text", "vocab_sample", "random")
 TARGETS = ("embeddings", "kv")
 STOPPINGS = ("fixed", "validation")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -35,6 +37,8 @@ class GistConfig:
     # G 0.952 after 100 steps, 0.971 after 150 and 200; greedy exact match 0.42, 0.58, 0.92)
     lr: float = 3e-2  # Adam on the trained tensor only (the same with `--lr`, 200 steps: KV G 0.97 at 3e-2 against
     # 0.90 at 1e-2; embeddings 0.54 against 0.57)
+    lr_schedule: str = "constant"  # constant: lr at every step; cosine: from lr down to 0 at the last step
+    # (`learning_rate`)
     batch_size: int = 8  # continuations per step
     num_continuations: int = 48  # teacher samples drawn after the prefix (per query, when queries are given)
     continuation_length: int = 24  # tokens per sampled continuation
@@ -89,6 +93,7 @@ class GistConfig:
         finite(self.temperature, "GistConfig.temperature", positive=True)
         if self.teacher_top_k is not None:
             positive_int(self.teacher_top_k, "GistConfig.teacher_top_k (or None)")
+        one_of(self.lr_schedule, "GistConfig.lr_schedule", SCHEDULES)
         one_of(self.stopping, "GistConfig.stopping", STOPPINGS)
         fraction(self.validation_fraction, "GistConfig.validation_fraction")
         if self.heldout_fraction + self.validation_fraction >= 1:
@@ -96,3 +101,11 @@ class GistConfig:
                 f"GistConfig.validation_fraction must be in (0, 1) and leave rows to train on next to "
                 f"heldout_fraction {self.heldout_fraction}, got {self.validation_fraction}"
             )
+
+
+def learning_rate(config: GistConfig, step: int) -> float:
+    """The lr of optimizer step `step` (0 .. config.steps - 1): config.lr, or with lr_schedule="cosine"
+    lr * (1 + cos(pi * step / steps)) / 2, from lr at step 0 to nearly 0 at the last."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    return config.lr * (1 + math.cos(math.pi * step / config.steps)) / 2

@@ -48,7 +48,7 @@ import torch
 from ..lm import output_cache
 from ..scoring import Question, head_embeddings, prefix_head, to_ids
 from . import data, report
-from .config import GistConfig
+from .config import GistConfig, learning_rate
 from .prefix import GistPrefix, KVHead, bos_kv, kv_of, model_fingerprint
 from .report import Head
 
@@ -78,6 +78,7 @@ def _train(
     train, validation = split.train, split.validation
     gist = torch.nn.Parameter(init.clone())  # fp32 master copy; cast to the model's dtype in the forward
     opt = torch.optim.Adam([gist], lr=config.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: learning_rate(config, step) / config.lr)
     every = max(1, len(train) // HISTORY_ROWS)
     watched = train.subset(torch.arange(len(train))[::every][:HISTORY_ROWS])  # evenly spread, served and self-study
     none_train = report.fidelity(model, bos, watched)["kl"]
@@ -121,6 +122,7 @@ def _train(
         opt.zero_grad()
         loss.backward()
         opt.step()
+        schedule.step()
         if not (torch.isfinite(loss) and torch.isfinite(gist).all()):
             raise FloatingPointError(
                 f"gist distillation loss became {loss.item()} at step {step} (gist finite: "

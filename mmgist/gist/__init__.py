@@ -3,9 +3,10 @@
 from .config import GistConfig
 from .distill import distill_gist
 from .prefix import GistPrefix, model_fingerprint
-from .self_study import StudyQuestion, chat_config, chat_questions
+from .self_study import CHAT_QUESTIONS, StudyQuestion, chat_config, chat_questions
 
 __all__ = [
+    "CHAT_QUESTIONS",
     "GistConfig",
     "GistPrefix",
     "StudyQuestion",

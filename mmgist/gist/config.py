@@ -37,8 +37,8 @@ class GistConfig:
     # G 0.952 after 100 steps, 0.971 after 150 and 200; greedy exact match 0.42, 0.58, 0.92)
     lr: float = 3e-2  # Adam on the trained tensor only (the same with `--lr`, 200 steps: KV G 0.97 at 3e-2 against
     # 0.90 at 1e-2; embeddings 0.54 against 0.57)
-    lr_schedule: str = "constant"  # constant: lr at every step; cosine: from lr down to 0 at the last step
-    # (`learning_rate`)
+    lr_schedule: str = "constant"  # constant: lr at every step; cosine: from lr at the first step towards 0 at the
+    # last (`learning_rate`)
     batch_size: int = 8  # continuations per step
     num_continuations: int = 48  # teacher samples drawn after the prefix (per query, when queries are given)
     continuation_length: int = 24  # tokens per sampled continuation

@@ -1,8 +1,8 @@
 """Self-study for an instruct model: it writes the questions about its own prefix (as Cartridges does).
 
     prefix = system_turn(vocab, document)
-    questions = chat_questions(model, vocab, prefix, count=32)  # [StudyQuestion('summarize', 'Summarize ...'), ...]
-    gist = distill_gist(model, vocab, prefix, chat_config(num_gist_tokens=4),
+    questions = chat_questions(model, vocab, prefix)  # CHAT_QUESTIONS of them: [StudyQuestion('summarize', ...), ...]
+    gist = distill_gist(model, vocab, prefix, chat_config(num_gist_tokens=8),
                         queries=[user_turn(vocab, q.text) for q in questions])
 
 The teacher's answers after each question (sampled by `distill_gist`, with the full prefix) are then
@@ -52,16 +52,16 @@ def chat_config(**overrides: Any) -> GistConfig:
     `overrides` are GistConfig fields.
 
     Measured on SmolLM2-135M-Instruct, KV k=8, the persona of benchmarks/gist_pretrained.py (557 tokens),
-    CHAT_QUESTIONS self-study questions, by `benchmarks/gist_pretrained_curve.py`: KL on the rows after the
-    benchmark's written questions (never trained on), 0.361 at the start, 0.140 after 50 steps, 0.102 after
-    200, 0.092 after 300 (G 0.78), still falling slowly; 32 questions and 60 steps (the earlier default)
-    gave G 0.49 on these questions (two documents). Two answers per question instead of one (the same
-    steps) did worse, 0.115 against 0.097 after 250 steps: distinct questions matter more than answers.
-    A cosine schedule (`--lr-schedule cosine --steps 200`) was at 0.112 after 165 steps, where the
-    constant lr was at 0.110 after 150 and 0.102 after 200: no gain. GistConfig's hidden-state term gave
-    nothing here either (`benchmarks/gist_pretrained.py --configs kv:4:0 kv:4:1` on the persona and the
-    shelve docstring, 60 steps: G on the written questions 0.478 with it against 0.490 without) and costs
-    a quarter more time."""
+    CHAT_QUESTIONS self-study questions, by the code of `benchmarks/gist_pretrained_curve.py`: KL on the rows
+    after the benchmark's written questions (never trained on) 0.361 at the start, 0.140 after 50 steps,
+    0.102 after 200, 0.092 after 300 (G 0.78), still falling slowly. Two answers per question instead of
+    one (`--answers 2`, the same steps) did worse, 0.115 against 0.097 after 250 steps: distinct questions
+    matter more than more answers. A cosine schedule (`--lr-schedule cosine --steps 200 --eval-every 33`)
+    was at 0.112 after 165 steps, where the constant lr was at 0.110 after 150 and 0.102 after 200; it was
+    stopped there. GistConfig's hidden-state term gave nothing here (`benchmarks/gist_pretrained.py --only
+    velmouth-harbour-persona shelve-docstring --configs kv:4:0 kv:4:1 --steps 60 --questions 32`, the
+    earlier default: G on the written questions 0.478 with it against 0.490 without) and costs a quarter
+    more time."""
     defaults = {"num_continuations": 1, "continuation_length": 48, "heldout_fraction": 0.125, "self_study": 0,
                 "steps": 300, "lr": 3e-2, "batch_size": 4, "hidden_weight": 0.0}  # fmt: skip
     return GistConfig(**{**defaults, **overrides})

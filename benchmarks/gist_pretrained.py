@@ -163,6 +163,7 @@ def measure(model, vocab, d: Document, config: GistConfig) -> dict:
     out = {
         "doc": d.id,
         "kind": d.kind,
+        "tokens": len(d.prefix),
         "distill_s": wall,
         "study_s": d.study_s,
         "steps": gist.report["steps"],

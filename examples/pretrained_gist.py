@@ -7,7 +7,8 @@ tokens; questions the gist never saw answered after the full prompt and after th
 The prompt is one of benchmarks/data/gist_pretrained_docs.json (by default the persona written for the
 benchmark: a harbour master with about 25 invented facts). The model writes its own questions about it
 (self-study, `chat_questions`), `distill_gist` trains a KV gist on the model's answers to them, and the
-benchmark's written questions, never trained on, are asked both ways. About 4 minutes on 2 CPU cores.
+benchmark's written questions, never trained on, are asked both ways. About a quarter of an hour on 2 CPU
+cores (the benchmark's distillation of the persona took 14 minutes, its questions and answers included).
 """
 
 from __future__ import annotations

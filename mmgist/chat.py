@@ -70,3 +70,23 @@ def user_turn(vocab: SharedVocabulary, message: str) -> str:
             "turn as a prefix of its own"
         )
     return whole[len(head) :]
+
+
+def system_span(vocab: SharedVocabulary, system: str) -> tuple[list[int], tuple[int, int], list[str]]:
+    """(ids, (start, end), pieces): <|bos|> + the ids of `system_turn(vocab, system)`, the range of ids that
+    holds the message itself (the template's role header and end of turn left out), and each id's text in
+    the rendered turn ("" for <|bos|>). What reconstruction rows and chunked questions cut the prefix by."""
+    from .scoring import context_ids
+
+    hf = template_tokenizer(vocab)
+    rendered = system_turn(vocab, system)
+    ids = context_ids(vocab, rendered)
+    enc = hf(rendered, add_special_tokens=False, return_offsets_mapping=True)
+    if list(enc["input_ids"]) != ids[1:]:
+        raise ValueError("the text tokenizer's ids of the system turn differ from the vocabulary's: cannot map them")
+    begin = rendered.index(system)
+    pieces = [""] + [rendered[a:b] for a, b in enc["offset_mapping"]]
+    inside = [n + 1 for n, (a, b) in enumerate(enc["offset_mapping"]) if a >= begin and b <= begin + len(system)]
+    if not inside:
+        raise ValueError(f"the system message {system[:40]!r} holds no token of its own in the rendered turn")
+    return ids, (inside[0], inside[-1] + 1), pieces

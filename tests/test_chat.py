@@ -5,52 +5,14 @@ import json
 
 import pytest
 import torch
+from conftest import SPECIALS
 
 from mmgist import HFTextTokenizer, SharedVocabulary, generate, load_model, save_model, score_options
 from mmgist.chat import system_turn, user_turn
 from mmgist.gist import GistConfig, distill_gist
 from mmgist.gist.self_study import SEED_FAMILIES, chat_questions
 from mmgist.layout import IdLayout
-from mmgist.lm import build_lm
 from mmgist.pretrained import PRETRAINED, gguf_path, is_available, load_pretrained_lm
-
-SPECIALS = {"<|bos|>": "<|endoftext|>", "<|eos|>": "<|im_end|>", "<|pad|>": "<|endoftext|>"}
-TEMPLATE = (  # SmolLM2's template, without its default system message
-    "{% for message in messages %}"
-    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
-
-@pytest.fixture(scope="module")
-def chat_tokenizer():
-    """A tiny byte-level BPE with SmolLM2's special tokens and chat template, trained here."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    raw = Tokenizer(models.BPE())
-    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=320,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-    )
-    raw.train_from_iterator(
-        ["the harbour opens at six", "what is the fee? twelve coins", "list the rules"] * 20, trainer
-    )
-    hf = PreTrainedTokenizerFast(
-        tokenizer_object=raw, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|im_end|>"
-    )
-    hf.chat_template = TEMPLATE
-    return hf
-
-
-@pytest.fixture(scope="module")
-def chat(chat_tokenizer):
-    vocab = SharedVocabulary(text=HFTextTokenizer.from_hf(chat_tokenizer, specials=SPECIALS))
-    torch.manual_seed(0)
-    return build_lm(vocab, preset="tiny").eval(), vocab
 
 
 def test_text_specials_reuse_the_tokenizers_own_ids_and_add_none(chat_tokenizer):

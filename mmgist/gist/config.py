@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import InitVar, dataclass
+from typing import Any
 
 from ..validate import finite, fraction, non_negative_int, one_of, positive_int
 
-INITS = ("prefix_mean", "last_tokens", "text", "vocab_sample", "random")
+PREFIX_INITS = ("prefix_first", "prefix_even", "prefix_chunks")  # KV only: the prefix's own keys and values
+INITS = ("prefix_mean", "last_tokens", "text", "vocab_sample", "random", *PREFIX_INITS)
 TARGETS = ("embeddings", "kv")
 STOPPINGS = ("fixed", "validation")
 SCHEDULES = ("constant", "cosine")
@@ -31,7 +33,8 @@ class GistConfig:
     # prefix_mean: every gist starts at the mean prefix embedding (plus small noise). KV: G 0.97 from last_tokens
     # against 0.82 from prefix_mean; embeddings: 0.54 against 0.61.
     # text: the embeddings of init_text's ids (cycled to k); vocab_sample: embeddings of k random ids; random:
-    # normal with the embedding matrix's std
+    # normal with the embedding matrix's std; prefix_first / prefix_even / prefix_chunks (KV only): the prefix's
+    # own keys and values at its first k positions, k evenly spaced ones, or averaged over k runs (gist/kv_init.py)
     init_text: str | None = None  # for init="text"
     steps: int = 200  # optimizer steps at most (`benchmarks/gist.py --ks 4 --targets kv --sections main --steps N`:
     # G 0.952 after 100 steps, 0.971 after 150 and 200; greedy exact match 0.42, 0.58, 0.92)
@@ -76,6 +79,9 @@ class GistConfig:
         one_of(self.init, "GistConfig.init", INITS)
         if self.init_text is not None and not isinstance(self.init_text, str):
             raise TypeError(f"GistConfig.init_text must be a str or None, got {type(self.init_text).__name__}")
+        if self.init in PREFIX_INITS and self.target != "kv":
+            raise ValueError(f"GistConfig.init={self.init!r} starts from the prefix's keys and values: it needs "
+                             f"target='kv', got target={self.target!r}")  # fmt: skip
         if self.init == "text" and not self.init_text:
             raise ValueError("GistConfig.init='text' needs init_text, got none")
         non_negative_int(self.self_study, "GistConfig.self_study")
@@ -109,3 +115,32 @@ def learning_rate(config: GistConfig, step: int) -> float:
     if config.lr_schedule == "constant":
         return config.lr
     return config.lr * (1 + math.cos(math.pi * step / config.steps)) / 2
+
+
+TOKENS_PER_GIST = 16  # the default k: one gist position per this many prefix tokens (`gist_tokens_for`)
+
+
+def gist_tokens_for(
+    prefix_tokens: int, per: int = TOKENS_PER_GIST, minimum: int = 4, maximum: int = 64, model: Any = None
+) -> int:
+    """k for a prefix of `prefix_tokens` tokens after <|bos|>: ceil(prefix_tokens / per), within [minimum,
+    maximum] and below the prefix's own length (a gist as long as the prefix compresses nothing). With
+    `model`, a k whose positions do not fit its context is refused."""
+    positive_int(per, "per")
+    positive_int(minimum, "minimum")
+    positive_int(maximum, "maximum")
+    non_negative_int(prefix_tokens, "prefix_tokens")
+    if minimum > maximum:
+        raise ValueError(f"minimum {minimum} must be <= maximum {maximum}")
+    if prefix_tokens < 2:
+        raise ValueError(f"a prefix of {prefix_tokens} token after <|bos|> leaves nothing to compress (k < prefix)")
+    k = min(max(math.ceil(prefix_tokens / per), minimum), maximum, prefix_tokens - 1)
+    if model is not None:
+        from ..lm import context_length
+
+        if k + 1 >= context_length(model):
+            raise ValueError(
+                f"k = {k} gist positions do not fit this model's context of {context_length(model)} (with <|bos|> "
+                "and at least one query token); lower maximum or per"
+            )
+    return k

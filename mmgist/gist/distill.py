@@ -48,7 +48,9 @@ import torch
 from ..lm import output_cache
 from ..scoring import Question, head_embeddings, prefix_head, to_ids
 from . import data, report
-from .config import GistConfig, learning_rate
+from .chunks import ForcedRow
+from .config import PREFIX_INITS, GistConfig, learning_rate
+from .kv_init import prefix_kv
 from .prefix import GistPrefix, KVHead, bos_kv, kv_of, model_fingerprint
 from .report import Head
 
@@ -151,17 +153,20 @@ def _states(
 
 
 def _target(
-    model: Any, vocab: Any, bos: torch.Tensor, init: torch.Tensor, target: str
+    model: Any, vocab: Any, bos: torch.Tensor, init: torch.Tensor, target: str, start: torch.Tensor | None = None
 ) -> tuple[Callable[[torch.Tensor], Head], torch.Tensor]:
     """(head, start): `head(g)` is what the model sees before the query for the trained tensor g, and
-    `start` (fp32) is g's starting value: the init embeddings (k, d), or for target "kv" the model's own
-    keys and values (layers, 2, kv_heads, k, head_dim) at positions 1..k when it runs on them."""
+    `start` (fp32) is g's starting value: the init embeddings (k, d), or for target "kv" the given `start`
+    (the prefix's own keys and values) or else the model's own keys and values (layers, 2, kv_heads, k,
+    head_dim) at positions 1..k when it runs on the init embeddings."""
     if target == "embeddings":
         return lambda g: torch.cat([bos, g.to(bos.dtype)]), init
     first = bos_kv(model, vocab.bos_id)  # (layers, 2, kv_heads, 1, head_dim), never trained
-    with torch.no_grad():
-        out = model(inputs_embeds=torch.cat([bos, init.to(bos.dtype)])[None], use_cache=True)
-    return lambda g: KVHead(torch.cat([first, g.to(first.dtype)], dim=3)), kv_of(output_cache(out))[:, :, :, 1:].float()
+    if start is None:
+        with torch.no_grad():
+            out = model(inputs_embeds=torch.cat([bos, init.to(bos.dtype)])[None], use_cache=True)
+        start = kv_of(output_cache(out))[:, :, :, 1:].float()
+    return lambda g: KVHead(torch.cat([first, g.to(first.dtype)], dim=3)), start
 
 
 @torch.no_grad()
@@ -179,7 +184,7 @@ def _init(model: Any, vocab: Any, prefix: list[int], config: GistConfig) -> torc
     if config.init == "prefix_mean":
         mean = embed(prefix[1:]).mean(0)  # the prefix's own tokens, <|bos|> left out
         return mean + 0.01 * std * torch.randn(k, mean.shape[0], generator=g).to(mean)
-    if config.init == "last_tokens":
+    if config.init == "last_tokens" or config.init in PREFIX_INITS:  # the latter start from keys and values
         return embed(prefix[-k:])
     if config.init == "text":
         ids = vocab.encode([config.init_text])
@@ -199,6 +204,7 @@ def distill_gist(
     heldout_queries: list[Any] | None = None,
     control_prefix: Any = None,
     self_study_exclude: list[Any] | None = None,
+    forced: list[ForcedRow] | None = None,
 ) -> GistPrefix:
     """Compress `prefix` (a Prompt, or ids starting with <|bos|>) into `config.num_gist_tokens` positions
     (input embeddings, or keys and values with `target="kv"`).
@@ -212,6 +218,9 @@ def distill_gist(
     `self_study_exclude` (strings or ids): every sample trained on (self-study, and the continuations of
     served queries) is cut where one of them first occurs, so that what follows (a question type kept
     for the report, say) is never trained on.
+    `forced`: rows whose continuation is given, not sampled (`ForcedRow`s, such as `reconstruction_rows`:
+    the prefix's own text after a query that quotes its start); all trained on, every continuation token
+    in the loss against the teacher's log-probs after the full prefix.
     """
     from ..lm import check_model, context_length
 
@@ -242,6 +251,10 @@ def distill_gist(
         to_ids(vocab, q.query if isinstance(q, Question) else q, what=f"held-out query {n}")
         for n, q in enumerate(heldout_queries or [])
     ]
+    for n, row in enumerate(forced or []):
+        if not isinstance(row, ForcedRow) or not row.continuation:
+            raise ValueError(f"forced row {n} must be a ForcedRow with a non-empty continuation, got {row!r:.80}")
+        to_ids(vocab, row.query + row.continuation, what=f"forced row {n}")
     if any(len(q) == 0 for q in heldout_ids):
         raise ValueError("a held-out query must not be empty: the continuation straight after the prefix is served")
     if clash := [q for q in heldout_ids if any(q[: len(s)] == s for s in query_ids)]:
@@ -256,6 +269,7 @@ def distill_gist(
     head_length = max(len(prefix_ids), len(control_ids or []))
     longest = head_length + max((len(q) for q in query_ids + heldout_ids), default=0) + config.continuation_length
     longest = max(longest, len(prefix_ids) + (config.self_study_length if config.self_study else 0))
+    longest = max([longest] + [len(prefix_ids) + len(r.query) + len(r.continuation) for r in forced or []])
     if longest > context_length(model):
         raise ValueError(
             f"prefix ({head_length} tokens, the longer of prefix and control) plus query and continuation "
@@ -277,8 +291,11 @@ def distill_gist(
             rows = data.cut_at(rows, patterns, starts)
             study_rows = [r for r in data.cut_at(study_rows, patterns) if r]
             study = len(study_rows)
+        forced_rows = [r.query + r.continuation for r in forced or []]
         unseen_rows = data.sample(model, vocab, prefix_ids, heldout_ids, config, seed=1) if heldout_ids else []
         starts = [len(q) for q in (query_ids or [[]]) for _ in range(config.num_continuations)] + [0] * study
+        starts += [len(r.query) for r in forced or []]
+        study_rows, study = study_rows + forced_rows, study + len(forced_rows)  # trained on, like self-study
         starts += [len(q) for q in heldout_ids for _ in range(config.num_continuations)]
         # a KV head has no output at its last position: without a query, the first sampled token is given
         first = 1 if config.target == "kv" else 0
@@ -302,7 +319,9 @@ def distill_gist(
         parts = {name: part for name, part in parts.items() if part is not None and part.mask.any()}
         bos = head_embeddings(model, vocab).detach()  # (1, d) <|bos|> as the embedding module outputs it
         init = _init(model, vocab, prefix_ids, config)  # (k, d) fp32
-        head, init = _target(model, vocab, bos, init, config.target)
+        how = config.init.removeprefix("prefix_") if config.init in PREFIX_INITS else None
+        start = prefix_kv(model, prefix_ids, config.num_gist_tokens, how) if how else None
+        head, init = _target(model, vocab, bos, init, config.target, start)
 
         full = prefix_head(model, vocab, prefix_ids) if config.hidden_weight > 0 else None
         gist, history, steps_done, best_step = _train(model, head, init, bos, split, parts, config, progress, full)
@@ -347,7 +366,8 @@ def distill_gist(
             )
         result = {
             "train_continuations": len(train),  # self-study rows included
-            "self_study_continuations": study,
+            "self_study_continuations": study,  # forced rows included
+            "forced_rows": len(forced or []),
             "heldout_continuations": len(held),  # served rows held out at random
             "heldout_positions": int(held.mask.sum()),
             "heldout_positions_dropped": split.dropped,  # their context also occurs in a training row

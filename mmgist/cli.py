@@ -22,10 +22,12 @@ a video is read at 8 frames per second). The --model of
 distill and generate is a model folder or the name of a pretrained LM (`mmgist.pretrained.PRETRAINED`,
 e.g. smollm2-135m-instruct).
 With --chat (an instruct model), the prefix is a UTF-8 text file that becomes the system turn and each
-query a user turn of the model's chat template; `distill --study-questions N` has the model write N
-questions about the prefix (self-study) and serves them:
+query a user turn of the model's chat template; `distill` has the model study its system turn first
+(`chat_study`: questions it writes, from openers and about each chunk, and reconstruction rows that quote
+the turn back; --study-questions, --chunk-questions, --no-reconstruction, --no-study) and k follows the
+turn's length unless --k is given:
 
-    mmgist distill doc.txt --model smollm2-135m-instruct --chat --study-questions 128 --out doc.gist
+    mmgist distill doc.txt --model smollm2-135m-instruct --chat --out doc.gist
     mmgist generate --model smollm2-135m-instruct --chat --gist doc.gist "What does it say about X?"
     mmgist generate --model smollm2-135m-instruct --chat --system doc.txt "What does it say about X?"
 """
@@ -285,22 +287,30 @@ def cmd_train_lm(args: argparse.Namespace) -> None:
 
 def cmd_distill(args: argparse.Namespace) -> None:
     from .chat import system_turn, user_turn
-    from .gist import GistConfig, chat_config, chat_questions, distill_gist
+    from .gist import GistConfig, StudyConfig, chat_config, chat_study, distill_gist, gist_tokens_for
     from .gist.batch import distill_many
 
     names = ("target", "self_study", "stopping", "steps", "lr", "hidden_weight")
     chosen = {name: getattr(args, name) for name in names}
     extra = {name: value for name, value in chosen.items() if value is not None}  # else the config's defaults
     make = chat_config if args.chat else GistConfig  # chat: the model's own questions are the data
-    config = make(num_gist_tokens=args.k, seed=args.seed, **extra)
-    if args.chat and not (args.query or args.study_questions):
-        raise ValueError("--chat needs questions to learn from: --study-questions N (written by the model), --query")
+    config = make(num_gist_tokens=args.k or 4, seed=args.seed, **extra)
+    study_options = {"--study-questions": args.study_questions, "--chunk-questions": args.chunk_questions,
+                     "--no-reconstruction": args.no_reconstruction or None, "--no-study": args.no_study or None}
+    if not args.chat and (given := [name for name, v in study_options.items() if v is not None]):
+        raise ValueError(f"{given[0]} needs --chat (an instruct model studying its own system turn)")
+    if args.chat and args.no_study and not args.query:
+        raise ValueError("--chat needs questions to learn from: leave out --no-study (the model studies its system "
+                         "turn) or give --query")  # fmt: skip
+    study_config = None
+    if args.chat and not args.no_study:
+        fields = {"questions": args.study_questions, "chunk_questions": args.chunk_questions}
+        study_config = StudyConfig(**{name: v for name, v in fields.items() if v is not None},
+                                   **({"reconstruction": False} if args.no_reconstruction else {}))  # fmt: skip
     prefix_file = existing_file(args.prefix, "prefix file")
     many = args.prefix.endswith(".jsonl")
     if many and args.chat:
         raise ValueError("--chat takes one text file as the system prompt, not a .jsonl of prefixes")
-    if args.study_questions and not args.chat:
-        raise ValueError("--study-questions needs --chat (an instruct model writing questions about its system turn)")
     out = writable(args.out, "--out", folder=many)  # checked before the model is loaded and anything distilled
     if not many and out.exists() and not args.force:
         raise FileExistsError(f"{str(out)!r} exists; pass --force to overwrite")
@@ -312,11 +322,18 @@ def cmd_distill(args: argparse.Namespace) -> None:
         return
     wrap = (lambda q: user_turn(vocab, q)) if args.chat else (lambda q: Prompt([q]))
     queries = [wrap(q) for q in args.query]
+    forced = None
     if args.chat:
-        prefix = system_turn(vocab, prefix)
-        if args.study_questions:
-            written = chat_questions(model, vocab, prefix, args.study_questions)
-            queries += [user_turn(vocab, q.text) for q in written]
+        system, prefix = prefix, system_turn(vocab, prefix)
+        if args.k is None:  # one position per TOKENS_PER_GIST prompt tokens
+            k = gist_tokens_for(len(vocab.encode(prefix)), model=model)
+            config = dataclasses.replace(config, num_gist_tokens=k)
+        if study_config is not None:
+            study = chat_study(model, vocab, system, study_config)
+            queries += study.queries
+            forced = study.forced
+            print(f"studied the system turn in {study.seconds:.0f} s: {len(study.questions)} questions, "
+                  f"{len(study.forced)} reconstruction rows; k = {config.num_gist_tokens}")  # fmt: skip
         if len(queries) < 8:  # one answer per question leaves too few rows to hold one out: sample more of each
             config = dataclasses.replace(config, num_continuations=-(-8 // len(queries)))
     gist = distill_gist(
@@ -327,6 +344,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
         queries=queries or None,
         heldout_queries=[wrap(q) for q in args.heldout_query] or None,
         progress=True,
+        forced=forced,
     )
     gist.save(out)
     from .gist.report import summary
@@ -458,7 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill", help="compress a prefix (prompt JSON, or a JSONL of them) into gist tokens")
     p.add_argument("prefix", help="a prompt JSON file, or a .jsonl of {id, prefix, queries}")
     p.add_argument("--model", required=True, help=MODEL_HELP)
-    p.add_argument("--k", type=POSITIVE_INT, default=4, help="gist tokens")
+    p.add_argument("--k", type=POSITIVE_INT, help="gist positions (default: 4; with --chat one per 16 prompt "
+                   "tokens, gist_tokens_for)")  # fmt: skip
     p.add_argument("--query", action="append", default=[], help="a query the gist must serve (repeatable)")
     p.add_argument(
         "--heldout-query",
@@ -470,10 +489,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--self-study", type=NON_NEGATIVE_INT, help="samples the model writes after the prefix, trained on")
     p.add_argument("--stopping", choices=["fixed", "validation"], help="all steps, or the best validation step")
     p.add_argument("--chat", action="store_true", help="PREFIX is a text file: the system turn; queries are user turns")
-    p.add_argument("--study-questions", type=NON_NEGATIVE_INT, default=0,
-                   help="with --chat: questions the model writes about the prefix, served (self-study; chat_config's "
-                   "figures are for 128)")  # fmt: skip
-    p.add_argument("--steps", type=POSITIVE_INT, help="default: GistConfig's (200), with --chat chat_config's (300)")
+    p.add_argument("--study-questions", type=NON_NEGATIVE_INT,
+                   help="with --chat: questions the model writes about its system turn from openers (default: "
+                   "StudyConfig's, 64)")  # fmt: skip
+    p.add_argument("--chunk-questions", type=NON_NEGATIVE_INT,
+                   help="with --chat: questions the model writes about each chunk of it (default: StudyConfig's, 1)")
+    p.add_argument("--no-reconstruction", action="store_true",
+                   help="with --chat: no reconstruction rows (the system turn's own text, quoted back)")
+    p.add_argument("--no-study", action="store_true", help="with --chat: learn from the --query questions alone")
+    p.add_argument("--steps", type=POSITIVE_INT, help="default: GistConfig's (200), with --chat chat_config's (100)")
     p.add_argument("--lr", type=POSITIVE_FLOAT, help="default: GistConfig's (3e-2)")
     p.add_argument("--hidden-weight", type=float, help="weight of the hidden-state term, 0 for the KL alone "
                    "(default: GistConfig's)")  # fmt: skip

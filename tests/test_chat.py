@@ -200,9 +200,14 @@ def test_cli_distills_a_chat_gist_from_a_text_file_and_answers_after_it(chat, tm
     (tmp_path / "doc.txt").write_text("the harbour opens at six. the fee is twelve coins.", encoding="utf-8")
     m, doc, gist = str(tmp_path / "m"), str(tmp_path / "doc.txt"), str(tmp_path / "doc.gist")
     args = ["distill", doc, "--model", m, "--chat", "--study-questions", "8", "--k", "2", "--steps", "2"]
-    assert main([*args, "--query", "what is the fee?", "--out", gist]) == 0
+    lean = ["--chunk-questions", "0", "--no-reconstruction"]
+    assert main([*args, *lean, "--query", "what is the fee?", "--out", gist]) == 0
     report = GistPrefix.load(gist).report
     assert report["train_continuations"] + report["heldout_continuations"] == 9  # 8 written + 1 given, 1 answer each
+    assert main([*args, "--out", gist + "4"]) == 0  # the whole study: chunk questions and reconstruction rows
+    study = GistPrefix.load(gist + "4").report
+    assert study["forced_rows"] >= 1 and study["train_continuations"] + study["heldout_continuations"] > 8
+    assert "reconstruction rows; k = 2" in capsys.readouterr().out
     capsys.readouterr()
     assert main(["generate", "--model", m, "--chat", "--gist", gist, "what is the fee?", "--max-new-tokens", "3"]) == 0
     after_gist = capsys.readouterr().out
@@ -222,15 +227,17 @@ def test_cli_distills_a_chat_gist_from_a_text_file_and_answers_after_it(chat, tm
             "hi",
         ): "give --system or --gist, not both",
         ("distill", doc, "--model", m, "--study-questions", "4", "--out", gist + "2"): "--study-questions needs --chat",
-        ("distill", doc, "--model", m, "--chat", "--out", gist + "2"): "--chat needs questions to learn from",
+        ("distill", doc, "--model", m, "--no-reconstruction", "--out", gist + "2"): "--no-reconstruction needs --chat",
+        ("distill", doc, "--model", m, "--chat", "--no-study", "--out", gist + "2"): "--chat needs questions to learn",
         ("generate", "--model", "smollm9", "hi"): "neither a model folder nor a pretrained LM",
     }
     for argv, message in refused.items():
         assert main(list(argv)) == 2
         assert message in capsys.readouterr().err
-    assert main(["distill", doc, "--model", m, "--chat", "--query", "fee?", "--k", "2", "--steps", "1", "--out",
+    assert main(["distill", doc, "--model", m, "--chat", "--no-study", "--query", "fee?", "--steps", "1", "--out",
                  gist + "3"]) == 0  # fmt: skip
-    assert GistPrefix.load(gist + "3").report["steps"] == 1
+    third = GistPrefix.load(gist + "3")
+    assert third.report["steps"] == 1 and third.k == 4  # k from the prompt's length: gist_tokens_for's minimum
 
 
 def test_a_layout_keeps_its_own_copy_of_the_text_specials_and_hashes():

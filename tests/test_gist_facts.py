@@ -61,7 +61,8 @@ def test_reconstruction_rows_force_exactly_the_prefix_tokens_and_count_only_them
 
 def test_forced_rows_are_trained_on_with_the_teachers_logprobs(chat):
     model, vocab = chat
-    study = chat_study(model, vocab, DOC, StudyConfig(questions=2, reconstruction=True, chunk_tokens=8))
+    fields = {"questions": 2, "chunk_questions": 0, "reconstruction": True, "chunk_tokens": 8}
+    study = chat_study(model, vocab, DOC, StudyConfig(**fields))
     assert study.forced and study.prefix == system_span(vocab, DOC)[0]
     config = GistConfig(num_gist_tokens=2, steps=3, num_continuations=2, continuation_length=4, self_study=0)
     gist = distill_gist(model, vocab, system_turn(vocab, DOC), config, queries=study.queries, forced=study.forced)

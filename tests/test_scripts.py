@@ -37,11 +37,14 @@ def test_the_pretrained_gist_benchmark_runs_quick(tmp_path):
     argv = [sys.executable, str(path), "--quick", "--json", str(tmp_path / "run.json")]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=1800)
     assert out.returncode == 0, out.stderr[-2000:]
-    row = next(line for line in out.stdout.splitlines() if line.startswith("| kv | 4 |"))
-    assert "-" not in [cell.strip() for cell in row.split("|")[4:-1]]  # every figure measured
-    (config,) = json.loads((tmp_path / "run.json").read_text()).values()
-    assert len(config) == 2  # the two shortest documents
-    for doc in config:
-        assert len(doc["rouge"]["self"]) == len(doc["rouge"]["gist"]) == len(doc["rouge"]["truncated"]) > 8
-        assert all(0 <= x <= 1 for x in doc["rouge"]["self"])
+    for label in ("| facts | kv | 4 |", "| drop | tokens | 4 |"):
+        row = next(line for line in out.stdout.splitlines() if line.startswith(label))
+        assert "-" not in [cell.strip() for cell in row.split("|")[4:-1]]  # every figure measured
+    saved = json.loads((tmp_path / "run.json").read_text())
+    assert sorted(saved) == ["drop/tokens/4/None", "facts/kv/4/0.0"]
+    for config in saved.values():
+        assert len(config) == 2  # the two shortest documents
+        for doc in config:
+            assert len(doc["rouge"]["self"]) == len(doc["rouge"]["gist"]) == len(doc["rouge"]["no_prefix"]) > 8
+            assert all(0 <= x <= 1 for x in doc["rouge"]["self"])
     assert "TTFT: full prefix recomputed / gist" in out.stdout

@@ -11,7 +11,8 @@ from typing import Any
 
 from ..validate import finite, fraction, non_negative_int, one_of, positive_int
 
-PREFIX_INITS = ("prefix_first", "prefix_even", "prefix_chunks")  # KV only: the prefix's own keys and values
+# KV only: the prefix's own keys and values (gist/kv_init.py)
+PREFIX_INITS = ("prefix_first", "prefix_even", "prefix_chunks", "prefix_salient")
 INITS = ("prefix_mean", "last_tokens", "text", "vocab_sample", "random", *PREFIX_INITS)
 TARGETS = ("embeddings", "kv")
 STOPPINGS = ("fixed", "validation")

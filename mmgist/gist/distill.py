@@ -300,7 +300,9 @@ def distill_gist(
         # a KV head has no output at its last position: without a query, the first sampled token is given
         first = 1 if config.target == "kv" else 0
         ids, real, mask = data.pad(rows + study_rows + unseen_rows, [max(s, first) for s in starts])
+        t_sampled = time.perf_counter()
         teacher = data.teacher_logprobs(model, prefix_ids, ids, real, config.teacher_top_k)
+        t_teacher = time.perf_counter()
         everything = data.Continuations(ids, real, mask, teacher, torch.tensor(starts))
         validation_fraction = config.validation_fraction if config.stopping == "validation" else 0.0
         split = data.split(
@@ -324,8 +326,11 @@ def distill_gist(
         head, init = _target(model, vocab, bos, init, config.target, start)
 
         full = prefix_head(model, vocab, prefix_ids) if config.hidden_weight > 0 else None
+        t_trained = time.perf_counter()
         gist, history, steps_done, best_step = _train(model, head, init, bos, split, parts, config, progress, full)
         wall = time.perf_counter() - t0
+        seconds = {"sampling": t_sampled - t0, "teacher": t_teacher - t_sampled, "setup": t_trained - t_teacher,
+                   "training": wall - (t_trained - t0)}  # fmt: skip
         k = config.num_gist_tokens
         heads = {
             "gist": head(gist.detach()),
@@ -377,6 +382,8 @@ def distill_gist(
             "best_step": best_step,  # the step whose gist is returned (all steps with stopping="fixed")
             "validation_continuations": len(split.validation) if split.validation is not None else 0,
             "wall_seconds": round(wall, 2),
+            "seconds": {name: round(v, 2) for name, v in seconds.items()},  # where the wall time went (training:
+            # the steps and the history's evaluations)
             "prefix_tokens": len(prefix_ids),
             "k": k,
             "compression": (len(prefix_ids) - 1) / k,

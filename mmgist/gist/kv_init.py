@@ -10,10 +10,14 @@ position and are copied as they are. Which positions:
     even    k positions spread evenly over the prefix, its last token included
     chunks  the prefix cut into k runs of consecutive tokens, each run's keys (moved to its slot) and
             values averaged
+    salient the k most surprising tokens under the model itself (-log p given what comes before: numbers,
+            names, the facts), in their order; their keys and values already hold what their context said
+            (KV eviction in the manner of H2O and SnapKV, by LLMLingua's rule of which tokens matter)
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -21,7 +25,7 @@ import torch
 from ..validate import one_of, positive_int
 from .prefix import kv_of
 
-HOWS = ("first", "even", "chunks")
+HOWS = ("first", "even", "chunks", "salient")
 
 
 def _rotary(model: Any) -> Any:
@@ -52,13 +56,19 @@ def rotate_keys(model: Any, keys: torch.Tensor, delta: torch.Tensor) -> torch.Te
     return (x * cos + rotated * sin).to(keys.dtype)
 
 
-def positions(prefix_tokens: int, k: int, how: str) -> list[list[int]]:
-    """For each of the k gist slots, the prefix positions (1 .. prefix_tokens - 1; 0 is <|bos|>) it starts from."""
+def positions(prefix_tokens: int, k: int, how: str, surprisal: torch.Tensor | None = None) -> list[list[int]]:
+    """For each of the k gist slots, the prefix positions (1 .. prefix_tokens - 1; 0 is <|bos|>) it starts from.
+    "salient" needs `surprisal` (prefix_tokens - 1,): -log p of tokens 1 .. prefix_tokens - 1."""
     one_of(how, "how", HOWS)
     positive_int(k, "k")
     n = prefix_tokens - 1
     if k > n:
         raise ValueError(f"k = {k} gist positions cannot start from a prefix of {n} tokens after <|bos|>")
+    if how == "salient":
+        if surprisal is None or surprisal.shape != (n,):
+            raise ValueError(f"how='salient' needs the surprisal of the {n} tokens after <|bos|>, got "
+                             f"{None if surprisal is None else tuple(surprisal.shape)}")  # fmt: skip
+        return [[1 + i] for i in sorted(surprisal.topk(k).indices.tolist())]
     if how == "first":
         return [[1 + i] for i in range(k)]
     if how == "even":
@@ -74,9 +84,16 @@ def prefix_kv(model: Any, prefix_ids: list[int], k: int, how: str = "even") -> t
     from ..lm import output_cache
 
     device = model.get_input_embeddings().weight.device
-    kv = kv_of(output_cache(model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True))).float()
+    ids = torch.tensor([prefix_ids], device=device)
+    cheap = how != "salient" and "logits_to_keep" in inspect.signature(model.forward).parameters
+    out = model(input_ids=ids, use_cache=True, **({"logits_to_keep": 1} if cheap else {}))  # logits: surprisal
+    kv = kv_of(output_cache(out)).float()
+    surprisal = None
+    if how == "salient":  # -log p(token t | tokens before), t = 1 .. N - 1
+        logp = out.logits[0, :-1].float().log_softmax(-1)
+        surprisal = -logp.gather(1, ids[0, 1:, None])[:, 0].cpu()
     slots = []
-    for slot, where in enumerate(positions(len(prefix_ids), k, how), start=1):
+    for slot, where in enumerate(positions(len(prefix_ids), k, how, surprisal), start=1):
         picked = kv[:, :, :, where]  # (layers, 2, kv_heads, m, head_dim)
         keys = rotate_keys(model, picked[:, 0], torch.tensor([slot - p for p in where]))
         slots.append(torch.stack([keys, picked[:, 1]], dim=1).mean(3))

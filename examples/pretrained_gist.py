@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                    {"questions": args.questions})))  # fmt: skip
     k = args.k or gist_tokens_for(len(study.prefix) - 1)
     print(f"system prompt: {len(study.prefix) - 1} tokens ({doc['kind']}); the model wrote {len(study.questions)} "
-          f"questions about it and {len(study.forced)} reconstruction rows in {time.perf_counter() - t0:.0f} s, e.g.:")  # fmt: skip
+          f"questions about it and {len(study.forced)} reconstruction rows in {time.perf_counter() - t0:.0f} s, "
+          "e.g.:")  # fmt: skip
     for q in study.questions[:: max(1, len(study.questions) // 4)][:4]:
         print(f"  [{q.family}] {q.text}")
     config = chat_config(num_gist_tokens=k, **({} if args.steps is None else {"steps": args.steps}))

@@ -295,8 +295,12 @@ def cmd_distill(args: argparse.Namespace) -> None:
     extra = {name: value for name, value in chosen.items() if value is not None}  # else the config's defaults
     make = chat_config if args.chat else GistConfig  # chat: the model's own questions are the data
     config = make(num_gist_tokens=args.k or 4, seed=args.seed, **extra)
-    study_options = {"--study-questions": args.study_questions, "--chunk-questions": args.chunk_questions,
-                     "--no-reconstruction": args.no_reconstruction or None, "--no-study": args.no_study or None}
+    study_options = {
+        "--study-questions": args.study_questions,
+        "--chunk-questions": args.chunk_questions,
+        "--no-reconstruction": args.no_reconstruction or None,
+        "--no-study": args.no_study or None,
+    }
     if not args.chat and (given := [name for name, v in study_options.items() if v is not None]):
         raise ValueError(f"{given[0]} needs --chat (an instruct model studying its own system turn)")
     if args.chat and args.no_study and not args.query:
@@ -492,10 +496,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study-questions", type=NON_NEGATIVE_INT,
                    help="with --chat: questions the model writes about its system turn from openers (default: "
                    "StudyConfig's, 64)")  # fmt: skip
-    p.add_argument("--chunk-questions", type=NON_NEGATIVE_INT,
-                   help="with --chat: questions the model writes about each chunk of it (default: StudyConfig's, 1)")
-    p.add_argument("--no-reconstruction", action="store_true",
-                   help="with --chat: no reconstruction rows (the system turn's own text, quoted back)")
+    p.add_argument(
+        "--chunk-questions",
+        type=NON_NEGATIVE_INT,
+        help="with --chat: questions the model writes about each chunk of it (default: StudyConfig's, 1)",
+    )
+    p.add_argument(
+        "--no-reconstruction",
+        action="store_true",
+        help="with --chat: no reconstruction rows (the system turn's own text, quoted back)",
+    )
     p.add_argument("--no-study", action="store_true", help="with --chat: learn from the --query questions alone")
     p.add_argument("--steps", type=POSITIVE_INT, help="default: GistConfig's (200), with --chat chat_config's (100)")
     p.add_argument("--lr", type=POSITIVE_FLOAT, help="default: GistConfig's (3e-2)")

@@ -34,8 +34,9 @@ class GistConfig:
     # prefix_mean: every gist starts at the mean prefix embedding (plus small noise). KV: G 0.97 from last_tokens
     # against 0.82 from prefix_mean; embeddings: 0.54 against 0.61.
     # text: the embeddings of init_text's ids (cycled to k); vocab_sample: embeddings of k random ids; random:
-    # normal with the embedding matrix's std; prefix_first / prefix_even / prefix_chunks (KV only): the prefix's
-    # own keys and values at its first k positions, k evenly spaced ones, or averaged over k runs (gist/kv_init.py)
+    # normal with the embedding matrix's std; prefix_first / prefix_even / prefix_chunks / prefix_salient (KV only):
+    # the prefix's own keys and values at its first k positions, k evenly spaced ones, averaged over k runs, or at
+    # its k most surprising tokens, keys moved to the gist's slots (gist/kv_init.py; chat_config's default)
     init_text: str | None = None  # for init="text"
     steps: int = 200  # optimizer steps at most (`benchmarks/gist.py --ks 4 --targets kv --sections main --steps N`:
     # G 0.952 after 100 steps, 0.971 after 150 and 200; greedy exact match 0.42, 0.58, 0.92)

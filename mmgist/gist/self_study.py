@@ -51,22 +51,21 @@ _MARK = "\uffff"  # a stand-in message, to split the user turn into its opening 
 
 
 def chat_config(**overrides: Any) -> GistConfig:
-    """The GistConfig for a chat prefix served by `chat_questions`: one teacher answer of up to 48 tokens
-    per question, 1 in 8 held out for the report, no samples straight after the system turn (there the
-    model writes the user's turn, not an answer), 300 steps of 4 rows at a constant lr 3e-2, the KL alone.
-    `overrides` are GistConfig fields.
+    """The GistConfig for a chat prefix studied by `chat_study`: one teacher answer of up to 32 tokens per
+    question, 1 in 8 held out for the report, no samples straight after the system turn (there the model
+    writes the user's turn, not an answer), a KV gist of 32 positions started from the prompt's 32 most
+    surprising tokens (init prefix_salient), 100 steps of 4 rows at a constant lr 3e-2, the KL alone.
+    `gist_tokens_for` chooses k from the prompt's length instead. `overrides` are GistConfig fields.
 
-    Measured on SmolLM2-135M-Instruct, KV k=8, the persona of benchmarks/gist_pretrained.py (557 tokens),
-    CHAT_QUESTIONS self-study questions, by the code of `benchmarks/gist_pretrained_curve.py`: KL on the rows
-    after the benchmark's written questions (never trained on) 0.361 at the start, 0.140 after 50 steps,
-    0.102 after 200, 0.092 after 300 (G 0.78), still falling slowly. Two answers per question instead of
-    one (`--answers 2`, the same steps) did worse, 0.115 against 0.097 after 250 steps: distinct questions
-    matter more than more answers. A cosine schedule (`--lr-schedule cosine --steps 200 --eval-every 33`)
-    was at 0.112 after 165 steps, where the constant lr was at 0.110 after 150 and 0.102 after 200; it was
-    stopped there. GistConfig's hidden-state term gave nothing here (`benchmarks/gist_pretrained.py --only
-    velmouth-harbour-persona shelve-docstring --configs kv:4:0 kv:4:1 --steps 60 --questions 32`, the
-    earlier default: G on the written questions 0.478 with it against 0.490 without) and costs a quarter
-    more time."""
+    Measured with StudyConfig's defaults on SmolLM2-135M-Instruct (`benchmarks/gist_pretrained.py --only DOC
+    --recipes facts --configs kv:32 --threads 1`, README table): facts kept 0.25 on the persona (557
+    tokens) and 0.40 on the pool's hours and prices (407 tokens), names kept and numbers lost; G on the
+    written questions 0.68 and 0.61, where #15's defaults (k=8 from the last tokens, 300 steps, 128 questions,
+    no reconstruction) had G 0.75 on the persona and kept no fact. Not yet measured one lever at a time, nor
+    k against the facts kept (the benchmark's --recipes and --configs). The curve of #15's defaults
+    (`benchmarks/gist_pretrained_curve.py`, persona, k=8): KL on the written questions 0.361 at the start,
+    0.140 after 50 steps, 0.092 after 300. GistConfig's hidden-state term gave nothing on SmolLM2 (G 0.478
+    with it, 0.490 without, at #15's earlier settings) and costs a quarter more time."""
     defaults = {"num_continuations": 1, "continuation_length": 32, "heldout_fraction": 0.125, "self_study": 0,
                 "steps": 100, "lr": 3e-2, "batch_size": 4, "hidden_weight": 0.0, "init": "prefix_salient",
                 "num_gist_tokens": 32}  # fmt: skip

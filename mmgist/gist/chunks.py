@@ -2,7 +2,7 @@
 
     ids, span, pieces = system_span(vocab, document)   # mmgist.chat: the message's ids within its turn
     chunks = chunk_prefix(pieces, span, max_tokens=48)  # [Chunk(start=4, end=40), ...]: sentences, merged
-    rows = reconstruction_rows(vocab, ids, chunks, ask=lambda cue: user_turn(vocab, f'Repeat ... "{cue}"'))
+    rows = reconstruction_rows(vocab, ids, pieces, chunks, lambda cue: user_turn(vocab, f'Repeat ... "{cue}"'))
 
 A gist trained only on answers to questions learns what those answers need; a fact no question asks
 is lost. Reconstruction rows ask for the text itself: the query quotes a chunk's first words, the

@@ -21,6 +21,7 @@ or its first line break.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -198,8 +199,6 @@ RECONSTRUCT = 'Repeat the part of your instructions that begins "{cue}", word fo
 
 def chat_study(model: Any, vocab: SharedVocabulary, system: str, config: StudyConfig | None = None) -> ChatStudy:
     """Everything `distill_gist` needs to learn the system prompt `system` (its text): see StudyConfig."""
-    import time
-
     config = StudyConfig() if config is None else config
     t0 = time.perf_counter()
     ids, span, pieces = system_span(vocab, system)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .validate import show
+
 if TYPE_CHECKING:
     from .vocab import SharedVocabulary
 
@@ -26,6 +28,11 @@ _PROBE = "x"  # a stand-in system message, to cut the user turn out of a rendere
 
 def template_tokenizer(vocab: SharedVocabulary) -> Any:
     """The Hugging Face tokenizer behind `vocab`'s text part, which must have a chat template."""
+    if not callable(getattr(vocab, "tokenizer", None)):
+        raise TypeError(
+            f"chat formatting needs the SharedVocabulary (of a pretrained LM with a chat template) first, got "
+            f"{show(vocab)} ({type(vocab).__name__}); call it as system_turn(vocab, text)"
+        )
     text = vocab.tokenizer("text")
     hf = getattr(text, "hf", None)
     if hf is None or not getattr(hf, "chat_template", None):

@@ -1,14 +1,21 @@
 """Reading and writing media files, with errors that say which file and what is wrong.
 
-Images go through Pillow; audio through PyAV (FFmpeg), resampled with torchaudio. An image over
-`Image.MAX_IMAGE_PIXELS` (about 89 megapixels) is refused before it is decoded (Pillow itself only
+Images go through Pillow; audio through PyAV (FFmpeg), resampled with torchaudio (`resample`). An image
+over `Image.MAX_IMAGE_PIXELS` (about 89 megapixels) is refused before it is decoded (Pillow itself only
 warns up to twice that). 32-bit float images (mode F, a
 float TIFF) are read as values in [0, 1], or [0, 255], or [0, 65535], whichever range holds them.
+
+Truncated files are refused, not loaded short: where a header states exactly how much it holds (a WAV's
+data chunk, FLAC's STREAMINFO, a video's frame index), decoding less than that is a ValueError naming
+the file and both lengths. Sizes past the limits (MAX_SAMPLE_RATE, MAX_AUDIO_BYTES, mmgist.validate's
+MAX_FPS, MAX_VIDEO_BYTES) are refused before the memory is taken, with the limit in the message.
 """
 
 from __future__ import annotations
 
 import io
+import math
+import struct
 import warnings
 from pathlib import Path
 from typing import Any
@@ -16,7 +23,8 @@ from typing import Any
 import torch
 
 from .storage import PathLike, write_bytes_atomic
-from .validate import existing_file, finite, positive_int, show
+from .validate import MAX_SAMPLE_RATE, existing_file, finite, show
+from .validate import sample_rate as checked_rate
 
 
 def load_image(path: PathLike, mode: str = "RGB"):
@@ -147,6 +155,8 @@ def save_image(im, path: PathLike) -> None:
 
 # --- audio ------------------------------------------------------------------------------------
 MAX_PEAK = 4.0  # float samples beyond this are refused: a float copy of int16 PCM, not audio in [-1, 1]
+MAX_AUDIO_BYTES = 4 << 30  # float32 samples one load_audio may hold (4 GiB: 6 hours of 48 kHz stereo)
+MAX_RESAMPLE_KERNEL = 1 << 25  # floats (128 MB) in torchaudio's sinc kernel; past it FFmpeg resamples
 AUDIO_FORMATS = {  # suffix -> (container, codec, sample format)
     ".wav": ("wav", "pcm_s16le", "s16"),
     ".flac": ("flac", "flac", "s16"),
@@ -164,10 +174,11 @@ def load_audio(
     """Read an audio file (wav, flac, ogg/oga/opus, mp3, or the audio of a video file) with PyAV.
 
     Returns (waveform (channels, samples) float32 in [-1, 1], sample rate). `sample_rate` resamples
-    (torchaudio), `mono` averages the channels, `max_seconds` stops reading after that much audio
+    (`resample`), `mono` averages the channels, `max_seconds` stops reading after that much audio
     (bounded memory for a long file). Raises FileNotFoundError / IsADirectoryError for a bad path and
-    ValueError, naming the file, for anything else: not a media file, corrupt data, no audio stream
-    (a video-only file), no samples, NaN or inf samples."""
+    ValueError, naming the file, for anything else: not a media file, corrupt data, a truncated file (its
+    header promises more samples than its data holds), a sample rate over MAX_SAMPLE_RATE, more than
+    MAX_AUDIO_BYTES of samples, no audio stream (a video-only file), no samples, NaN or inf samples."""
     import av
     import numpy as np
 
@@ -175,7 +186,7 @@ def load_audio(
     if max_seconds is not None:
         finite(max_seconds, "load_audio max_seconds", positive=True)
     if sample_rate is not None:
-        positive_int(sample_rate, "load_audio sample_rate")
+        checked_rate(sample_rate, "load_audio sample_rate")
     try:
         container = av.open(str(path))
     except (av.error.InvalidDataError, av.error.FFmpegError, UnicodeDecodeError) as e:
@@ -186,6 +197,10 @@ def load_audio(
             raise ValueError(f"{str(path)!r} has no audio stream (its streams: {', '.join(kinds)})")
         stream = container.streams.audio[0]
         rate = stream.codec_context.sample_rate or stream.rate
+        if not rate or rate > MAX_SAMPLE_RATE:
+            raise ValueError(f"audio file {str(path)!r} claims a sample rate of {rate} Hz; expected 1 to "
+                             f"{MAX_SAMPLE_RATE} Hz (MAX_SAMPLE_RATE): is its header corrupt?")  # fmt: skip
+        promised = _promised_samples(path, container, stream, rate)
         limit = None if max_seconds is None else max(1, round(max_seconds * rate))
         parts, total = [], 0
         try:
@@ -193,6 +208,11 @@ def load_audio(
                 arr = frame.to_ndarray()  # planar (channels, n) or packed (1, n * channels)
                 if not frame.format.is_planar:
                     arr = arr.reshape(-1, len(frame.layout.channels)).T
+                if (total + arr.shape[1]) * arr.shape[0] * 4 > MAX_AUDIO_BYTES:
+                    raise ValueError(
+                        f"audio file {str(path)!r} holds more than {MAX_AUDIO_BYTES >> 20} MiB of float samples "
+                        f"(MAX_AUDIO_BYTES, {total / rate:.0f} s read so far); pass max_seconds= to read a part"
+                    )
                 parts.append(_pcm_to_float(arr))
                 total += arr.shape[1]
                 if limit is not None and total >= limit:
@@ -201,16 +221,77 @@ def load_audio(
             raise ValueError(f"audio file {str(path)!r} is corrupt or truncated: {e}") from e
     if not parts or total == 0:
         raise ValueError(f"audio file {str(path)!r} holds no samples")
+    if promised is not None and total < min(promised, limit or promised):
+        raise ValueError(
+            f"audio file {str(path)!r} is truncated: its header promises {promised} samples "
+            f"({promised / rate:.3f} s), its data holds {total} ({total / rate:.3f} s)"
+        )
     wave = torch.from_numpy(np.concatenate(parts, axis=1)[:, :limit].astype(np.float32))
     if not torch.isfinite(wave).all():
         raise ValueError(f"audio file {str(path)!r} holds NaN or inf samples")
     if mono:
         wave = wave.mean(0, keepdim=True)
     if sample_rate is not None and sample_rate != rate:
-        import torchaudio.functional as AF
-
-        wave, rate = AF.resample(wave, rate, int(sample_rate)), int(sample_rate)
+        wave, rate = resample(wave, rate, int(sample_rate)), int(sample_rate)
     return wave.contiguous(), int(rate)
+
+
+def resample(wave: torch.Tensor, orig: int, new: int) -> torch.Tensor:
+    """(..., samples) at `orig` Hz -> (..., ceil(samples * new / orig)) at `new` Hz, with torchaudio's sinc
+    resampler. Its kernel has about new' x orig' entries for the ratio new' / orig' in lowest terms, so an
+    awkward pair (47999 -> 16000 Hz: 3 GB) goes through FFmpeg's libswresample instead, which streams."""
+    import torchaudio.functional as AF
+
+    orig, new = checked_rate(orig, "resample orig"), checked_rate(new, "resample new")
+    if orig == new:
+        return wave
+    g = math.gcd(orig, new)
+    width = math.ceil(6 * (orig // g) / (min(orig, new) // g * 0.99))  # torchaudio's lowpass_filter_width=6
+    if new // g * (orig // g + 2 * width) <= MAX_RESAMPLE_KERNEL:
+        return AF.resample(wave, orig, new)
+    return _swresample(wave, orig, new)
+
+
+def _swresample(wave: torch.Tensor, orig: int, new: int) -> torch.Tensor:
+    """`resample` by FFmpeg (libswresample through PyAV), one channel at a time, cut or padded to its length."""
+    import av
+    import numpy as np
+
+    flat = wave.detach().float().cpu().reshape(-1, wave.shape[-1]).numpy()
+    length = math.ceil(wave.shape[-1] * new / orig)
+    out = np.zeros((flat.shape[0], length), dtype=np.float32)
+    for i, channel in enumerate(flat):
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=new)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(channel[None]), format="flt", layout="mono")
+        frame.sample_rate = orig
+        pieces = [f.to_ndarray()[0] for f in resampler.resample(frame) + resampler.resample(None)]
+        got = np.concatenate(pieces)[:length] if pieces else np.zeros(0, dtype=np.float32)
+        out[i, : len(got)] = got
+    return torch.from_numpy(out).reshape(*wave.shape[:-1], length).to(wave.dtype)
+
+
+def _promised_samples(path: Path, container: Any, stream: Any, rate: int) -> int | None:
+    """Samples per channel the file's header states exactly (a WAV's data chunk, FLAC's STREAMINFO), else None."""
+    if container.format.name == "flac" and stream.duration and stream.time_base:
+        return round(stream.duration * stream.time_base * rate)
+    if container.format.name != "wav":
+        return None
+    with open(path, "rb") as f:  # FFmpeg reports a WAV's length from the file's size, so read the header here
+        if f.read(12)[8:12] != b"WAVE":
+            return None  # RF64 / W64: sizes live elsewhere
+        block = None
+        while len(head := f.read(8)) == 8:
+            chunk, size = head[:4], struct.unpack("<I", head[4:])[0]
+            if chunk == b"fmt ":
+                fmt = f.read(size)
+                block = struct.unpack("<H", fmt[12:14])[0] if len(fmt) >= 14 else None
+                f.seek(size & 1, 1)
+            elif chunk == b"data":
+                unknown = size in (0, 0xFFFFFFFF)  # a stream written before its length was known
+                return None if unknown or not block else size // block
+            else:
+                f.seek(size + (size & 1), 1)
+    return None
 
 
 def _pcm_to_float(arr):
@@ -244,6 +325,7 @@ def save_audio(path: PathLike, waveform: torch.Tensor, sample_rate: int) -> None
         raise ValueError(f"save_audio needs a non-empty waveform (samples,) or (channels, samples), got {shape}")
     if not isinstance(sample_rate, int) or isinstance(sample_rate, bool) or sample_rate <= 0:
         raise ValueError(f"save_audio: sample_rate must be a positive int, got {sample_rate!r}")
+    checked_rate(sample_rate, "save_audio sample_rate")
     wave = waveform.detach().float().cpu().reshape(-1, waveform.shape[-1])  # (channels, samples)
     if wave.shape[0] > 2:
         raise ValueError(f"save_audio writes mono or stereo, got {wave.shape[0]} channels (shape {tuple(wave.shape)})")
@@ -310,16 +392,19 @@ def as_waveform(x: Any, batched: bool = False) -> torch.Tensor:
     return x[None] if batched and x.ndim == 2 else x
 
 
-from .video_io import MAX_VIDEO_PIXELS, load_video, save_video  # noqa: E402  (video lives in its own module)
+from .video_io import MAX_VIDEO_BYTES, MAX_VIDEO_PIXELS, load_video, save_video  # noqa: E402  (video lives in its own module)
 
 __all__ = [
+    "MAX_AUDIO_BYTES",
     "MAX_PEAK",
+    "MAX_VIDEO_BYTES",
     "MAX_VIDEO_PIXELS",
     "as_waveform",
     "image_to_tensor",
     "load_audio",
     "load_image",
     "load_video",
+    "resample",
     "save_audio",
     "save_image",
     "save_video",

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from .storage import atomic_folder, read_json
-from .validate import all_finite, existing_dir, existing_file, positive_int
+from .storage import atomic_folder, read_json, weight_files
+from .validate import all_finite, existing_dir, positive_int
 from .vocab import TOKENIZERS_DIR, VOCAB_FILE, SharedVocabulary
 
 # Config fields that size the network: each must be a positive int (not a bool, not a string).
@@ -168,8 +168,13 @@ def load_model(folder: str | os.PathLike, dtype: torch.dtype | None = None) -> t
     if not isinstance(config, dict):
         raise ValueError(f"{str(folder / 'config.json')!r} must hold a JSON object, got {type(config).__name__}")
     check_sizes(config, repr(str(folder / "config.json")))
-    _check_weight_files(folder)
+    weight_files(folder)  # each opens whole, or the file is named
     vocab = SharedVocabulary.from_pretrained(folder)
+    if config.get("vocab_size") is not None and config["vocab_size"] != len(vocab):
+        raise ValueError(
+            f"{str(folder / 'config.json')!r}: vocab_size {config['vocab_size']} disagrees with the folder's "
+            f"vocabulary of {len(vocab)} ids; the two were saved from different models"
+        )
     kwargs: dict[str, Any] = {"use_safetensors": True, "output_loading_info": True, "ignore_mismatched_sizes": True}
     if dtype:
         kwargs["dtype"] = dtype
@@ -201,34 +206,3 @@ def load_model(folder: str | os.PathLike, dtype: torch.dtype | None = None) -> t
     all_finite(dict(model.named_parameters()), f"model folder {str(folder)!r}")
     check_model(model, vocab)
     return model.eval(), vocab
-
-
-def _check_weight_files(folder: Path) -> None:
-    """Refuse a folder whose weights are only pickled, or whose safetensors files are not readable."""
-    from safetensors import safe_open
-
-    names = sorted(p.name for p in folder.iterdir())
-    index = folder / "model.safetensors.index.json"
-    if index.exists():
-        header = read_json(index, "weights index")
-        mapping = header.get("weight_map") if isinstance(header, dict) else None
-        files = sorted(set(mapping.values())) if isinstance(mapping, dict) else []
-        if not files:
-            raise ValueError(f"weights index {str(index)!r} has no weight_map")
-    elif "model.safetensors" in names:
-        files = ["model.safetensors"]
-    else:
-        pickled = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt"))]
-        if pickled:
-            raise ValueError(
-                f"model folder {str(folder)!r} holds weights only as pickle ({pickled}); mmgist never unpickles: "
-                "convert them to safetensors (model.save_pretrained(folder, safe_serialization=True))"
-            )
-        raise FileNotFoundError(f"model folder {str(folder)!r} holds no weights (no model.safetensors)")
-    for name in files:
-        path = existing_file(folder / name, "weights file")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                f.keys()
-        except Exception as e:  # safetensors raises its own error types for a truncated or garbage file
-            raise ValueError(f"weights file {str(path)!r} is not a valid safetensors file: {e}") from e

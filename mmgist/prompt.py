@@ -26,7 +26,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from .validate import is_int
+from .validate import frame_rate, is_int
+from .validate import sample_rate as checked_rate
 
 MODALITIES = ("text", "image", "audio", "video")
 
@@ -98,6 +99,7 @@ class Audio:
                 )
             if not is_int(self.sample_rate) or self.sample_rate <= 0:
                 raise ValueError(f"Audio sample_rate must be a positive int, got {self.sample_rate!r}")
+            checked_rate(self.sample_rate, "Audio sample_rate")
         self.codes = _check_codes(self.codes, 2, "audio")
 
 
@@ -121,6 +123,7 @@ class Video:
                 raise ValueError(f"Video frames must be a non-empty (T, 3, H, W) tensor, got {shape}")
             if not isinstance(self.fps, (int, float)) or isinstance(self.fps, bool) or not 0 < self.fps < math.inf:
                 raise ValueError(f"Video fps must be a positive number, got {self.fps!r}")
+            frame_rate(self.fps, "Video fps")
         self.codes = _check_codes(self.codes, 3, "video")
 
 

@@ -66,8 +66,13 @@ def to_ids(vocab: Any, x: Any, add_bos: bool = False, what: str = "ids") -> list
 
 
 def context_ids(vocab: Any, prefix: Any) -> list[int]:
-    """<|bos|> + the prefix's ids (<|bos|> added where the prefix does not start with it)."""
+    """<|bos|> + the prefix's ids (<|bos|> added where the prefix does not start with it). Ids must parse as
+    a prompt: a stray marker (a <|/image|> that closes nothing, an unclosed <|audio|>) is refused."""
     ids = to_ids(vocab, prefix, add_bos=True, what="the prefix")
+    try:
+        vocab.decode(ids, media=False)
+    except ValueError as e:
+        raise ValueError(f"the prefix's ids do not parse as a prompt: {e}") from e
     return ids if ids[0] == vocab.bos_id else [vocab.bos_id, *ids]
 
 

@@ -99,6 +99,39 @@ def load_tensors(path: PathLike, expected_sha256: str | None = None) -> dict[str
         raise ValueError(f"weights file {str(path)!r} is not a valid safetensors file: {e}") from e
 
 
+def weight_files(folder: Path) -> list[Path]:
+    """The safetensors files of a model folder (its index's, else every *.safetensors), each checked to open
+    whole. Refused, naming the folder or the file: no weights, weights only as pickle (never unpickled), an
+    index without a weight_map, a truncated or corrupt file (transformers' own error names none)."""
+    from safetensors import safe_open
+
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        header = read_json(index, "weights index")
+        mapping = header.get("weight_map") if isinstance(header, dict) else None
+        files = [folder / n for n in sorted(set(mapping.values()))] if isinstance(mapping, dict) else []
+        if not files:
+            raise ValueError(f"weights index {str(index)!r} has no weight_map")
+    else:
+        files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        pickled = sorted(p.name for p in folder.iterdir() if p.name.endswith((".bin", ".pt", ".pth", ".ckpt")))
+        if pickled:
+            raise ValueError(
+                f"model folder {str(folder)!r} holds weights only as pickle ({pickled}); mmgist never unpickles: "
+                "convert them to safetensors (model.save_pretrained(folder, safe_serialization=True))"
+            )
+        raise FileNotFoundError(f"model folder {str(folder)!r} holds no weights (no .safetensors file)")
+    for path in files:
+        existing_file(path, "weights file")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                f.keys()
+        except Exception as e:  # safetensors raises its own error types for a truncated or garbage file
+            raise ValueError(f"weights file {str(path)!r} is not a valid safetensors file: {e}") from e
+    return files
+
+
 def read_json(path: PathLike, what: str = "JSON file") -> Any:
     """Parse a JSON file; a missing file, a folder or text that is not JSON is refused naming the file."""
     path = existing_file(path, what)

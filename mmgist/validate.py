@@ -81,6 +81,27 @@ def finite(
     return value
 
 
+# --- media rates: a header or argument past these is corrupt or a slip, and would exhaust memory --------
+MAX_SAMPLE_RATE = 768_000  # Hz: the highest rate audio hardware records at
+MAX_FPS = 1000.0  # frames per second: past high-speed cameras
+
+
+def sample_rate(value: Any, name: str) -> int:
+    """A positive int of Hz, at most MAX_SAMPLE_RATE."""
+    rate = positive_int(value, name)
+    if rate > MAX_SAMPLE_RATE:
+        raise ValueError(f"{name} {rate} Hz is over the limit of {MAX_SAMPLE_RATE} Hz (MAX_SAMPLE_RATE)")
+    return rate
+
+
+def frame_rate(value: Any, name: str) -> float:
+    """A positive finite number of frames per second, at most MAX_FPS."""
+    fps = finite(value, name, positive=True)
+    if fps > MAX_FPS:
+        raise ValueError(f"{name} {fps:g} is over the limit of {MAX_FPS:g} frames per second (MAX_FPS)")
+    return fps
+
+
 def fraction(value: Any, name: str) -> float:
     """A number strictly between 0 and 1."""
     return finite(value, name, low=0.0, high=1.0)

@@ -21,22 +21,27 @@ from typing import Any
 import torch
 
 from .storage import PathLike, write_bytes_atomic
-from .validate import existing_file, finite, positive_int
+from .validate import existing_file, frame_rate, positive_int
 
 MAX_VIDEO_PIXELS = 3840 * 2160  # per frame; larger frames need `size` (a 4K frame is 25 MB as uint8 RGB)
+MAX_VIDEO_BYTES = 4 << 30  # uint8 RGB frames one load_video may hold (4 GiB: 27 minutes of 640x480 at 8 fps)
 VIDEO_FORMATS = {".mp4": ("mp4", "libx264"), ".gif": ("gif", "pillow")}  # suffix -> (container, codec)
 
 
 def load_video(
     path: PathLike, fps: float | None = None, max_frames: int | None = None, size: int | None = None
 ) -> tuple[torch.Tensor, float]:
-    """Read a video (mp4, webm, avi, mkv, animated gif, ...): (frames uint8 (T, 3, H, W), frames per second)."""
+    """Read a video (mp4, webm, avi, mkv, animated gif, ...): (frames uint8 (T, 3, H, W), frames per second).
+
+    `fps` resamples to a constant rate (at most MAX_FPS), `max_frames` stops early, `size` scales the shorter
+    side. ValueError, naming the file: not a video, corrupt data, a truncated file (its index promises more
+    frames than its data holds), frames over MAX_VIDEO_PIXELS without `size`, more than MAX_VIDEO_BYTES."""
     import av
     import numpy as np
 
     path = existing_file(path, "video file")
     if fps is not None:
-        finite(fps, "load_video fps", positive=True)
+        frame_rate(fps, "load_video fps")
     if max_frames is not None:
         positive_int(max_frames, "load_video max_frames")
     if size is not None:
@@ -52,29 +57,46 @@ def load_video(
             raise ValueError(f"{str(path)!r} has no video stream (its streams: {', '.join(kinds)})")
         stream = container.streams.video[0]
         rate = float(stream.average_rate or stream.guessed_rate or 0) or None
-        next_time, last = 0.0, None
+        next_time, last, decoded, nbytes = 0.0, None, 0, 0
+
+        def emit(frame: Any) -> None:  # one output frame, within MAX_VIDEO_BYTES
+            nonlocal nbytes
+            nbytes += frame.nbytes
+            if nbytes > MAX_VIDEO_BYTES:
+                raise ValueError(
+                    f"{str(path)!r}: its frames come to more than {MAX_VIDEO_BYTES >> 20} MiB (MAX_VIDEO_BYTES) after "
+                    f"{len(frames)} frames; pass max_frames=, a lower fps= or size="
+                )
+            frames.append(frame)
+
         try:
             for frame in container.decode(stream):
+                decoded += 1
                 if frame.width * frame.height > MAX_VIDEO_PIXELS and size is None:
                     raise ValueError(
                         f"{str(path)!r}: frames of {frame.width}x{frame.height} are over the limit of "
                         f"{MAX_VIDEO_PIXELS} pixels (MAX_VIDEO_PIXELS); pass size= to scale them down"
                     )
                 if fps is None:
-                    frames.append(_rgb(frame, size))
+                    emit(_rgb(frame, size))
                 else:  # constant-rate output: emit the frame shown at each multiple of 1 / fps
                     t = float(frame.time) if frame.time is not None else len(frames) / (rate or fps)
                     while last is not None and next_time < t - 1e-9 and not _full(frames, max_frames):
-                        frames.append(last)
+                        emit(last)
                         next_time += 1 / fps
                     last = _rgb(frame, size)
                     if next_time <= t + 1e-9 and not _full(frames, max_frames):
-                        frames.append(last)
+                        emit(last)
                         next_time += 1 / fps
                 if _full(frames, max_frames):
                     break
         except av.error.FFmpegError as e:
             raise ValueError(f"video file {str(path)!r} is corrupt or truncated: {e}") from e
+        if stream.frames and decoded < stream.frames and not _full(frames, max_frames):
+            raise ValueError(
+                f"video file {str(path)!r} is truncated: its index promises {stream.frames} frames, its data "
+                f"holds {decoded}"
+            )
     if not frames:
         raise ValueError(f"video file {str(path)!r} holds no frames")
     out = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).contiguous()  # (T, H, W, 3) -> (T, 3, H, W)
@@ -108,7 +130,7 @@ def save_video(path: PathLike, frames: torch.Tensor, fps: float) -> None:
     if not isinstance(frames, torch.Tensor) or frames.ndim != 4 or frames.shape[1] != 3 or frames.numel() == 0:
         shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
         raise ValueError(f"save_video needs frames (T, 3, H, W) with T >= 1, got {shape}")
-    finite(fps, "save_video fps", positive=True)
+    frame_rate(fps, "save_video fps")
     x = frames.detach().cpu()
     if x.dtype.is_floating_point:
         if not torch.isfinite(x).all():

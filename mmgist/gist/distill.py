@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 from ..lm import output_cache
-from ..scoring import Question, head_embeddings, prefix_head, to_ids
+from ..scoring import Question, context_ids, head_embeddings, prefix_head, to_ids
 from . import data, report
 from .chunks import ForcedRow
 from .config import PREFIX_INITS, GistConfig, learning_rate
@@ -232,11 +232,9 @@ def distill_gist(
         if given is not None and not isinstance(given, (list, tuple)):
             raise TypeError(f"distill_gist's {name} must be a list, got {type(given).__name__}")
     check_model(model, vocab)
-    prefix_ids = to_ids(vocab, prefix, add_bos=True, what="the prefix")
-    if not prefix_ids or prefix_ids == [vocab.bos_id]:
+    prefix_ids = context_ids(vocab, prefix)  # <|bos|> first; ids that do not parse as a prompt are refused
+    if prefix_ids == [vocab.bos_id]:
         raise ValueError("cannot distill an empty prefix")
-    if prefix_ids[0] != vocab.bos_id:
-        prefix_ids = [vocab.bos_id, *prefix_ids]
     if config.num_gist_tokens >= len(prefix_ids) - 1:
         raise ValueError(
             f"num_gist_tokens {config.num_gist_tokens} must be smaller than the prefix "

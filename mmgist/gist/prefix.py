@@ -32,6 +32,7 @@ FORMAT = "mmgist-gist"
 FORMAT_VERSION = 2  # 2: a "target" field and the kv tensor; 1: embeddings only
 READABLE_VERSIONS = (1, 2)
 TARGETS = ("embeddings", "kv")
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)  # what a gist's tensor may be
 
 
 _NOT_THE_MODEL = ("_name_or_path", "transformers_version", "_commit_hash", "dtype", "torch_dtype", "architectures")
@@ -118,14 +119,32 @@ class GistPrefix:
     kv: torch.Tensor | None = None  # (layers, 2, kv_heads, k, head_dim) for target "kv": keys, values at 1..k
 
     def __post_init__(self) -> None:
+        if problem := self.problem():
+            raise ValueError(problem)
+
+    def problem(self) -> str | None:
+        """What makes this gist one that `load` would refuse (the file's header and tensor), or None. `save`
+        asks it too, so a saved gist always loads; NaN and inf are checked on save and load only."""
         if (self.embeddings is None) == (self.kv is None):
-            raise ValueError(
-                "a GistPrefix holds exactly one of embeddings (k, d) and kv (layers, 2, heads, k, head_dim)"
-            )
+            return "a GistPrefix holds exactly one of embeddings (k, d) and kv (layers, 2, heads, k, head_dim)"
         if self.kv is not None and (self.kv.ndim != 5 or self.kv.shape[1] != 2):
-            raise ValueError(f"a KV gist is (layers, 2, kv_heads, k, head_dim), got {tuple(self.kv.shape)}")
+            return f"a KV gist is (layers, 2, kv_heads, k, head_dim), got {tuple(self.kv.shape)}"
         if self.embeddings is not None and self.embeddings.ndim != 2:
-            raise ValueError(f"gist embeddings are (k, d), got {tuple(self.embeddings.shape)}")
+            return f"gist embeddings are (k, d), got {tuple(self.embeddings.shape)}"
+        if self.tensor.dtype not in FLOAT_DTYPES:
+            return f"the gist's {self.target} are {self.tensor.dtype}; expected one of {[str(d) for d in FLOAT_DTYPES]}"
+        for name in ("model_fingerprint", "vocab_fingerprint"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) != 64 or value.strip("0123456789abcdef"):
+                return f"{name} must be a SHA-256 hex string (64 characters), got {value!r:.70}"
+        for name, low in (("prefix_length", 2), ("bos_id", 0)):
+            if not is_int(getattr(self, name)) or getattr(self, name) < low:
+                return f"{name} must be an int >= {low}, got {getattr(self, name)!r:.40}"
+        if self.k >= self.prefix_length:
+            return f"k {self.k} must be smaller than prefix_length {self.prefix_length}"
+        if not isinstance(self.report, dict):
+            return f"report must be a dict, got {self.report!r:.40}"
+        return None
 
     @property
     def target(self) -> str:
@@ -245,6 +264,8 @@ class GistPrefix:
         from safetensors.torch import save
 
         path = writable(path, "gist file")
+        if problem := self.problem():
+            raise ValueError(f"refusing to save to {str(path)!r} a gist that would not load: {problem}")
         if not torch.isfinite(self.tensor.float()).all():
             raise ValueError(f"refusing to save a gist with non-finite {self.target} to {str(path)!r}")
         header = {
@@ -259,7 +280,11 @@ class GistPrefix:
             "dtype": str(self.tensor.dtype),
             "report": self.report,
         }
-        data = save({self.target: self.tensor.detach().cpu().contiguous()}, metadata={"mmgist": json.dumps(header)})
+        try:
+            metadata = {"mmgist": json.dumps(header, allow_nan=False)}
+        except (TypeError, ValueError) as e:  # a report value JSON cannot hold (a tensor, NaN)
+            raise ValueError(f"refusing to save to {str(path)!r} a gist whose report is not JSON: {e}") from e
+        data = save({self.target: self.tensor.detach().cpu().contiguous()}, metadata=metadata)
         write_bytes_atomic(path, data)
         return Path(path)
 
@@ -290,18 +315,8 @@ class GistPrefix:
         if missing := [key for key in needed if key not in header]:
             raise ValueError(f"{str(path)!r}: the gist header lacks {missing}")
         fields = {key: header[key] for key in needed}
-        for key in ("model_fingerprint", "vocab_fingerprint"):
-            if not isinstance(fields[key], str) or len(fields[key]) != 64:
-                raise ValueError(f"{str(path)!r}: header {key} must be a SHA-256 hex string, got {fields[key]!r:.70}")
-        for key, low in (("prefix_length", 2), ("bos_id", 0), ("k", 1)):
-            if not is_int(fields[key]) or fields[key] < low:
-                raise ValueError(f"{str(path)!r}: header {key} must be an int >= {low}, got {fields[key]!r:.40}")
-        if fields["k"] >= fields["prefix_length"]:
-            raise ValueError(
-                f"{str(path)!r}: header k {fields['k']} must be smaller than prefix_length {fields['prefix_length']}"
-            )
-        if not isinstance(header.get("report", {}), dict):
-            raise ValueError(f"{str(path)!r}: header report must be an object, got {header['report']!r:.40}")
+        if not is_int(fields["k"]) or fields["k"] < 1:  # the rest of the header is checked by the constructor
+            raise ValueError(f"{str(path)!r}: header k must be an int >= 1, got {fields['k']!r:.40}")
         tensor = tensors[target]
         shape_ok = (
             tensor.ndim == 2 and tensor.shape[0] == fields["k"]
@@ -313,19 +328,22 @@ class GistPrefix:
             raise ValueError(
                 f"{str(path)!r}: {target} of shape {tuple(tensor.shape)}, expected {want} with k={fields['k']}"
             )
+        try:
+            gist = cls(
+                tensor if target == "embeddings" else None,
+                fields["model_fingerprint"],
+                fields["vocab_fingerprint"],
+                fields["prefix_length"],
+                fields["bos_id"],
+                header.get("report", {}),
+                tensor if target == "kv" else None,
+            )
+        except ValueError as e:
+            raise ValueError(f"{str(path)!r}: {e}") from e
         if not torch.isfinite(tensor.float()).all():
             raise ValueError(f"{str(path)!r}: the {target} hold NaN or inf")
         if header.get("dtype", str(tensor.dtype)) != str(tensor.dtype):
             raise ValueError(f"{str(path)!r}: {target} are {tensor.dtype}, the header says {header['dtype']}")
-        gist = cls(
-            tensor if target == "embeddings" else None,
-            fields["model_fingerprint"],
-            fields["vocab_fingerprint"],
-            fields["prefix_length"],
-            fields["bos_id"],
-            header.get("report", {}),
-            tensor if target == "kv" else None,
-        )
         if model is not None:
             gist.check(model, vocab)
         return gist

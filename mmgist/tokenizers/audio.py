@@ -304,7 +304,6 @@ class AudioRVQTokenizer(AudioTokenizer):
         sample_rate: int | None = None,
         num_codebooks: int | None = None,
         chunk_seconds: float | None = CHUNK_SECONDS,
-        **kwargs: Any,
     ) -> torch.Tensor:
         """Codes (n, F) for one waveform, (B, n, F) for a list or a (B, channels, S) tensor.
 
@@ -332,7 +331,7 @@ class AudioRVQTokenizer(AudioTokenizer):
         return codes[0] if single else codes
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, chunk_seconds: float | None = CHUNK_SECONDS, **kwargs: Any) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor, chunk_seconds: float | None = CHUNK_SECONDS) -> torch.Tensor:
         """Codes (n, F) -> waveform (1, F * hop); (B, n, F) -> (B, 1, F * hop); float at `sample_rate`, n <= N."""
         codes = self.check_codes(codes, batched=None, fewer_codebooks=True)
         single = codes.ndim == 2

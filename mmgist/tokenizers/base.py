@@ -17,7 +17,9 @@ which the shared vocabulary lays side by side. A subclass sets `modality`, a con
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
+import inspect
 import json
 import math
 from pathlib import Path
@@ -37,6 +39,7 @@ from ..storage import (
     write_json_atomic,
 )
 from ..validate import all_finite, existing_dir, shapes_agree
+from .inputs import FITS, FRAME_FITS
 
 FORMAT = "mmgist-tokenizer"
 FORMAT_VERSION = 1
@@ -65,6 +68,14 @@ class ModalityTokenizer(nn.Module):
     opens_folders: ClassVar[bool] = False  # True: load_tokenizer(name, path=..., **options) builds one
     storage_dtype: ClassVar[torch.dtype | None] = None  # float tensors saved in this dtype (float16 halves a
     # large tokenizer's folder); loading casts them back to the parameters' dtype
+    option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {}  # encode/decode option -> its valid values
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every subclass's own encode and decode refuse unknown options and values outside `option_choices`."""
+        super().__init_subclass__(**kwargs)
+        for method in ("encode", "decode"):
+            if method in vars(cls):
+                setattr(cls, method, checked_options(vars(cls)[method]))
 
     def __init__(self, config: Any = None) -> None:
         super().__init__()
@@ -256,6 +267,31 @@ class ModalityTokenizer(nn.Module):
         return f"name={self.name!r}, codebook_size={self.codebook_size}, num_codebooks={self.num_codebooks}"
 
 
+def checked_options(method: Any) -> Any:
+    """`method` (an encode or decode) refusing keyword options it does not name, with a message listing the
+    ones it does, and values outside the tokenizer's `option_choices` (None keeps the config's). A method
+    that takes **kwargs is left as it is: it checks its own options."""
+    params = list(inspect.signature(method).parameters.values())
+    if getattr(method, "checks_options", False) or any(p.kind is p.VAR_KEYWORD for p in params):
+        return method
+    options = [p.name for p in params[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    @functools.wraps(method)
+    def checked(self: ModalityTokenizer, x: Any, *args: Any, **kwargs: Any) -> Any:
+        who = f"{self.name or type(self).__name__}.{method.__name__}"
+        if unknown := sorted(set(kwargs) - set(options)):
+            raise TypeError(f"{who} has no option(s) {unknown}; its options: {options}")
+        given = {**dict(zip(options, args)), **kwargs}
+        for name, value in given.items():
+            choices = self.option_choices.get(name)
+            if value is not None and choices is not None and value not in choices:
+                raise ValueError(f"{who}: {name}={value!r} is not one of {list(choices)}")
+        return method(self, x, *args, **kwargs)
+
+    checked.checks_options = True  # type: ignore[attr-defined]
+    return checked
+
+
 class TextTokenizer(ModalityTokenizer):
     """str <-> codes (n,)."""
 
@@ -280,6 +316,7 @@ class ImageTokenizer(ModalityTokenizer):
 
     modality = "image"
     code_ndim = 2
+    option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {"fit": FITS}
 
     def encode_segment(self, segment: Segment) -> torch.Tensor:
         assert isinstance(segment, Image)
@@ -327,6 +364,7 @@ class VideoTokenizer(ModalityTokenizer):
 
     modality = "video"
     code_ndim = 3
+    option_choices: ClassVar[dict[str, tuple[Any, ...]]] = {"fit": FRAME_FITS, "spatial_fit": FITS}
 
     @property
     def fps(self) -> float:

@@ -201,12 +201,8 @@ class HFAudioTokenizer(PretrainedFolderTokenizer, AudioTokenizer):
         return waveform_batch(waveform, sample_rate, self.sample_rate, self.hop, self.name)
 
     @torch.no_grad()
-    def encode(
-        self, waveform: Any, sample_rate: int | None = None, num_codebooks: int | None = None, **kwargs: Any
-    ) -> torch.Tensor:
+    def encode(self, waveform: Any, sample_rate: int | None = None, num_codebooks: int | None = None) -> torch.Tensor:
         """Codes (n, F) for one waveform, (B, n, F) for a list or a (B, channels, S) tensor; n <= num_codebooks."""
-        if kwargs:
-            raise TypeError(f"{self.name}.encode got unexpected option(s) {sorted(kwargs)}; it takes num_codebooks")
         n = self.num_codebooks if num_codebooks is None else num_codebooks
         if not is_int(n) or not self.codec.min_codebooks <= n <= self.num_codebooks:
             raise ValueError(
@@ -220,7 +216,7 @@ class HFAudioTokenizer(PretrainedFolderTokenizer, AudioTokenizer):
         return codes if is_batch(waveform, 2) else codes[0]
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (n, F) -> waveform (1, F * hop); (B, n, F) -> (B, 1, F * hop); float at `sample_rate`."""
         codes = self.check_codes(codes, batched=None, fewer_codebooks=True)
         if codes.shape[-2] < self.codec.min_codebooks:

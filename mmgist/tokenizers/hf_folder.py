@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..storage import read_json, sha256_json
-from ..validate import show
+from ..storage import read_json, sha256_json, weight_files
+from ..validate import all_finite, show
 from .base import ModalityTokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -65,18 +65,6 @@ def read_model_config(folder: Path) -> tuple[str, dict[str, Any]]:
             f"(keys: {sorted(config)[:8] if isinstance(config, dict) else type(config).__name__})"
         )
     return config["model_type"], config
-
-
-def weight_files(folder: Path) -> list[Path]:
-    """The safetensors files of a model folder (sharded or not)."""
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = read_json(index, "weights index").get("weight_map", {})
-        return [folder / name for name in sorted(set(weight_map.values()))]
-    files = sorted(folder.glob("*.safetensors"))
-    if not files:
-        raise FileNotFoundError(f"{str(folder)!r} holds no .safetensors weights (pickled .bin files are not read)")
-    return files
 
 
 def load_submodule(folder: Path, module: torch.nn.Module, marker: str) -> torch.nn.Module:
@@ -150,8 +138,10 @@ class PretrainedFolderTokenizer(ModalityTokenizer):
                 f"{str(folder)!r} now holds a {model_type!r} model; this tokenizer was a {cfg.model_type!r}"
             )
         cfg.model_type = model_type
+        weight_files(folder)  # each opens whole, or the file is named
         with _QuietTransformers():
             model = self._build(folder, model_type, hf_config)
+        all_finite(model.state_dict(), f"the weights in {str(folder)!r}")
         sha = weights_sha256(model)
         if cfg.weights_sha256 and cfg.weights_sha256 != sha:
             raise ValueError(

@@ -207,17 +207,15 @@ class HFImageTokenizer(PretrainedFolderTokenizer, ImageTokenizer):
         return fit_images(x, self.factor, fit or self.config.fit)
 
     @torch.no_grad()
-    def encode(self, images: Any, fit: str | None = None, **kwargs: Any) -> torch.Tensor:
+    def encode(self, images: Any, fit: str | None = None) -> torch.Tensor:
         """Codes (h, w) for one image, (B, h, w) for a list or a batch tensor."""
-        if kwargs:
-            raise TypeError(f"{self.name}.encode got unexpected option(s) {sorted(kwargs)}; it takes fit")
         x = self.preprocess(images, fit)
         normalized = (x * 2 - 1).to(self.device, self.dtype)
         codes = self.family.encode(normalized).long().cpu()
         return codes if is_batch(images, 3) else codes[0]
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (h, w) -> (3, h * f, w * f); (B, h, w) -> (B, 3, h * f, w * f); float in [0, 1]."""
         codes = self.check_codes(codes, batched=None)
         batch = codes[None] if codes.ndim == 2 else codes

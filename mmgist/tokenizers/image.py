@@ -228,7 +228,7 @@ class ImageVQTokenizer(ImageTokenizer):
 
     # --- the protocol -------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, images: Any, fit: str | None = None, **kwargs: Any) -> torch.Tensor:
+    def encode(self, images: Any, fit: str | None = None) -> torch.Tensor:
         """Codes (h, w) for one image, (B, h, w) for a list or a batch tensor."""
         single = not is_batch(images, 3)
         x = self.preprocess(images, fit)
@@ -240,7 +240,7 @@ class ImageVQTokenizer(ImageTokenizer):
         return codes[0] if single else codes
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (h, w) -> (3, H, W); (B, h, w) -> (B, 3, H, W); float in [0, 1]."""
         codes = self.check_codes(codes, batched=None)
         single = codes.ndim == 2

@@ -20,10 +20,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..io import as_waveform, image_to_tensor
+from ..io import as_waveform, image_to_tensor, resample
 from ..validate import is_int
+from ..validate import sample_rate as checked_rate
 
-FITS = ("pad", "crop", "resize", "error")
+FITS = ("pad", "crop", "resize", "error")  # how an image size that is not a multiple of the patch is made one
+FRAME_FITS = ("pad", "drop", "error")  # how a frame count that is not 1 + every * n is made one
 
 
 def fitted_size(height: int, width: int, factor: int, fit: str) -> tuple[int, int]:
@@ -109,6 +111,7 @@ def waveform_batch(waveform: Any, sample_rate: int | None, rate: int, hop: int, 
         raise ValueError(f"{who}: encode needs the waveform's sample_rate (the codec runs at {rate} Hz)")
     if not is_int(sample_rate) or sample_rate <= 0:
         raise ValueError(f"{who}: sample_rate must be a positive int, got {sample_rate!r}")
+    checked_rate(sample_rate, f"{who}: sample_rate")
     if isinstance(waveform, (list, tuple)):
         if not waveform:
             raise ValueError(f"{who}: encode got an empty list of waveforms")
@@ -123,9 +126,7 @@ def waveform_batch(waveform: Any, sample_rate: int | None, rate: int, hop: int, 
     else:
         x = as_waveform(waveform, batched=True).mean(1, keepdim=True)
     if sample_rate != rate:
-        import torchaudio.functional as AF
-
-        x = AF.resample(x, int(sample_rate), rate)
+        x = resample(x, int(sample_rate), rate)
         if x.shape[-1] == 0:
             raise ValueError(f"{who}: the waveform is shorter than one sample at {rate} Hz")
     frames = -(-x.shape[-1] // hop)

@@ -22,8 +22,9 @@ import torch
 
 from ..validate import finite, positive_int
 from .base import VideoTokenizer
+from .inputs import FITS, FRAME_FITS
 from .registry import load_tokenizer, register_tokenizer
-from .video import FRAME_FITS, TEMPORAL, fit_clips
+from .video import TEMPORAL, fit_clips
 
 
 @dataclasses.dataclass
@@ -41,6 +42,8 @@ class KeyframeConfig:
         finite(self.fps, "KeyframeConfig.fps", positive=True)
         if self.fit not in FRAME_FITS:
             raise ValueError(f"unknown fit {self.fit!r} for frame counts; choose one of {list(FRAME_FITS)}")
+        if self.spatial_fit not in FITS:
+            raise ValueError(f"unknown spatial_fit {self.spatial_fit!r}; choose one of {list(FITS)}")
 
 
 @register_tokenizer("video-keyframes")
@@ -71,9 +74,7 @@ class VideoKeyframeTokenizer(VideoTokenizer):
         return self.config.fps / self.config.every * self.image.tokens_per_image(height, width)
 
     @torch.no_grad()
-    def encode(
-        self, frames: Any, fit: str | None = None, spatial_fit: str | None = None, **kwargs: Any
-    ) -> torch.Tensor:
+    def encode(self, frames: Any, fit: str | None = None, spatial_fit: str | None = None) -> torch.Tensor:
         """Codes (t, h, w) of frames 0, every, 2 every, ... of one clip; (B, t, h, w) for a batch."""
         cfg = self.config
         x = fit_clips(frames, self.factor, fit or cfg.fit, spatial_fit or cfg.spatial_fit, self.name, cfg.every)
@@ -83,7 +84,7 @@ class VideoKeyframeTokenizer(VideoTokenizer):
         return codes[0] if frames.ndim == 4 else codes
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (t, h, w) -> frames (1 + every (t - 1), 3, H, W); (B, t, h, w) -> (B, ...); float in [0, 1]."""
         codes = self.check_codes(codes, batched=None)
         batch = codes[None] if codes.ndim == 3 else codes

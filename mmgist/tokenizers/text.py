@@ -43,12 +43,12 @@ class ByteTokenizer(TextTokenizer):
     def codebook_size(self) -> int:
         return 256
 
-    def encode(self, text: str, **kwargs: Any) -> torch.Tensor:
+    def encode(self, text: str) -> torch.Tensor:
         if not isinstance(text, str):
             raise TypeError(f"ByteTokenizer.encode takes a str, got {type(text).__name__}")
         return torch.tensor(list(text.encode("utf-8")), dtype=torch.long)
 
-    def decode(self, codes: torch.Tensor, **kwargs: Any) -> str:
+    def decode(self, codes: torch.Tensor) -> str:
         codes = self.check_codes(codes)
         return bytes(codes.tolist()).decode("utf-8", errors=self.config.errors)
 
@@ -135,12 +135,12 @@ class HFTextTokenizer(TextTokenizer):
     def generatable_size(self) -> int:
         return len(self.hf)
 
-    def encode(self, text: str, **kwargs: Any) -> torch.Tensor:
+    def encode(self, text: str) -> torch.Tensor:
         if not isinstance(text, str):
             raise TypeError(f"HFTextTokenizer.encode takes a str, got {type(text).__name__}")
         return torch.tensor(self.hf(text, add_special_tokens=False)["input_ids"], dtype=torch.long)
 
-    def decode(self, codes: torch.Tensor, **kwargs: Any) -> str:
+    def decode(self, codes: torch.Tensor) -> str:
         codes = self.check_codes(codes)
         return self.hf.decode(codes.tolist(), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 

@@ -40,11 +40,10 @@ from .base import VideoTokenizer
 from .conv import Decoder, Encoder
 from .conv3d import TemporalDecoder, TemporalEncoder
 from .image import reconstruction_terms
-from .inputs import FITS, fit_images, images_batch
+from .inputs import FITS, FRAME_FITS, fit_images, images_batch
 from .registry import register_tokenizer
 
 TEMPORAL = 4  # frames per latent frame (after the first)
-FRAME_FITS = ("pad", "drop", "error")
 MAX_FRAMES_AT_ONCE = 33  # frames decoded through the spatial decoder in one call (bounded memory)
 PRESETS: dict[str, dict[str, Any]] = {
     # the spatial part is image-vq f8's (channels, blocks, z_dim), so it can start from the shipped weights
@@ -184,9 +183,7 @@ class VideoVQTokenizer(VideoTokenizer):
 
     # --- the protocol -------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(
-        self, frames: Any, fit: str | None = None, spatial_fit: str | None = None, **kwargs: Any
-    ) -> torch.Tensor:
+    def encode(self, frames: Any, fit: str | None = None, spatial_fit: str | None = None) -> torch.Tensor:
         """Codes (t, h, w) for one clip (T, 3, H, W); (B, t, h, w) for a batch (B, T, 3, H, W)."""
         x = self.preprocess(frames, fit, spatial_fit)
         device = next(self.parameters()).device
@@ -199,7 +196,7 @@ class VideoVQTokenizer(VideoTokenizer):
         return codes[0] if frames.ndim == 4 else codes
 
     @torch.no_grad()
-    def decode(self, codes: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes (t, h, w) -> frames (1 + 4 (t - 1), 3, 8h, 8w); (B, t, h, w) -> (B, ...); float in [0, 1]."""
         codes = self.check_codes(codes, batched=None)
         single = codes.ndim == 3

@@ -208,9 +208,10 @@ def load_audio(
                 arr = frame.to_ndarray()  # planar (channels, n) or packed (1, n * channels)
                 if not frame.format.is_planar:
                     arr = arr.reshape(-1, len(frame.layout.channels)).T
-                if (total + arr.shape[1]) * arr.shape[0] * 4 > MAX_AUDIO_BYTES:
+                kept = total + arr.shape[1] if limit is None else min(total + arr.shape[1], limit)
+                if kept * arr.shape[0] * 4 > MAX_AUDIO_BYTES:
                     raise ValueError(
-                        f"audio file {str(path)!r} holds more than {MAX_AUDIO_BYTES >> 20} MiB of float samples "
+                        f"audio file {str(path)!r} holds more than {MAX_AUDIO_BYTES / 2**20:g} MiB of float samples "
                         f"(MAX_AUDIO_BYTES, {total / rate:.0f} s read so far); pass max_seconds= to read a part"
                     )
                 parts.append(_pcm_to_float(arr))

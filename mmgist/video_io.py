@@ -64,8 +64,8 @@ def load_video(
             nbytes += frame.nbytes
             if nbytes > MAX_VIDEO_BYTES:
                 raise ValueError(
-                    f"{str(path)!r}: its frames come to more than {MAX_VIDEO_BYTES >> 20} MiB (MAX_VIDEO_BYTES) after "
-                    f"{len(frames)} frames; pass max_frames=, a lower fps= or size="
+                    f"{str(path)!r}: its frames come to more than {MAX_VIDEO_BYTES / 2**20:g} MiB (MAX_VIDEO_BYTES) "
+                    f"after {len(frames)} frames; pass max_frames=, a lower fps= or size="
                 )
             frames.append(frame)
 

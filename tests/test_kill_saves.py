@@ -26,8 +26,8 @@ def kill_saves(count: int, *kinds: str, seed: int = 0) -> list[dict]:
 
 
 def test_killed_saves_keep_one_complete_version():
-    results = kill_saves(12, "tokenizer", "vocab", "model")
-    assert [r["kind"] for r in results] == ["tokenizer", "vocab", "model"]
+    results = kill_saves(12, "tokenizer", "vocab", "model", "gist")
+    assert [r["kind"] for r in results] == ["tokenizer", "vocab", "model", "gist"]
     assert all(r["old"] + r["new"] == 12 for r in results)
     assert sum(r["old"] for r in results) > 0  # some kills did land mid-save
 
@@ -35,5 +35,5 @@ def test_killed_saves_keep_one_complete_version():
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2])
 def test_many_killed_saves_keep_one_complete_version(seed):
-    for r in kill_saves(200, "tokenizer", "vocab", "model", seed=seed):
+    for r in kill_saves(200, "tokenizer", "vocab", "model", "gist", seed=seed):
         assert r["old"] > 0 and r["new"] > 0, r

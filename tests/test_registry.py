@@ -85,6 +85,30 @@ def test_every_tokenizer_refuses_out_of_range_codes(name, tmp_path):
         tok.decode(torch.zeros(shape))
 
 
+@pytest.mark.parametrize("name", _creatable() + _openable())
+def test_every_tokenizer_refuses_unknown_options_and_bad_values(name, tmp_path):
+    tok = _instance(name, tmp_path)
+    sample = SAMPLES[tok.modality]()
+    rate = {"sample_rate": tok.sample_rate} if tok.modality == "audio" else {}
+    with pytest.raises(TypeError, match=rf"{name}\.encode has no option\(s\) \['bogus_option'\]; its options: \["):
+        tok.encode(sample, bogus_option=1, **rate)
+    codes = tok.encode(sample, **rate)
+    with pytest.raises(TypeError, match=rf"{name}\.decode has no option\(s\) \['bogus_option'\]; its options: \["):
+        tok.decode(codes, bogus_option=1)
+    for option, choices in type(tok).option_choices.items():
+        with pytest.raises(ValueError, match=rf"{name}\.encode: {option}='bogus' is not one of \[{choices[0]!r}"):
+            tok.encode(sample, **{option: "bogus"}, **rate)
+        assert torch.equal(tok.encode(sample, **{option: None}, **rate), codes)  # None: the config's
+
+
+def test_a_misspelled_option_names_the_right_one():
+    image, audio = (mmgist.create_tokenizer(n, preset="tiny") for n in ("image-vq", "audio-rvq"))
+    with pytest.raises(TypeError, match=r"no option\(s\) \['fitt'\]; its options: \['fit'\]"):
+        image.encode(torch.rand(3, 16, 16), fitt="error")
+    with pytest.raises(TypeError, match=r"\['num_codebook'\]; its options: \[.*'num_codebooks'"):
+        audio.encode(torch.rand(1, 640), sample_rate=audio.sample_rate, num_codebook=4)
+
+
 def test_duplicate_name_is_refused():
     with pytest.raises(ValueError, match=r"'byte' is already registered by mmgist\.tokenizers\.text\.ByteTokenizer"):
 

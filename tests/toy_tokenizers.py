@@ -40,7 +40,7 @@ class ToyImageTokenizer(ImageTokenizer):
     def codebook_size(self) -> int:
         return self.config.codebook_size
 
-    def encode(self, images, **kwargs) -> torch.Tensor:
+    def encode(self, images, fit: str | None = None) -> torch.Tensor:
         if not isinstance(images, torch.Tensor):
             images = image_to_tensor(images)
         one = images.ndim == 3
@@ -49,7 +49,7 @@ class ToyImageTokenizer(ImageTokenizer):
         codes = _gray_codes(x, self.config.patch, self.codebook_size)
         return codes[0] if one else codes
 
-    def decode(self, codes: torch.Tensor, **kwargs) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
         codes = self.check_codes(codes, batched=codes.ndim == 3)
         rgb = self.palette[codes].movedim(-1, -3)  # (..., h, w, 3) -> (..., 3, h, w)
         return rgb.repeat_interleave(self.config.patch, -2).repeat_interleave(self.config.patch, -1)
@@ -83,7 +83,7 @@ class ToyAudioTokenizer(AudioTokenizer):
     def sample_rate(self) -> int:
         return self.config.sample_rate
 
-    def encode(self, waveform: torch.Tensor, sample_rate: int | None = None, **kwargs) -> torch.Tensor:
+    def encode(self, waveform: torch.Tensor, sample_rate: int | None = None) -> torch.Tensor:
         if sample_rate not in (None, self.sample_rate):
             raise ValueError(f"toy-audio takes {self.sample_rate} Hz, got {sample_rate}")
         mono = waveform.reshape(-1, waveform.shape[-1]).mean(0)
@@ -94,7 +94,7 @@ class ToyAudioTokenizer(AudioTokenizer):
         rms = (frames.pow(2).mean(1).sqrt() * k).long().clamp(0, k - 1)
         return torch.stack([mean] + [rms] * (self.num_codebooks - 1))  # (C, T)
 
-    def decode(self, codes: torch.Tensor, **kwargs) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
         codes = self.check_codes(codes)
         return self.levels[codes[0]].repeat_interleave(self.config.frame)[None]  # (1, samples)
 
@@ -122,11 +122,13 @@ class ToyVideoTokenizer(VideoTokenizer):
     def fps(self) -> float:
         return self.config.fps
 
-    def encode(self, frames: torch.Tensor, fps: float | None = None, **kwargs) -> torch.Tensor:
+    def encode(
+        self, frames: torch.Tensor, fps: float | None = None, fit: str | None = None, spatial_fit: str | None = None
+    ) -> torch.Tensor:
         x = frames.float() / 255 if not frames.dtype.is_floating_point else frames
         return _gray_codes(x, self.config.patch, self.codebook_size)  # (T, h, w)
 
-    def decode(self, codes: torch.Tensor, **kwargs) -> torch.Tensor:
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
         codes = self.check_codes(codes)
         gray = self.palette[codes][:, None].repeat(1, 3, 1, 1)  # (T, 3, h, w)
         return gray.repeat_interleave(self.config.patch, 2).repeat_interleave(self.config.patch, 3)

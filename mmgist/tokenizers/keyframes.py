@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..validate import finite, positive_int
+from ..validate import finite, frame_rate, positive_int
 from .base import VideoTokenizer
 from .inputs import FITS, FRAME_FITS
 from .registry import load_tokenizer, register_tokenizer
@@ -74,8 +74,13 @@ class VideoKeyframeTokenizer(VideoTokenizer):
         return self.config.fps / self.config.every * self.image.tokens_per_image(height, width)
 
     @torch.no_grad()
-    def encode(self, frames: Any, fit: str | None = None, spatial_fit: str | None = None) -> torch.Tensor:
-        """Codes (t, h, w) of frames 0, every, 2 every, ... of one clip; (B, t, h, w) for a batch."""
+    def encode(
+        self, frames: Any, fit: str | None = None, spatial_fit: str | None = None, fps: float | None = None
+    ) -> torch.Tensor:
+        """Codes (t, h, w) of frames 0, every, 2 every, ... of one clip; (B, t, h, w) for a batch. `fps`, the
+        clip's rate, is only checked: time is not resampled (read files with load_video(path, fps=tok.fps))."""
+        if fps is not None:
+            frame_rate(fps, f"{self.name}.encode fps")
         cfg = self.config
         x = fit_clips(frames, self.factor, fit or cfg.fit, spatial_fit or cfg.spatial_fit, self.name, cfg.every)
         keys = x[:, :: cfg.every]  # (B, t, 3, H, W)

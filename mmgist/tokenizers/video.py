@@ -35,7 +35,7 @@ import torch
 from einops import rearrange
 
 from ..train import StepOutput
-from ..validate import finite, is_int, positive_int
+from ..validate import finite, frame_rate, is_int, positive_int
 from .base import VideoTokenizer
 from .conv import Decoder, Encoder
 from .conv3d import TemporalDecoder, TemporalEncoder
@@ -183,8 +183,13 @@ class VideoVQTokenizer(VideoTokenizer):
 
     # --- the protocol -------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, frames: Any, fit: str | None = None, spatial_fit: str | None = None) -> torch.Tensor:
-        """Codes (t, h, w) for one clip (T, 3, H, W); (B, t, h, w) for a batch (B, T, 3, H, W)."""
+    def encode(
+        self, frames: Any, fit: str | None = None, spatial_fit: str | None = None, fps: float | None = None
+    ) -> torch.Tensor:
+        """Codes (t, h, w) for one clip (T, 3, H, W); (B, t, h, w) for a batch (B, T, 3, H, W). `fps`, the clip's
+        rate, is only checked: time is not resampled (read files with load_video(path, fps=tok.fps))."""
+        if fps is not None:
+            frame_rate(fps, f"{self.name}.encode fps")
         x = self.preprocess(frames, fit, spatial_fit)
         device = next(self.parameters()).device
         was_training = self.training

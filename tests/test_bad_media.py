@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 import wave
 
@@ -97,13 +98,21 @@ def test_a_cut_video_is_refused_not_loaded_short(tmp_path):
     assert load_video(cut(path, 0.6), max_frames=4)[0].shape[0] == 4  # the frames asked for are there
 
 
-def test_the_cli_refuses_a_prompt_naming_a_truncated_file_in_one_line(tmp_path, vocab, capsys):
+@pytest.mark.parametrize(
+    "broken, says",
+    [
+        ({"keep_bytes": 44 + 16000}, r"truncated: its header promises 16000"),
+        ({"claim_rate": 2 * 10**9}, r"2000000000 Hz"),
+    ],
+    ids=["truncated", "two-gigahertz"],
+)
+def test_the_cli_refuses_a_prompt_naming_a_broken_file_in_one_line(tmp_path, vocab, capsys, broken, says):
     vocab.save_pretrained(tmp_path / "vocab")
-    write_wav(tmp_path / "half.wav", 16000, keep_bytes=44 + 16000)
-    (tmp_path / "p.json").write_text(json.dumps(["Listen: ", {"audio": "half.wav"}]))
+    write_wav(tmp_path / "bad.wav", 16000, **broken)
+    (tmp_path / "p.json").write_text(json.dumps(["Listen: ", {"audio": "bad.wav"}]))
     assert main(["encode", "--vocab", str(tmp_path / "vocab"), str(tmp_path / "p.json")]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "half.wav" in line and "truncated" in line and "16000" in line
+    assert "bad.wav" in line and re.search(says, line), line
 
 
 # --- rates and sizes past the limits ----------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`mmgist ...`: thin subcommands over the public API.
+"""mmgist from the shell: tokenize prompts, train tokenizers and models, distill gists and generate.
 
 Every error is one line on stderr (`mmgist CMD: error: ...`) and exit code 2; `mmgist --debug CMD ...`
 shows the traceback instead. Arguments (numbers, input files, output paths) are checked before
@@ -16,9 +16,7 @@ any work starts, so a long run never fails at its end for a bad --out.
     mmgist distill PREFIXES.jsonl --model DIR --k 4 --out DIR                   one gist per line (torchrun shards)
     mmgist generate --model DIR [--gist G.safetensors] "query"                continue a query (after a gist)
 
-A prompt file is a JSON list whose items are strings, {"image": "path/to/file.png"} or
-{"audio": "path/to/file.wav"} or {"video": "path/to/clip.mp4"} (paths relative to the prompt file;
-a video is read at 8 frames per second). The --model of
+A prompt file is a JSON list of text and media paths (PROMPT_FILES, printed below). The --model of
 distill and generate is a model folder or the name of a pretrained LM (`mmgist.pretrained.PRETRAINED`,
 e.g. smollm2-135m-instruct).
 With --chat (an instruct model), the prefix is a UTF-8 text file that becomes the system turn and each
@@ -36,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fnmatch
 import json
 import math
 import shutil
@@ -50,9 +49,16 @@ from .storage import read_json
 from .tokenizers.registry import list_zoo
 from .validate import existing_dir, existing_file, writable
 
+PROMPT_FILES = """\
+A prompt file is a JSON list of its segments in order: strings, and {"image": PATH}, {"audio": PATH} or
+{"video": PATH} objects. Paths are relative to the prompt file; a video is read at 8 frames per second.
+For example, photo.json beside cat.jpg:
+    ["Q: what colour is the cat? ", {"image": "cat.jpg"}, " A:"]
+"""
+
 # What a user can cause: reported as one line. Anything else is a bug in mmgist, reported the same way
 # but with its type and a pointer to --debug.
-USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError)
+USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, ModuleNotFoundError)  # the last: an extra to install
 
 
 def _load_prompt(path: Path) -> Prompt:
@@ -103,9 +109,10 @@ def _read_text(path: str, what: str) -> str:
 
 
 def cmd_tokenizers(args: argparse.Namespace) -> None:
-    print("registered:", " ".join(list_tokenizers(args.pattern)))
-    print("trained (zoo):", " ".join(list_zoo()) or "(none)")
-    aliases = ", ".join(f"{a} ({options['path']})" for a, (_, options) in list_aliases().items())
+    match = lambda name: fnmatch.fnmatchcase(name, args.pattern)  # noqa: E731
+    print("registered:", " ".join(list_tokenizers(args.pattern)) or "(none)")
+    print("trained (zoo):", " ".join(n for n in list_zoo() if match(n)) or "(none)")
+    aliases = ", ".join(f"{a} ({o['path']})" for a, (_, o) in list_aliases().items() if match(a)) or "(none)"
     print("pretrained aliases (from your Hugging Face cache, never downloaded):", aliases)
 
 
@@ -116,7 +123,7 @@ def cmd_vocab(args: argparse.Namespace) -> None:
     toks = {m: load_tokenizer(getattr(args, m)) for m in ("text", "image", "audio", "video") if getattr(args, m)}
     vocab = SharedVocabulary(**toks)
     vocab.save_pretrained(out)
-    print(vocab)
+    print(f"wrote {out}: {vocab}")
     print(vocab.layout.describe())
 
 
@@ -140,12 +147,18 @@ def cmd_decode(args: argparse.Namespace) -> None:
             print(f"[{k}] text: {seg.text!r}")
         else:
             print(f"[{k}] {seg.modality}: codes {tuple(seg.codes.shape)}")
-            if args.media_dir is not None and seg.modality == "image":
-                save_image(seg.pixels, Path(args.media_dir) / f"segment{k}.png")
-            elif args.media_dir is not None and seg.modality == "audio":
-                save_audio(Path(args.media_dir) / f"segment{k}.wav", seg.waveform, seg.sample_rate)
-            elif args.media_dir is not None and seg.modality == "video":
-                save_video(Path(args.media_dir) / f"segment{k}.gif", seg.frames, seg.fps)
+            if args.media_dir is None:
+                continue
+            path = (
+                Path(args.media_dir) / f"segment{k}.{ {'image': 'png', 'audio': 'wav', 'video': 'gif'}[seg.modality] }"
+            )
+            if seg.modality == "image":
+                save_image(seg.pixels, path)
+            elif seg.modality == "audio":
+                save_audio(path, seg.waveform, seg.sample_rate)
+            else:
+                save_video(path, seg.frames, seg.fps)
+            print(f"    wrote {path}")
 
 
 def _training_output(args: argparse.Namespace, marker: str, what: str) -> Path:
@@ -367,13 +380,18 @@ def cmd_generate(args: argparse.Namespace) -> None:
         raise ValueError("--system needs --chat (it becomes the system turn of the model's chat template)")
     if args.system and args.gist:
         raise ValueError("give --system or --gist, not both: the gist stands in for the system turn")
+    prompt_file = args.query.endswith(".json") and Path(args.query).is_file()
+    if prompt_file and args.chat:
+        raise ValueError(f"--chat takes the user's message as text, not the prompt file {args.query!r}")
     system = _read_text(args.system, "--system") if args.system else None
     model, vocab = _load_model(args.model)
     gist = GistPrefix.load(args.gist, model=model, vocab=vocab) if args.gist else None
-    query = user_turn(vocab, args.query) if args.chat else args.query
+    query = _load_prompt(Path(args.query)) if prompt_file else args.query
+    if args.chat:
+        query = user_turn(vocab, query)
     if system is not None:
         query = system_turn(vocab, system) + query
-    out = generate(model, vocab, query, max_new_tokens=args.max_new_tokens, gist=gist)
+    out = generate(model, vocab, query, max_new_tokens=args.max_new_tokens, gist=gist, stop=args.stop or None)
     print(out.text() if all(s.modality == "text" for s in out) else out)
 
 
@@ -405,37 +423,51 @@ NON_NEGATIVE_INT = _number(int, 0, "an int >= 0")
 POSITIVE_FLOAT = _number(float, 0.0, "a positive finite number")
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Help that keeps the epilog's layout and shows each option's default where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="mmgist", description=__doc__.split("\n")[0])
+    doc = __doc__.split("\n\n")
+    epilog = "\n\n".join([*doc[1:], PROMPT_FILES])
+    parser = _Parser(prog="mmgist", description=doc[0], epilog=epilog, formatter_class=_Help)
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    p = sub.add_parser("tokenizers", help="list registered and trained tokenizers")
-    p.add_argument("pattern", nargs="?", default="*")
-    p.set_defaults(func=cmd_tokenizers)
-    p = sub.add_parser("vocab", help="build and save a shared vocabulary")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    def command(name: str, summary: str, func, epilog: str | None = None) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=summary, description=summary, epilog=epilog, formatter_class=_Help)
+        p.set_defaults(func=func)
+        return p
+
+    p = command("tokenizers", "list registered tokenizers, the trained zoo and pretrained aliases", cmd_tokenizers)
+    p.add_argument("pattern", nargs="?", default="*", help="only names matching this glob, e.g. 'image*' (default *)")
+    p = command("vocab", "build a shared vocabulary of tokenizers and save it as a folder", cmd_vocab)
     for m in ("text", "image", "audio", "video"):
-        p.add_argument(f"--{m}", default="byte" if m == "text" else None, help=f"{m} tokenizer name or folder")
-    p.add_argument("--out", required=True)
+        p.add_argument(f"--{m}", default="byte" if m == "text" else None, help=f"{m} tokenizer: a name or a folder")
+    p.add_argument("--out", required=True, help="the vocabulary folder to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing vocabulary")
-    p.set_defaults(func=cmd_vocab)
-    p = sub.add_parser("encode", help="ids of a prompt file")
-    p.add_argument("prompt")
-    p.add_argument("--vocab", required=True)
-    p.add_argument("--bos", action="store_true")
-    p.add_argument("--eos", action="store_true")
-    p.set_defaults(func=cmd_encode)
-    p = sub.add_parser("decode", help="the prompt behind a JSON list of ids")
-    p.add_argument("ids")
-    p.add_argument("--vocab", required=True)
-    p.add_argument("--media-dir", help="decode media and write them here")
-    p.set_defaults(func=cmd_decode)
-    p = sub.add_parser("train-tokenizer", help="train a tokenizer on a folder of media")
-    p.add_argument("modality", choices=["image", "audio", "video"])
+    p = command("encode", "print the ids of a prompt file as JSON", cmd_encode, PROMPT_FILES)
+    p.add_argument("prompt", help="a prompt file (see below)")
+    p.add_argument("--vocab", required=True, help="a vocabulary folder (mmgist vocab), or a model folder")
+    p.add_argument("--bos", action="store_true", help="begin the ids with <|bos|>")
+    p.add_argument("--eos", action="store_true", help="end the ids with <|eos|>")
+    p = command("decode", "print the prompt behind a JSON list of ids", cmd_decode)
+    p.add_argument("ids", help="a JSON file holding a list of ids (what encode prints)")
+    p.add_argument("--vocab", required=True, help="the vocabulary folder the ids are of")
+    p.add_argument("--media-dir", help="decode media segments and write them here (png, wav, gif)")
+    p = command("train-tokenizer", "train a tokenizer on a folder of media", cmd_train_tokenizer)
+    p.add_argument("modality", choices=["image", "audio", "video"], help="what the tokenizer codes")
     p.add_argument("--data", required=True, help="folder of training images (also for video clips) or audio files")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="the tokenizer folder to write")
     p.add_argument("--preset", help="image: f8 (default), f16; audio: 16k-50hz (default); video: f8t4 (default)")
     p.add_argument("--quantizer", help="image: vq (default), fsq, plain-vq; audio: rvq (default), rfsq, plain-rvq")
-    p.add_argument("--codebook-size", type=POSITIVE_INT)
+    p.add_argument("--codebook-size", type=POSITIVE_INT, help="codes per codebook (default: the preset's)")
     p.add_argument("--code-dim", type=POSITIVE_INT, help="lookup dimension of the 'vq' quantizer (default 8)")
     p.add_argument("--channels", help="encoder/decoder widths per level, comma-separated (default: the preset's)")
     p.add_argument(
@@ -451,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from this trained tokenizer's weights (zoo name or folder); video: the "
         "image tokenizer whose spatial layers and latents it uses (default image-vq-f8)",
     )
-    p.add_argument("--steps", type=POSITIVE_INT, default=3000)
+    p.add_argument("--steps", type=POSITIVE_INT, default=3000, help="optimizer steps")
     p.add_argument("--batch-size", type=POSITIVE_INT, help="per process (image 16, audio 8)")
     p.add_argument("--crop-size", type=POSITIVE_INT, default=64, help="image crops and video clip sides, pixels")
     p.add_argument("--frames", type=POSITIVE_INT, default=9, help="video: frames per training clip (1 + 4n)")
@@ -461,24 +493,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=POSITIVE_FLOAT, default=1.0, help="audio segment length")
     p.add_argument("--num-codebooks", type=POSITIVE_INT, help="audio: most codebooks per frame (default 8)")
     p.add_argument("--kind-weights", help="audio: draw the data's subfolders in proportion, e.g. speech-en=2,music=1")
-    p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3)
-    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3, help="peak learning rate")
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="data order, augmentation and initial weights")
     p.add_argument("--force", action="store_true", help="overwrite an existing tokenizer")
-    p.set_defaults(func=cmd_train_tokenizer)
-    p = sub.add_parser("train-lm", help="train the language model on a JSONL manifest")
-    p.add_argument("--manifest", required=True)
+    p = command("train-lm", "train the language model on a JSONL manifest", cmd_train_lm)
+    p.add_argument("--manifest", required=True, help="a JSONL file of {prompt, completion} examples")
     p.add_argument("--vocab", help="vocabulary folder (a new model of --preset)")
     p.add_argument("--model", help="saved model folder to continue training")
-    p.add_argument("--preset", default="small")
-    p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=POSITIVE_INT, default=1000)
+    p.add_argument("--preset", default="small", help="size of a new model: tiny, small, ... (mmgist.lm.PRESETS)")
+    p.add_argument("--out", required=True, help="the model folder to write")
+    p.add_argument("--steps", type=POSITIVE_INT, default=1000, help="optimizer steps")
     p.add_argument("--batch-size", type=POSITIVE_INT, default=16, help="per process")
-    p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3)
-    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3, help="peak learning rate")
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="data order and initial weights")
     p.add_argument("--force", action="store_true", help="overwrite an existing model")
-    p.set_defaults(func=cmd_train_lm)
-    p = sub.add_parser("distill", help="compress a prefix (prompt JSON, or a JSONL of them) into gist tokens")
-    p.add_argument("prefix", help="a prompt JSON file, or a .jsonl of {id, prefix, queries}")
+    p = command("distill", "compress a prefix (prompt JSON, or a JSONL of them) into gist tokens", cmd_distill,
+                PROMPT_FILES)  # fmt: skip
+    p.add_argument("prefix", help="a prompt file (see below), a .jsonl of {id, prefix, queries}, or with --chat a "
+                   "text file (the system prompt)")  # fmt: skip
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--k", type=POSITIVE_INT, help="gist positions (default: 4; with --chat one per 16 prompt "
                    "tokens, gist_tokens_for)")  # fmt: skip
@@ -511,19 +543,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=POSITIVE_FLOAT, help="default: GistConfig's (3e-2)")
     p.add_argument("--hidden-weight", type=float, help="weight of the hidden-state term, 0 for the KL alone "
                    "(default: GistConfig's)")  # fmt: skip
-    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0)
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="sampling and initialization")
     p.add_argument("--out", required=True, help="gist file (or folder, for a .jsonl)")
-    p.add_argument("--force", action="store_true")
-    p.set_defaults(func=cmd_distill)
-    p = sub.add_parser("generate", help="continue a query with the model, after a gist if given")
-    p.add_argument("query")
+    p.add_argument("--force", action="store_true", help="overwrite an existing gist file")
+    p = command("generate", "continue a query with the model, after a gist if given", cmd_generate, PROMPT_FILES)
+    p.add_argument("query", help="text, or a prompt file (.json, see below) such as a photo and a question")
     p.add_argument("--model", required=True, help=MODEL_HELP)
-    p.add_argument("--gist")
+    p.add_argument("--gist", help="a gist file (mmgist distill) standing in for the prefix the query follows")
     p.add_argument("--chat", action="store_true", help="the query is a user turn of the model's chat template")
     p.add_argument("--system", help="with --chat: a text file, the system turn before the query (not with --gist; "
                    "with neither, no system turn at all: the template's default one is not added)")  # fmt: skip
-    p.add_argument("--max-new-tokens", type=POSITIVE_INT, default=32)
-    p.set_defaults(func=cmd_generate)
+    p.add_argument("--max-new-tokens", type=POSITIVE_INT, default=32, help="most tokens generated")
+    p.add_argument("--stop", action="append", default=[], help="end the answer where this text appears, e.g. "
+                   "'Q:' for the demo model (repeatable); <|eos|> always ends it")  # fmt: skip
     for p in sub.choices.values():  # `mmgist CMD ... --debug` as well as `mmgist --debug CMD ...`
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser

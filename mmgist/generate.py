@@ -2,6 +2,7 @@
 
     out = generate(model, vocab, Prompt(["Draw a cat:"]), max_new_tokens=1100, sizes={"image": (32, 32)})
     out                     # a Prompt: text, and media decoded from the generated codes
+    generate(model, vocab, "Q: colour? A:", stop="Q:")   # the answer only: cut where the next question starts
 
 `LayoutConstraint` masks every step's logits so the ids always parse:
     outside a segment   text ids, the opener of any modality that fits in the budget left, <|eos|>
@@ -163,6 +164,7 @@ def generate(
     media: bool = True,
     gist: Any = None,
     gist_cache: Any = None,
+    stop: str | list[str] | None = None,
 ) -> Prompt:
     """Continue `prompt` with the model; returns the generated segments as a Prompt.
 
@@ -175,6 +177,9 @@ def generate(
     across calls), and `prompt` is the query that follows them. It may be empty for an embeddings gist:
     its embeddings are then fed directly (there is no token to feed after a cache) and `gist_cache` is
     not used. A KV gist (`gist.target == "kv"`) needs a query or a modality.
+
+    Generation ends at <|eos|>, after `max_new_tokens`, or where the new text first holds one of the `stop`
+    strings; the answer is cut before it (for a model that marks no end, such as the demo's "A: dark. Q: ...").
     """
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
 
@@ -190,6 +195,9 @@ def generate(
         raise TypeError(f"gist must be a GistPrefix, got {type(gist).__name__}")
     if gist_cache is not None and gist is None:
         raise ValueError("gist_cache was given without its gist: pass gist=... too")
+    stops = [stop] if isinstance(stop, str) else list(stop or [])
+    if not all(isinstance(s, str) and s for s in stops):
+        raise ValueError(f"stop must be a non-empty string or a list of them, got {stop!r:.60}")
     empty = prompt is None or (isinstance(prompt, str) and prompt == "")
     query = prompt if isinstance(prompt, Prompt) else Prompt([] if empty else prompt)
     if gist is None:
@@ -242,17 +250,58 @@ def generate(
         feed = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
         if gist is not None:
             feed.update(cache_kwargs(model, gist.cache_for(model, 1, gist_cache)))
+    start = 0 if from_embeds else len(ids)
+    stopper = StopStrings(vocab, stops, start)
     out = model.generate(
         **feed,
         max_new_tokens=max_new_tokens,
         logits_processor=processors,
+        stopping_criteria=[stopper] if stops else None,
         **sampling,
         eos_token_id=vocab.eos_id,
         pad_token_id=vocab.pad_id,
     )
-    new = out[0, (0 if from_embeds else len(ids)) :].tolist()
+    new = out[0, start:].tolist()
     if vocab.eos_id in new:  # the end, not text: an <|eos|> that is a text id (text_specials) would decode as text
         new = new[: new.index(vocab.eos_id)]
     if modality is not None:
         new = [ids[-1], *new]
-    return vocab.decode(new, media=media)
+    result = vocab.decode(new, media=media)
+    return stopper.cut(result) if stops else result
+
+
+class StopStrings:
+    """A `transformers.StoppingCriteria`: True once the text generated after column `start` holds a stop string
+    (media segments are skipped; a segment still open is not decoded). `cut` ends a result before the first one."""
+
+    def __init__(self, vocab: SharedVocabulary, stops: list[str], start: int) -> None:
+        self.vocab, self.stops, self.start = vocab, stops, start
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        done = [self._stopped(row[self.start :].tolist()) for row in input_ids]
+        return torch.tensor(done, device=input_ids.device)
+
+    def _stopped(self, new: list[int]) -> bool:
+        try:
+            text = "".join(s.text for s in self.vocab.decode(new, media=False) if s.modality == "text")
+        except ValueError:  # inside a media segment: it cannot hold text
+            return False
+        return any(stop in text for stop in self.stops)
+
+    def cut(self, prompt: Prompt) -> Prompt:
+        """`prompt` up to the first stop string: segments after it dropped, its text segment shortened."""
+        from .prompt import Text
+
+        out = []
+        for segment in prompt:
+            if segment.modality != "text":
+                out.append(segment)
+                continue
+            at = min((i for i in (segment.text.find(s) for s in self.stops) if i >= 0), default=-1)
+            if at < 0:
+                out.append(segment)
+                continue
+            if segment.text[:at]:
+                out.append(Text(segment.text[:at]))
+            break
+        return Prompt(out)

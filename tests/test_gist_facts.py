@@ -6,7 +6,6 @@ from itertools import pairwise
 
 import pytest
 import torch
-from conftest import make_vocab
 
 from mmgist.chat import system_span, system_turn, user_turn
 from mmgist.gist import GistConfig, distill_gist, gist_tokens_for
@@ -15,7 +14,7 @@ from mmgist.gist.chunks import Chunk, ForcedRow, chunk_prefix, cue, reconstructi
 from mmgist.gist.kv_init import positions, prefix_kv, rotate_keys
 from mmgist.gist.prefix import kv_of
 from mmgist.gist.self_study import StudyConfig, chat_study, chunk_questions
-from mmgist.lm import build_lm, output_cache
+from mmgist.lm import output_cache
 
 DOC = "the harbour opens at six. the fee is twelve coins!\nlist the rules: no wake; no fishing. the cat is six"
 
@@ -87,15 +86,8 @@ def test_every_chunk_gets_questions_and_its_text_never_enters_the_teachers_conte
     assert qs == chunk_questions(model, vocab, ids, pieces, chunks, per_chunk=2, max_tokens=4)  # deterministic
 
 
-@pytest.fixture(scope="module")
-def llama():
-    vocab = make_vocab()
-    torch.manual_seed(0)
-    return build_lm(vocab, preset="tiny").eval(), vocab
-
-
-def test_rotations_compose_and_undo(llama):
-    model, _ = llama
+def test_rotations_compose_and_undo(tiny_lm):
+    model, _ = tiny_lm
     keys = torch.randn(2, 3, 5, model.config.hidden_size // model.config.num_attention_heads)
     a, b = torch.tensor([3, -1, 0, 7, 2]), torch.tensor([-5, 4, 2, 1, -2])
     twice = rotate_keys(model, rotate_keys(model, keys, a), b)
@@ -106,9 +98,9 @@ def test_rotations_compose_and_undo(llama):
         rotate_keys(model, keys, a[:4])
 
 
-def test_a_rotated_key_is_the_key_the_model_computes_at_the_other_position(llama):
+def test_a_rotated_key_is_the_key_the_model_computes_at_the_other_position(tiny_lm):
     """A single token read at position p, its keys turned by (q - p), equal those read at position q."""
-    model, vocab = llama
+    model, vocab = tiny_lm
     tok = vocab.encode("x")[0]
     pad = vocab.bos_id
     at = {}
@@ -125,8 +117,8 @@ def test_a_rotated_key_is_the_key_the_model_computes_at_the_other_position(llama
 
 
 @pytest.mark.parametrize("how", ["first", "even", "chunks"])
-def test_kv_init_from_the_prefix_is_its_cached_keys_and_values_at_the_chosen_positions(llama, how):
-    model, vocab = llama
+def test_kv_init_from_the_prefix_is_its_cached_keys_and_values_at_the_chosen_positions(tiny_lm, how):
+    model, vocab = tiny_lm
     prefix = vocab.encode("the harbour opens at six and the fee is twelve coins", add_bos=True)
     k = 4
     with torch.no_grad():
@@ -145,8 +137,8 @@ def test_kv_init_from_the_prefix_is_its_cached_keys_and_values_at_the_chosen_pos
     assert spread == sorted(spread) and (how != "chunks" or sum(map(len, spread)) == len(prefix) - 1)
 
 
-def test_a_kv_gist_starts_from_the_prefix_when_asked(llama):
-    model, vocab = llama
+def test_a_kv_gist_starts_from_the_prefix_when_asked(tiny_lm):
+    model, vocab = tiny_lm
     prefix = vocab.encode("the harbour opens at six and the fee is twelve coins", add_bos=True)
     config = GistConfig(num_gist_tokens=3, init="prefix_even", steps=1, lr=1e-9, num_continuations=4,
                         continuation_length=4, self_study=0, hidden_weight=0.0)  # fmt: skip
@@ -157,8 +149,8 @@ def test_a_kv_gist_starts_from_the_prefix_when_asked(llama):
         GistConfig(init="prefix_even", target="embeddings")
 
 
-def test_k_follows_the_prefix_length_within_its_bounds(llama):
-    model, _ = llama
+def test_k_follows_the_prefix_length_within_its_bounds(tiny_lm):
+    model, _ = tiny_lm
     assert gist_tokens_for(100, per=16, minimum=4, maximum=64) == 7  # ceil(100 / 16)
     assert gist_tokens_for(10, per=16, minimum=4, maximum=64) == 4
     assert gist_tokens_for(5000, per=16, minimum=4, maximum=64) == 64

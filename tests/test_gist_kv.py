@@ -4,14 +4,13 @@ import json
 
 import pytest
 import torch
-from conftest import make_vocab
 
 from mmgist import Prompt, Question, generate
 from mmgist.gist import GistConfig, GistPrefix, distill_gist, model_fingerprint
 from mmgist.gist.data import pad
 from mmgist.gist.prefix import kv_of
 from mmgist.gist.report import greedy, student_logprobs
-from mmgist.lm import build_lm, cache_kwargs
+from mmgist.lm import cache_kwargs
 
 PREFIX = Prompt(["The secret word is zebra. ", torch.rand(3, 16, 16), " Always answer with the secret word."])
 KV = dict(num_gist_tokens=2, target="kv", self_study=0, steps=30, lr=3e-2, num_continuations=16, continuation_length=8,
@@ -19,10 +18,8 @@ KV = dict(num_gist_tokens=2, target="kv", self_study=0, steps=30, lr=3e-2, num_c
 
 
 @pytest.fixture(scope="module")
-def setup():
-    vocab = make_vocab()
-    torch.manual_seed(0)
-    model = build_lm(vocab, preset="tiny").eval()
+def setup(tiny_lm):
+    model, vocab = tiny_lm
     served, unseen = [" Q: word?", " Again:"], [Question(" Name it:", [" zebra", " horse"], 0), " More:"]
     gist = distill_gist(model, vocab, PREFIX, GistConfig(**KV), queries=served, heldout_queries=unseen)
     return model, vocab, gist

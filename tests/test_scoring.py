@@ -2,26 +2,18 @@
 
 import pytest
 import torch
-from conftest import EMBEDDINGS_ONLY, make_vocab
+from conftest import EMBEDDINGS_ONLY
 
 from mmgist import Prompt
 from mmgist.gist import GistConfig, GistPrefix, distill_gist, model_fingerprint
-from mmgist.lm import build_lm
 from mmgist.scoring import Question, accuracy, prefix_head, score_options
 
 PREFIX = Prompt(["The secret word is zebra. ", torch.rand(3, 16, 16), " Say it."])
 OPTIONS = [" zebra", " horse", " a"]
 
 
-@pytest.fixture(scope="module")
-def setup():
-    vocab = make_vocab()
-    torch.manual_seed(0)
-    return build_lm(vocab, preset="tiny").eval(), vocab
-
-
-def test_scores_match_one_forward_pass_per_option(setup):
-    model, vocab = setup
+def test_scores_match_one_forward_pass_per_option(tiny_lm):
+    model, vocab = tiny_lm
     context = vocab.encode(PREFIX, add_bos=True) + vocab.encode([" The word:"])
     by_hand = []
     for o in OPTIONS:
@@ -39,8 +31,8 @@ def test_scores_match_one_forward_pass_per_option(setup):
     assert torch.allclose(score_options(model, vocab, " The word:", OPTIONS).logprobs, bare)
 
 
-def test_a_prefix_read_once_as_keys_and_values_scores_like_the_prefix(setup):
-    model, vocab = setup
+def test_a_prefix_read_once_as_keys_and_values_scores_like_the_prefix(tiny_lm):
+    model, vocab = tiny_lm
     head = prefix_head(model, vocab, PREFIX)
     assert len(head) == len(vocab.encode(PREFIX, add_bos=True))
     for query, options in ((" The word:", OPTIONS), (" Q: again? A:", [" no", " yes, zebra"])):
@@ -51,8 +43,8 @@ def test_a_prefix_read_once_as_keys_and_values_scores_like_the_prefix(setup):
         score_options(model, vocab, " The word:", OPTIONS, prefix=PREFIX, head=head)
 
 
-def test_a_gist_of_the_prefix_own_embeddings_scores_like_the_prefix(setup):
-    model, vocab = setup
+def test_a_gist_of_the_prefix_own_embeddings_scores_like_the_prefix(tiny_lm):
+    model, vocab = tiny_lm
     ids = vocab.encode(PREFIX, add_bos=True)
     with torch.no_grad():  # k = prefix length: no compression
         own = model.get_input_embeddings()(torch.tensor(ids[1:]))
@@ -63,8 +55,8 @@ def test_a_gist_of_the_prefix_own_embeddings_scores_like_the_prefix(setup):
     )
 
 
-def test_accuracy_and_bad_questions(setup):
-    model, vocab = setup
+def test_accuracy_and_bad_questions(tiny_lm):
+    model, vocab = tiny_lm
     best = score_options(model, vocab, " The word:", OPTIONS, prefix=PREFIX).best
     right, wrong = Question(" The word:", OPTIONS, best), Question(" The word:", OPTIONS, (best + 1) % 3)
     assert accuracy(model, vocab, [right, wrong, Question(" x", OPTIONS)], prefix=PREFIX) == 0.5
@@ -79,8 +71,8 @@ def test_accuracy_and_bad_questions(setup):
         score_options(model, vocab, " q", OPTIONS, prefix=PREFIX, gist=gist)
 
 
-def test_questions_add_a_task_section_to_the_gist_report(setup):
-    model, vocab = setup
+def test_questions_add_a_task_section_to_the_gist_report(tiny_lm):
+    model, vocab = tiny_lm
     questions = [Question(" The word:", OPTIONS, 0), Question(" Say:", OPTIONS[:2])]
     config = GistConfig(
         **EMBEDDINGS_ONLY, num_gist_tokens=2, steps=5, num_continuations=4, continuation_length=4, eval_every=5

@@ -23,7 +23,7 @@ import torch
 from ..lm import cache_kwargs, output_cache
 from ..scoring import Question, option_kl, to_ids
 from .data import Continuations, Teacher, pad
-from .prefix import KVHead, kv_cache
+from .prefix import KVHead, kv_cache, kv_of
 
 Head = torch.Tensor | KVHead  # (h, d) embeddings, or keys and values of h positions
 
@@ -138,13 +138,15 @@ def greedy(model: Any, head: Head, query: list[int], n: int, eos_id: int) -> lis
 
 @torch.no_grad()
 def greedy_batch(model: Any, head: Head, queries: list[list[int]], n: int, eos_id: int) -> list[list[int]]:
-    """`greedy` of every query after the same head, decoded together: one forward per new token for the whole
-    batch, where one at a time streams every weight once per token per query (the cost of batch-1 decoding).
-    Shorter queries are padded on the right and masked; each row keeps its own positions, so a row decodes
-    exactly as it would alone (up to float summation order)."""
+    """`greedy` of every query after the same head, decoded together: the head is read once (an embeddings
+    head becomes its keys and values) and each new token is one forward for the whole batch. Shorter queries
+    are padded on the right and masked; each row keeps its own positions, so a row decodes exactly as it
+    would alone (up to float summation order)."""
     if not queries:
         return []
     device = model.get_input_embeddings().weight.device
+    if not isinstance(head, KVHead) and all(queries):  # read the head once, as keys and values every row shares
+        head = KVHead(kv_of(output_cache(model(inputs_embeds=head[None].to(device), use_cache=True))))
     kv = isinstance(head, KVHead)
     if kv and not all(queries):
         raise ValueError("greedy decoding after a KV head needs a query: a KV head predicts no first token")

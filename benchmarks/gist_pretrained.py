@@ -47,7 +47,7 @@ from gist import latency, markdown, print_row
 from mmgist.chat import system_turn, user_turn
 from mmgist.gist import GistConfig, distill_gist
 from mmgist.gist import data as gist_data
-from mmgist.gist.report import fidelity, greedy
+from mmgist.gist.report import fidelity, greedy_batch
 from mmgist.gist.self_study import ChatStudy, StudyConfig, chat_config, chat_questions, chat_study
 from mmgist.metrics import rouge_l
 from mmgist.pretrained import load_pretrained_lm
@@ -154,7 +154,7 @@ class Document:
     def greedy(self, model, vocab, head) -> dict[str, list[str]]:
         out = {}
         for s, queries in self.queries.items():
-            answers = [greedy(model, head, q, self.answer_tokens, vocab.eos_id) for q in queries]
+            answers = greedy_batch(model, head, queries, self.answer_tokens, vocab.eos_id)
             out[s] = [vocab.decode([t for t in a if t != vocab.eos_id]).text() for a in answers]
         return out
 

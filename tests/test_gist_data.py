@@ -227,3 +227,20 @@ def test_cut_at_stops_each_row_before_the_first_excluded_pattern():
     assert cut_at(rows, [[1, 2]], starts=[2, 1, 0, 0]) == [[5, 1, 2, 7], [1, 2, 3], [9, 9, 3, 4], [4, 4]]
     with pytest.raises(ValueError, match="no tokens"):
         cut_at(rows, [[]])
+
+
+def test_batched_greedy_decodes_each_query_as_alone_after_either_kind_of_head(setup):
+    """Queries of different lengths decoded together (right-padded, masked, own positions) give each query's
+    own greedy continuation, after the prefix's embeddings and after its keys and values alike."""
+    from mmgist.gist.report import greedy_batch
+    from mmgist.scoring import prefix_head
+
+    model, vocab = setup
+    prefix = vocab.encode(PREFIX, add_bos=True)
+    queries = [vocab.encode([q]) for q in (" Q:", " Q: top left? A:", " x", " Q: top left? A: dark. Q:")]
+    embeddings, kv = head_embeddings(model, vocab, prefix=prefix), prefix_head(model, vocab, prefix)
+    alone = [greedy(model, embeddings, q, 7, vocab.eos_id) for q in queries]
+    assert len({tuple(a) for a in alone}) > 1  # the queries lead to different answers
+    assert greedy_batch(model, embeddings, queries, 7, vocab.eos_id) == alone
+    assert greedy_batch(model, kv, queries, 7, vocab.eos_id) == alone
+    assert greedy_batch(model, embeddings, queries[:1], 1, vocab.eos_id) == [alone[0][:1]]

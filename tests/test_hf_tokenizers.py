@@ -341,10 +341,10 @@ def save_image_vq(tmp_path):
 def test_call_options_are_honoured_or_refused(models):
     vq = mmgist.load_tokenizer(save_tiny("emu3", models), image_size=0)
     assert vq.encode(photo(70, 90), fit="crop").shape == (8, 11) and vq.encode(photo(70, 90)).shape == (9, 12)
-    with pytest.raises(TypeError, match=r"unexpected option\(s\) \['fitt'\]"):
+    with pytest.raises(TypeError, match=r"hf-image.encode has no option\(s\) \['fitt'\]; its options: \['fit'\]"):
         vq.encode(photo(), fitt="crop")
     codec = mmgist.load_tokenizer(save_tiny("dac", models))
-    with pytest.raises(TypeError, match=r"unexpected option\(s\) \['num_codebook'\]"):
+    with pytest.raises(TypeError, match=r"no option\(s\) \['num_codebook'\]; its options: \[.*'num_codebooks'"):
         codec.encode(wave(), 22050, num_codebook=2)
     half = codec.to(torch.bfloat16)
     assert half.dtype == torch.bfloat16 and half.encode(wave(), 22050).shape[0] == 4

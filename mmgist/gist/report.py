@@ -23,7 +23,7 @@ import torch
 from ..lm import cache_kwargs, output_cache
 from ..scoring import Question, option_kl, to_ids
 from .data import Continuations, Teacher, pad
-from .prefix import KVHead, kv_cache
+from .prefix import KVHead, kv_cache, kv_of
 
 Head = torch.Tensor | KVHead  # (h, d) embeddings, or keys and values of h positions
 
@@ -133,27 +133,56 @@ def fidelity(model: Any, head: Head, data: Continuations) -> dict[str, Any]:
 @torch.no_grad()
 def greedy(model: Any, head: Head, query: list[int], n: int, eos_id: int) -> list[int]:
     """The greedy continuation (up to n tokens, eos included) after `head` then `query`, with a KV cache."""
+    return greedy_batch(model, head, [query], n, eos_id)[0]
+
+
+@torch.no_grad()
+def greedy_batch(model: Any, head: Head, queries: list[list[int]], n: int, eos_id: int) -> list[list[int]]:
+    """`greedy` of every query after the same head, decoded together: the head is read once (an embeddings
+    head becomes its keys and values) and each new token is one forward for the whole batch. Shorter queries
+    are padded on the right and masked; each row keeps its own positions, so a row decodes exactly as it
+    would alone (up to float summation order)."""
+    if not queries:
+        return []
     device = model.get_input_embeddings().weight.device
-    if isinstance(head, KVHead):
-        if not query:
-            raise ValueError("greedy decoding after a KV head needs a query: a KV head predicts no first token")
-        cache = kv_cache(model, head.kv)
-        out = model(input_ids=torch.tensor([query], device=device), **cache_kwargs(model, cache))
+    if not isinstance(head, KVHead) and all(queries):  # read the head once, as keys and values every row shares
+        head = KVHead(kv_of(output_cache(model(inputs_embeds=head[None].to(device), use_cache=True))))
+    kv = isinstance(head, KVHead)
+    if kv and not all(queries):
+        raise ValueError("greedy decoding after a KV head needs a query: a KV head predicts no first token")
+    B, h, lengths = len(queries), len(head), torch.tensor([len(q) for q in queries])
+    L = int(lengths.max())
+    ids = torch.tensor([q + [eos_id] * (L - len(q)) for q in queries], device=device)  # (B, L), pads masked below
+    mask = torch.cat([torch.ones(B, h, dtype=torch.long), (torch.arange(L) < lengths[:, None]).long()], 1)
+    if kv:
+        positions = h + torch.arange(L).expand(B, L)
+        first = {"input_ids": ids, **cache_kwargs(model, kv_cache(model, head.kv, B))}
     else:
-        x = torch.cat([head, model.get_input_embeddings()(torch.tensor(query, dtype=torch.long, device=device))])
-        out = model(inputs_embeds=x[None], use_cache=True)
-    seq: list[int] = []
-    while True:
-        seq.append(int(out.logits[0, -1].argmax()))
-        if len(seq) == n or seq[-1] == eos_id:
-            return seq
-        step = torch.tensor([seq[-1:]], device=device)
-        out = model(input_ids=step, **cache_kwargs(model, output_cache(out)))
+        positions = torch.arange(h + L).expand(B, h + L)
+        x = torch.cat([head.expand(B, -1, -1), model.get_input_embeddings()(ids)], dim=1)  # (B, h + L, d)
+        first = {"inputs_embeds": x, "use_cache": True}
+    if not kv and "logits_to_keep" in inspect.signature(model.forward).parameters:
+        first["logits_to_keep"] = L  # the query columns only: (B, h + L, V) logits after a long head are GBs
+    out = model(**first, attention_mask=mask.to(device), position_ids=positions.to(device))
+    last = (lengths - 1 + out.logits.shape[1] - L).to(device)  # where each row's query ends, in these logits
+    token = out.logits[torch.arange(B, device=device), last].argmax(-1)  # (B,)
+    seqs, done = [[int(t)] for t in token], [int(t) == eos_id or n == 1 for t in token]
+    position = (h + lengths).to(device)  # each row's next position
+    while not all(done):
+        mask = torch.cat([mask, torch.ones(B, 1, dtype=torch.long)], 1)
+        out = model(input_ids=token[:, None], attention_mask=mask.to(device), position_ids=position[:, None],
+                    **cache_kwargs(model, output_cache(out)))  # fmt: skip
+        token, position = out.logits[:, -1].argmax(-1), position + 1
+        for i, t in enumerate(token.tolist()):
+            if not done[i]:
+                seqs[i].append(t)
+                done[i] = t == eos_id or len(seqs[i]) == n
+    return seqs
 
 
 def greedy_match(model: Any, heads: dict[str, Head], queries: list[list[int]], n: int, eos_id: int) -> dict:
     """Per head: the share of queries whose greedy continuation equals the full prefix's (heads["full_prefix"])."""
-    runs = {name: [greedy(model, head, q, n, eos_id) for q in queries or [[]]] for name, head in heads.items()}
+    runs = {name: greedy_batch(model, head, queries or [[]], n, eos_id) for name, head in heads.items()}
     full = runs["full_prefix"]
     return {name: sum(a == b for a, b in zip(full, seqs)) / len(full) for name, seqs in runs.items()}
 

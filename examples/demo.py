@@ -71,7 +71,7 @@ def gist_demo(photo: torch.Tensor) -> None:
     from mmgist.demo_task import CROP, GIST_HELDOUT_MARKERS, GIST_HELDOUT_TYPES, STYLES, TaskSample, gist_questions
     from mmgist.gist.report import summary
 
-    model, vocab = load_model("models/demo-photo-qa")
+    model, vocab = load_model("demo-photo-qa")  # the shipped model, found from any folder
     crop = photo[:, 96 : 96 + CROP, 64 : 64 + CROP]  # the cat's face: a held-out photo, never trained on
     sample = TaskSample(crop, STYLES[0])  # facts (true answers) computed from the pixels
     other = image_to_tensor(load_image(sample_photo("coffee")))[:, 100 : 100 + CROP, 100 : 100 + CROP]
@@ -85,7 +85,7 @@ def gist_demo(photo: torch.Tensor) -> None:
         f"{len(served)} questions; question types {', '.join(GIST_HELDOUT_TYPES)} are never trained on"
     )
     config = GistConfig(num_gist_tokens=4, num_continuations=8)  # KV, hidden-state term, 64 self-study, 200 steps
-    gist = distill_gist(model, vocab, prefix, config, queries=served, heldout_queries=unseen,
+    gist = distill_gist(model, vocab, prefix, config, queries=served, heldout_queries=unseen, progress=True,
                         control_prefix=control.prefix(), self_study_exclude=list(GIST_HELDOUT_MARKERS))  # fmt: skip
     print("\n".join("  " + line for line in summary(gist.report).splitlines()))
     cache = gist.cache(model)

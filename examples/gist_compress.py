@@ -1,6 +1,6 @@
 """Compress a reference photo plus instructions into k gist tokens, then answer queries both ways.
 
-    python examples/gist_compress.py [--model models/demo-photo-qa] [--k 4] [--target kv] [--photo coffee]
+    python examples/gist_compress.py [--model demo-photo-qa] [--k 4] [--target kv] [--photo coffee]
 
 Prints the fidelity report (held-out continuations, questions of types the gist never saw, the
 content control: the same instruction with another photo), and the answers with the full prefix and
@@ -27,7 +27,7 @@ def centre_crop(name: str):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="models/demo-photo-qa")
+    ap.add_argument("--model", default="demo-photo-qa")
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--target", default="kv", choices=["kv", "embeddings"])
     ap.add_argument("--photo", default="coffee", help="a bundled held-out photo")

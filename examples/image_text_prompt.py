@@ -1,6 +1,6 @@
 """Ask the demo model about a photo: an image+text prompt through the processor, answered by generation.
 
-    python examples/image_text_prompt.py [IMAGE] [--model models/demo-photo-qa] [--style 0]
+    python examples/image_text_prompt.py [IMAGE] [--model demo-photo-qa] [--style 0]
 
 The demo model was trained on mmgist.demo_task: questions about the brightness, colour and texture of
 a 3x3 grid over a reference photo, comparisons and extremes, answered in the instruction's style. With
@@ -20,7 +20,7 @@ from mmgist.io import image_to_tensor, load_image
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("image", nargs="?")
-    ap.add_argument("--model", default="models/demo-photo-qa")
+    ap.add_argument("--model", default="demo-photo-qa")
     ap.add_argument("--style", type=int, default=0, choices=range(len(STYLES)), help="which instruction")
     args = ap.parse_args()
 

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     for q in study.questions[:: max(1, len(study.questions) // 4)][:4]:
         print(f"  [{q.family}] {q.text}")
     config = chat_config(num_gist_tokens=k, **({} if args.steps is None else {"steps": args.steps}))
-    gist = distill_gist(model, vocab, prefix, config, queries=study.queries, forced=study.forced)
+    gist = distill_gist(model, vocab, prefix, config, queries=study.queries, forced=study.forced, progress=True)
     print(f"distilled a KV gist of {k} positions in {gist.report['wall_seconds']:.0f} s "
           f"({gist.compression:.0f}x compression)\n")  # fmt: skip
 

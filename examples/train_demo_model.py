@@ -152,6 +152,8 @@ def main() -> None:
         train(args, photos, out)
     if args.no_evaluate:
         return
+    if not (photos / "heldout").is_dir():
+        sys.exit(f"no held-out photos in {photos / 'heldout'}: `make data` gathers them (Debian's photo packages)")
     model, vocab = load_model(out)
     heldout = make_samples(photos / "heldout", args.heldout_samples, seed=1)
     figures = measure(model, vocab, heldout)

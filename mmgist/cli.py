@@ -83,21 +83,24 @@ def _load_prompt(path: Path) -> Prompt:
     return Prompt(out)
 
 
-MODEL_HELP = "a model folder, or a pretrained LM's name (mmgist.pretrained.PRETRAINED: smollm2-135m-instruct)"
+MODEL_HELP = "a model folder, a shipped model's name (demo-photo-qa) or a pretrained LM's name (smollm2-135m-instruct)"
 
 
 def _load_model(name_or_folder: str):
-    """(model, vocab) from a model folder, or a pretrained LM's name when no such folder exists."""
-    from .lm import load_model
+    """(model, vocab) from a model folder, a shipped model's name or a pretrained LM's name."""
+    from .lm import find_model, list_models, load_model
     from .pretrained import PRETRAINED, load_pretrained_lm
 
     if name_or_folder in PRETRAINED and not Path(name_or_folder).exists():
         return load_pretrained_lm(name_or_folder)
-    if not Path(name_or_folder).exists():
+    try:
+        folder = find_model(name_or_folder)
+    except FileNotFoundError:
         raise FileNotFoundError(
-            f"--model {name_or_folder!r} is neither a model folder nor a pretrained LM ({sorted(PRETRAINED)})"
-        )
-    return load_model(existing_dir(name_or_folder, "--model"))
+            f"--model {name_or_folder!r} is neither a model folder, a shipped model ({list_models()}) nor a "
+            f"pretrained LM ({sorted(PRETRAINED)})"
+        ) from None
+    return load_model(existing_dir(folder, "--model"))
 
 
 def _read_text(path: str, what: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -152,8 +153,37 @@ def save_model(model: Any, vocab: SharedVocabulary, folder: str | os.PathLike) -
     return folder
 
 
+def model_dirs() -> list[Path]:
+    """The folders searched for shipped models by name, in order: $MMGIST_MODELS, the repository's models/,
+    and <prefix>/share/mmgist/models (where a wheel install puts them)."""
+    dirs = [Path(p) for p in os.environ.get("MMGIST_MODELS", "").split(os.pathsep) if p]
+    dirs.append(Path(__file__).resolve().parents[1] / "models")
+    dirs.append(Path(sys.prefix) / "share" / "mmgist" / "models")
+    return dirs
+
+
+def list_models() -> list[str]:
+    """Names of the shipped models found in `model_dirs`, which `load_model` takes from any folder."""
+    return sorted({p.name for d in model_dirs() if d.is_dir() for p in d.iterdir() if (p / VOCAB_FILE).is_file()})
+
+
+def find_model(name_or_folder: str | os.PathLike) -> Path:
+    """A model folder: `name_or_folder` itself when it exists, else the shipped model of that name."""
+    path = Path(name_or_folder)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    for d in model_dirs():
+        if (d / path.name / VOCAB_FILE).is_file():
+            return d / path.name
+    raise FileNotFoundError(
+        f"model folder {str(name_or_folder)!r} does not exist, and no shipped model has that name "
+        f"(shipped: {list_models()}; searched {[str(d) for d in model_dirs()]})"
+    )
+
+
 def load_model(folder: str | os.PathLike, dtype: torch.dtype | None = None) -> tuple[Any, SharedVocabulary]:
-    """(model, vocab) from a folder written by `save_model`; the model is in eval mode.
+    """(model, vocab) from a folder written by `save_model`, or a shipped model by name ("demo-photo-qa", from
+    any working folder: `model_dirs`); the model is in eval mode.
 
     Refused with the folder named: a missing or malformed config.json (sizes that are not positive
     ints), weights only in a pickle file (never unpickled), a corrupt safetensors file, weights that
@@ -161,7 +191,7 @@ def load_model(folder: str | os.PathLike, dtype: torch.dtype | None = None) -> t
     them) and weights holding NaN or inf."""
     from transformers import AutoModelForCausalLM
 
-    folder = existing_dir(folder, "model folder")
+    folder = existing_dir(find_model(folder), "model folder")
     if not (folder / "config.json").exists():
         raise FileNotFoundError(f"{str(folder)!r} holds no model (no config.json)")
     config = read_json(folder / "config.json", "model config")

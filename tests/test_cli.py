@@ -269,3 +269,16 @@ def test_tokenizers_filters_every_list_and_commands_say_what_they_wrote(tmp_path
     assert "encodec" not in out and "audio-rvq" not in out and "image-vq" in out
     assert main(["vocab", "--out", str(tmp_path / "v")]) == 0
     assert f"wrote {tmp_path / 'v'}" in capsys.readouterr().out
+
+
+def test_the_shipped_model_loads_by_name_from_any_folder(tmp_path, monkeypatch, capsys):
+    from mmgist.lm import find_model, list_models
+
+    monkeypatch.chdir(tmp_path)  # not the repository: "models/demo-photo-qa" is not here
+    assert "demo-photo-qa" in list_models() and (find_model("demo-photo-qa") / "config.json").is_file()
+    assert main(["generate", "--model", "demo-photo-qa", "Q: top left colour? A:", "--max-new-tokens", "8",
+                 "--stop", " Q:"]) == 0  # fmt: skip
+    assert " Q:" not in capsys.readouterr().out
+    assert main(["generate", "--model", "no-such-model", "hi"]) == 2
+    err = capsys.readouterr().err
+    assert "'no-such-model' is neither a model folder, a shipped model (['demo-photo-qa'" in err

@@ -199,6 +199,19 @@ class Prompt(Sequence[Segment]):
             if isinstance(s, Text):
                 parts.append(repr(s.text if len(s.text) <= 40 else s.text[:37] + "..."))
             else:
-                shape = "x".join(map(str, s.codes.shape)) if s.codes is not None else "?"
-                parts.append(f"<{s.modality} codes {shape}>")
+                parts.append(f"<{_describe(s)}>")
         return f"Prompt([{', '.join(parts)}])"
+
+
+def _describe(segment: Image | Audio | Video) -> str:
+    """A media segment in a few words: its codes' shape once encoded, else the media's own size."""
+    if segment.codes is not None:
+        return f"{segment.modality} codes {'x'.join(map(str, segment.codes.shape))}"
+    if isinstance(segment, Image):
+        pixels = segment.pixels
+        w, h = (pixels.shape[-1], pixels.shape[-2]) if isinstance(pixels, torch.Tensor) else pixels.size  # PIL: (w, h)
+        return f"image {w}x{h}"
+    if isinstance(segment, Audio):
+        return f"audio {segment.waveform.shape[-1] / segment.sample_rate:.2f} s at {segment.sample_rate} Hz"
+    t, _, h, w = segment.frames.shape
+    return f"video {t} frames {w}x{h} at {segment.fps:g} fps"

@@ -44,3 +44,18 @@ def test_segment_constructors_check_their_fields():
         Image(codes=torch.zeros(3, dtype=torch.long))
     with pytest.raises(ValueError, match="non-empty"):
         Audio(torch.zeros(1, 0), 16000)
+
+
+def test_a_prompt_and_a_tokenizer_print_in_one_line_each():
+    from PIL import Image as PILImage
+
+    from mmgist import create_tokenizer
+
+    prompt = Prompt(["hi ", torch.rand(3, 16, 24), PILImage.new("RGB", (30, 20)), Audio(torch.zeros(1, 16000), 16000),
+                     Video(torch.zeros(5, 3, 8, 12), 8)])  # fmt: skip
+    assert repr(prompt) == (
+        "Prompt(['hi ', <image 24x16>, <image 30x20>, <audio 1.00 s at 16000 Hz>, <video 5 frames 12x8 at 8 fps>])"
+    )
+    assert repr(create_tokenizer("image-vq", preset="tiny")) == (
+        "ImageVQTokenizer(name='image-vq', codebook_size=32, num_codebooks=1)"
+    )

@@ -266,6 +266,10 @@ class ModalityTokenizer(nn.Module):
     def extra_repr(self) -> str:
         return f"name={self.name!r}, codebook_size={self.codebook_size}, num_codebooks={self.num_codebooks}"
 
+    def __repr__(self) -> str:
+        """One line (name, sizes), not nn.Module's tree of every layer: `print(tokenizer)` in a notebook."""
+        return f"{type(self).__name__}({self.extra_repr()})"
+
 
 def checked_options(method: Any) -> Any:
     """`method` (an encode or decode) refusing keyword options it does not name, with a message listing the

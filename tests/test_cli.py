@@ -1,11 +1,13 @@
 """The CLI is a thin layer: round trip through files, errors on stderr with exit code 2."""
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
 
 from mmgist.cli import main
+from mmgist.lm import find_model
 
 
 def test_vocab_encode_decode_through_files(tmp_path, capsys):
@@ -282,3 +284,24 @@ def test_the_shipped_model_loads_by_name_from_any_folder(tmp_path, monkeypatch, 
     assert main(["generate", "--model", "no-such-model", "hi"]) == 2
     err = capsys.readouterr().err
     assert "'no-such-model' is neither a model folder, a shipped model (['demo-photo-qa'" in err
+
+
+def test_a_newcomer_walks_encode_decode_distill_generate_with_the_demo_model(tmp_path, monkeypatch, capsys):
+    """The command-line flow of the README, from a folder outside the repository: a photo prompt file, the
+    shipped model by name, a gist of it, and the same question after the gist and after the full prompt."""
+    from mmgist.datasets import photo_paths
+
+    monkeypatch.chdir(tmp_path)
+    PILImage.open(photo_paths()["chelsea"]).crop((100, 50, 164, 114)).save("cat.png")  # 64x64: a quick prompt
+    Path("photo.json").write_text(json.dumps(["Reference photo: ", {"image": "cat.png"}, " Describe it."]))
+    Path("asked.json").write_text(json.dumps(["Reference photo: ", {"image": "cat.png"}, " Q: top left colour? A:"]))
+    assert main(["encode", "--vocab", str(find_model("demo-photo-qa")), "photo.json"]) == 0
+    Path("ids.json").write_text(capsys.readouterr().out)
+    assert main(["decode", "--vocab", str(find_model("demo-photo-qa")), "ids.json", "--media-dir", "decoded"]) == 0
+    assert "wrote decoded/segment1.png" in capsys.readouterr().out and Path("decoded/segment1.png").is_file()
+    assert main(["distill", "photo.json", "--model", "demo-photo-qa", "--k", "4", "--steps", "2", "--self-study", "4",
+                 "--out", "photo.gist"]) == 0  # fmt: skip
+    assert "\nwrote photo.gist: k=4" in capsys.readouterr().out
+    for argv in (["--gist", "photo.gist", "Q: top left colour? A:"], ["asked.json"]):
+        assert main(["generate", "--model", "demo-photo-qa", *argv, "--stop", " Q:", "--max-new-tokens", "8"]) == 0
+        assert " Q:" not in capsys.readouterr().out

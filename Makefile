@@ -19,7 +19,7 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check mmgist tests examples benchmarks notebooks
 
 test: lint
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --durations=15
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

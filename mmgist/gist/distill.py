@@ -44,6 +44,7 @@ from dataclasses import asdict
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from ..lm import output_cache
 from ..scoring import Question, context_ids, head_embeddings, prefix_head, to_ids
@@ -91,6 +92,7 @@ def _train(
     watched_targets = _states(model, full, watched) if hidden else None
     history: list[dict[str, Any]] = []
     best, best_step, best_kl = init.clone(), 0, float("inf")
+    bar = tqdm(total=config.steps, desc="distilling the gist", unit="step", disable=not progress, dynamic_ncols=True)
     for step in range(config.steps + 1):
         if step % config.eval_every == 0 or step == config.steps:
             h = head(gist.detach())
@@ -104,12 +106,12 @@ def _train(
                 row["validation_kl"] = report.fidelity(model, h, validation)["kl"]
             row.update({f"{name}_kl": report.fidelity(model, h, part)["kl"] for name, part in parts.items()})
             history.append(row)
-            if progress:
-                print(f"gist step {step}: " + ", ".join(f"{key} {v:.4f}" for key, v in row.items() if key != "step"))
+            bar.set_postfix({key.replace("_kl", " KL"): f"{v:.3f}" for key, v in row.items() if key.endswith("_kl")})
             score = row["validation_kl"] if validation is not None else -step  # fixed: the last step
             if score < best_kl:
                 best, best_step, best_kl = gist.detach().clone(), step, score
         if step == config.steps:
+            bar.close()
             return best, history, step, best_step
         picks = usable[torch.randint(0, len(usable), (config.batch_size,), generator=g)]
         batch = train.subset(picks).trimmed()
@@ -123,6 +125,7 @@ def _train(
             loss = loss + config.hidden_weight * report.hidden_error(states, want, batch.real)
         opt.zero_grad()
         loss.backward()
+        bar.update(1)
         opt.step()
         schedule.step()
         if not (torch.isfinite(loss) and torch.isfinite(gist).all()):

@@ -301,7 +301,7 @@ def test_a_newcomer_walks_encode_decode_distill_generate_with_the_demo_model(tmp
     assert "wrote decoded/segment1.png" in capsys.readouterr().out and Path("decoded/segment1.png").is_file()
     assert main(["distill", "photo.json", "--model", "demo-photo-qa", "--k", "4", "--steps", "2", "--self-study", "4",
                  "--out", "photo.gist"]) == 0  # fmt: skip
-    assert "\nwrote photo.gist: k=4" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith("wrote photo.gist: k=4")  # the bar goes to stderr
     for argv in (["--gist", "photo.gist", "Q: top left colour? A:"], ["asked.json"]):
         assert main(["generate", "--model", "demo-photo-qa", *argv, "--stop", " Q:", "--max-new-tokens", "8"]) == 0
         assert " Q:" not in capsys.readouterr().out

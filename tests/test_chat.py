@@ -229,7 +229,7 @@ def test_cli_distills_a_chat_gist_from_a_text_file_and_answers_after_it(chat, tm
         ("distill", doc, "--model", m, "--study-questions", "4", "--out", gist + "2"): "--study-questions needs --chat",
         ("distill", doc, "--model", m, "--no-reconstruction", "--out", gist + "2"): "--no-reconstruction needs --chat",
         ("distill", doc, "--model", m, "--chat", "--no-study", "--out", gist + "2"): "--chat needs questions to learn",
-        ("generate", "--model", "smollm9", "hi"): "neither a model folder nor a pretrained LM",
+        ("generate", "--model", "smollm9", "hi"): "neither a model folder, a shipped model",
     }
     for argv, message in refused.items():
         assert main(list(argv)) == 2

@@ -69,6 +69,7 @@ RECIPES: dict[str, tuple[dict, dict]] = {
     "recon": ({**BASE, "reconstruction": True}, {"init": "last_tokens"}),
     "init": (BASE, {"init": "prefix_salient"}),
     "facts": ({}, {}),
+    "attended": ({}, {"init": "prefix_attended"}),  # the facts recipe, the gist started as SnapKV keeps a cache
 }
 COLUMNS = {"recipe": "", "target": "", "k": "", "ratio": ".0f", "facts kept": ".2f", "hits full": ".2f",
            "hits gist": ".2f", "hits none": ".2f", "G A": ".3f", "G B": ".3f", "G_content": ".3f",

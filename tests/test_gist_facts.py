@@ -11,7 +11,7 @@ from mmgist.chat import system_span, system_turn, user_turn
 from mmgist.gist import GistConfig, distill_gist, gist_tokens_for
 from mmgist.gist import data as gist_data
 from mmgist.gist.chunks import Chunk, ForcedRow, chunk_prefix, cue, reconstruction_rows
-from mmgist.gist.kv_init import positions, prefix_kv, rotate_keys
+from mmgist.gist.kv_init import attended_kv, attention_received, positions, prefix_kv, rotate_keys
 from mmgist.gist.prefix import kv_of
 from mmgist.gist.self_study import StudyConfig, chat_study, chunk_questions
 from mmgist.lm import output_cache
@@ -137,6 +137,48 @@ def test_kv_init_from_the_prefix_is_its_cached_keys_and_values_at_the_chosen_pos
     assert spread == sorted(spread) and (how != "chunks" or sum(map(len, spread)) == len(prefix) - 1)
 
 
+def test_attention_received_read_from_the_cache_equals_the_whole_sequence_read_at_once(tiny_lm):
+    """Rows read after the prefix's cache (batched, right-padded) attend to each prefix position as they do
+    when prefix and row are one sequence (eager attention, one row at a time)."""
+    model, vocab = tiny_lm
+    prefix = vocab.encode("the harbour opens at six and the fee is twelve coins", add_bos=True)
+    rows = [vocab.encode(" when does it open?"), vocab.encode(" fee"), vocab.encode(" the cat is six")]
+    got = attention_received(model, prefix, rows, batch_size=2)  # two batches, the first one padded
+    n, want = len(prefix), 0
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        for r in rows:
+            att = model(input_ids=torch.tensor([prefix + r]), output_attentions=True).attentions
+            want = want + torch.stack([a[0, :, n:, :n].sum(1) for a in att])  # (layers, q_heads, N)
+    model.set_attn_implementation("sdpa")
+    heads = model.config.num_key_value_heads
+    torch.testing.assert_close(got, want.reshape(len(att), heads, -1, n).sum(2), atol=1e-4, rtol=1e-4)
+    assert model.config._attn_implementation == "sdpa"  # restored
+
+
+def test_attended_kv_keeps_each_heads_most_read_positions_at_their_distance_from_the_query(tiny_lm):
+    model, vocab = tiny_lm
+    prefix = vocab.encode("the harbour opens at six and the fee is twelve coins", add_bos=True)
+    rows = [vocab.encode(" when does it open?"), vocab.encode(" the fee is")]
+    n, k = len(prefix), 4
+    with torch.no_grad():
+        cached = kv_of(output_cache(model(input_ids=torch.tensor([prefix]), use_cache=True))).float()
+    kv = attended_kv(model, prefix, k, rows)
+    assert kv.shape == (*cached.shape[:3], k, cached.shape[-1])
+    where = attention_received(model, prefix, rows)[..., 1:].topk(k, -1).indices.sort(-1).values + 1
+    assert not where.eq(where[:1, :1]).all()  # heads chose different positions: the test sees per-head choices
+    for layer in range(kv.shape[0]):
+        for head in range(kv.shape[2]):
+            at = where[layer, head]
+            torch.testing.assert_close(kv[layer, 1, head], cached[layer, 1, head, at])
+            back = rotate_keys(model, kv[layer, 0, head], torch.full((k,), n - k - 1))  # undo the turn
+            torch.testing.assert_close(back, cached[layer, 0, head, at], atol=1e-5, rtol=1e-4)
+    whole = attended_kv(model, prefix, n - 1, rows)  # every position kept: the prefix's own cache
+    torch.testing.assert_close(whole, cached[:, :, :, 1:], atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="needs non-empty rows"):
+        attended_kv(model, prefix, k, [])
+
+
 def test_a_kv_gist_starts_from_the_prefix_when_asked(tiny_lm):
     model, vocab = tiny_lm
     prefix = vocab.encode("the harbour opens at six and the fee is twelve coins", add_bos=True)
@@ -144,6 +186,9 @@ def test_a_kv_gist_starts_from_the_prefix_when_asked(tiny_lm):
                         continuation_length=4, self_study=0, hidden_weight=0.0)  # fmt: skip
     gist = distill_gist(model, vocab, prefix, config, queries=[" Q:"])
     torch.testing.assert_close(gist.kv.float(), prefix_kv(model, prefix, 3, "even"), atol=1e-6, rtol=1e-5)
+    config.init = "prefix_attended"  # from what the training rows read: every row here is trained on
+    gist = distill_gist(model, vocab, prefix, config, queries=[" Q:"])
+    assert gist.kv.shape == prefix_kv(model, prefix, 3, "even").shape and gist.kv.isfinite().all()
     with pytest.raises(ValueError, match="init='prefix_even' starts from the prefix's keys and values: it needs "
                        "target='kv', got target='embeddings'"):  # fmt: skip
         GistConfig(init="prefix_even", target="embeddings")

@@ -12,7 +12,7 @@ from typing import Any
 from ..validate import finite, fraction, non_negative_int, one_of, positive_int
 
 # KV only: the prefix's own keys and values (gist/kv_init.py)
-PREFIX_INITS = ("prefix_first", "prefix_even", "prefix_chunks", "prefix_salient")
+PREFIX_INITS = ("prefix_first", "prefix_even", "prefix_chunks", "prefix_salient", "prefix_attended")
 INITS = ("prefix_mean", "last_tokens", "text", "vocab_sample", "random", *PREFIX_INITS)
 TARGETS = ("embeddings", "kv")
 STOPPINGS = ("fixed", "validation")
@@ -36,7 +36,8 @@ class GistConfig:
     # text: the embeddings of init_text's ids (cycled to k); vocab_sample: embeddings of k random ids; random:
     # normal with the embedding matrix's std; prefix_first / prefix_even / prefix_chunks / prefix_salient (KV only):
     # the prefix's own keys and values at its first k positions, k evenly spaced ones, averaged over k runs, or at
-    # its k most surprising tokens, keys moved to the gist's slots (gist/kv_init.py; chat_config's default)
+    # its k most surprising tokens, keys moved to the gist's slots; prefix_attended: per layer and head, the k
+    # positions the training rows attend to most, as SnapKV keeps them (gist/kv_init.py)
     init_text: str | None = None  # for init="text"
     steps: int = 200  # optimizer steps at most (`benchmarks/gist.py --ks 4 --targets kv --sections main --steps N`:
     # G 0.952 after 100 steps, 0.971 after 150 and 200; greedy exact match 0.42, 0.58, 0.92)

@@ -51,7 +51,7 @@ from ..scoring import Question, context_ids, head_embeddings, prefix_head, to_id
 from . import data, report
 from .chunks import ForcedRow
 from .config import PREFIX_INITS, GistConfig, learning_rate
-from .kv_init import prefix_kv
+from .kv_init import attended_kv, prefix_kv
 from .prefix import GistPrefix, KVHead, bos_kv, kv_of, model_fingerprint
 from .report import Head
 
@@ -323,7 +323,11 @@ def distill_gist(
         bos = head_embeddings(model, vocab).detach()  # (1, d) <|bos|> as the embedding module outputs it
         init = _init(model, vocab, prefix_ids, config)  # (k, d) fp32
         how = config.init.removeprefix("prefix_") if config.init in PREFIX_INITS else None
-        start = prefix_kv(model, prefix_ids, config.num_gist_tokens, how) if how else None
+        if how == "attended":  # what the training rows (questions and teacher answers) read in the prefix
+            seen = [r[m].tolist() for r, m in zip(train.ids, train.real) if m.any()]
+            start = attended_kv(model, prefix_ids, config.num_gist_tokens, seen)
+        else:
+            start = prefix_kv(model, prefix_ids, config.num_gist_tokens, how) if how else None
         head, init = _target(model, vocab, bos, init, config.target, start)
 
         full = prefix_head(model, vocab, prefix_ids) if config.hidden_weight > 0 else None

@@ -13,6 +13,12 @@ position and are copied as they are. Which positions:
     salient the k most surprising tokens under the model itself (-log p given what comes before: numbers,
             names, the facts), in their order; their keys and values already hold what their context said
             (KV eviction in the manner of H2O and SnapKV, by LLMLingua's rule of which tokens matter)
+    attended  per layer and per key-value head, the k positions that the given rows (questions and answers
+            read after the full prefix) attend to most, as SnapKV chooses them; each head keeps its own
+            positions, and every key is turned by the same k + 1 - N, so a query at k + 1 + t sees each kept
+            key at the distance it had after the whole N-token prefix (moving keys to consecutive slots
+            instead loses facts the model still reads at that distance: 1 of 5 kept against 0 at k = 32,
+            4 of 5 against 1 at k = 256 untrained, on the benchmark's pool prices)
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import torch
 from ..validate import one_of, positive_int
 from .prefix import kv_of
 
-HOWS = ("first", "even", "chunks", "salient")
+HOWS = ("first", "even", "chunks", "salient", "attended")
 
 
 def _rotary(model: Any) -> Any:
@@ -58,12 +64,15 @@ def rotate_keys(model: Any, keys: torch.Tensor, delta: torch.Tensor) -> torch.Te
 
 def positions(prefix_tokens: int, k: int, how: str, surprisal: torch.Tensor | None = None) -> list[list[int]]:
     """For each of the k gist slots, the prefix positions (1 .. prefix_tokens - 1; 0 is <|bos|>) it starts from.
-    "salient" needs `surprisal` (prefix_tokens - 1,): -log p of tokens 1 .. prefix_tokens - 1."""
+    "salient" needs `surprisal` (prefix_tokens - 1,): -log p of tokens 1 .. prefix_tokens - 1. "attended" chooses
+    per head (`attended_positions`), not here."""
     one_of(how, "how", HOWS)
     positive_int(k, "k")
     n = prefix_tokens - 1
     if k > n:
         raise ValueError(f"k = {k} gist positions cannot start from a prefix of {n} tokens after <|bos|>")
+    if how == "attended":
+        raise ValueError("how='attended' chooses positions per layer and head: use attended_positions")
     if how == "salient":
         if surprisal is None or surprisal.shape != (n,):
             raise ValueError(f"how='salient' needs the surprisal of the {n} tokens after <|bos|>, got "
@@ -75,6 +84,60 @@ def positions(prefix_tokens: int, k: int, how: str, surprisal: torch.Tensor | No
         return [[1 + round(i * (n - 1) / max(k - 1, 1))] if k > 1 else [n] for i in range(k)]
     bounds = [1 + round(i * n / k) for i in range(k + 1)]
     return [list(range(bounds[i], bounds[i + 1])) for i in range(k)]
+
+
+@torch.no_grad()
+def attention_received(model: Any, prefix_ids: list[int], rows: list[list[int]], batch_size: int = 8) -> torch.Tensor:
+    """(layers, kv_heads, N) the attention each of the N prefix positions receives from `rows` (ids read
+    after the whole prefix), summed over the rows' tokens and the query heads that share each key-value head.
+    Runs the rows with eager attention (the only kind that returns its weights), then restores the model's."""
+    from ..lm import cache_kwargs, output_cache
+    from .prefix import kv_cache
+
+    if not rows or not all(rows):
+        raise ValueError(f"attention_received needs non-empty rows of ids, got {len(rows)} rows")
+    device = model.get_input_embeddings().weight.device
+    n = len(prefix_ids)
+    kv = kv_of(output_cache(model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True)))
+    before = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        total = None
+        for b in range(0, len(rows), batch_size):
+            part = rows[b : b + batch_size]
+            width = max(map(len, part))
+            ids = torch.tensor([r + [0] * (width - len(r)) for r in part], device=device)
+            real = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in part], device=device)
+            out = model(input_ids=ids, **cache_kwargs(model, kv_cache(model, kv, len(part))), output_attentions=True,
+                        attention_mask=torch.cat([torch.ones(len(part), n, device=device, dtype=real.dtype), real], 1),
+                        position_ids=torch.arange(n, n + width, device=device).expand(len(part), -1))  # fmt: skip
+            got = torch.stack([a[..., :n].float() for a in out.attentions])  # (layers, B, q_heads, width, N)
+            got = (got * real[None, :, None, :, None]).sum((1, 3))  # (layers, q_heads, N)
+            total = got if total is None else total + got
+    finally:
+        model.set_attn_implementation(before)
+    layers, heads = kv.shape[0], kv.shape[2]
+    return total.reshape(layers, heads, -1, n).sum(2).cpu()
+
+
+@torch.no_grad()
+def attended_kv(model: Any, prefix_ids: list[int], k: int, rows: list[list[int]]) -> torch.Tensor:
+    """(layers, 2, kv_heads, k, head_dim) float32: per layer and key-value head, the keys and values of the k
+    prefix positions (after <|bos|>) that `rows` attend to most (`attention_received`), in their order; every
+    key turned by k + 1 - N so that each keeps its distance to a query that follows the gist."""
+    from ..lm import output_cache
+
+    positive_int(k, "k")
+    n = len(prefix_ids)
+    if k > n - 1:
+        raise ValueError(f"k = {k} gist positions cannot start from a prefix of {n - 1} tokens after <|bos|>")
+    score = attention_received(model, prefix_ids, rows)[..., 1:]  # (layers, kv_heads, N - 1): <|bos|> is the head's
+    where = score.topk(k, -1).indices.sort(-1).values + 1  # (layers, kv_heads, k) prefix positions
+    device = model.get_input_embeddings().weight.device
+    kv = kv_of(output_cache(model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True))).float()
+    picked = kv.gather(3, where[:, None, :, :, None].to(device).expand(-1, 2, -1, -1, kv.shape[-1]))
+    keys = rotate_keys(model, picked[:, 0], torch.full((k,), k + 1 - n))
+    return torch.stack([keys, picked[:, 1]], dim=1)
 
 
 @torch.no_grad()

@@ -48,3 +48,29 @@ def test_the_pretrained_gist_benchmark_runs_quick(tmp_path):
             assert len(doc["rouge"]["self"]) == len(doc["rouge"]["gist"]) == len(doc["rouge"]["no_prefix"]) > 8
             assert all(0 <= x <= 1 for x in doc["rouge"]["self"])
     assert "TTFT: full prefix recomputed / gist" in out.stdout
+
+
+# The examples a newcomer runs first, in their quickest settings, from a folder outside the repository: each
+# must exit 0 and say what it wrote. The demo model's two (about a minute each on 2 cores) run in test-slow,
+# `make demo` is its own command, and the SmolLM2 example takes a quarter of an hour
+NEWCOMER_EXAMPLES = {
+    "image_tokens.py": [],
+    "audio_tokens.py": [],
+    "video_tokens.py": [],
+    "image_text_prompt.py": [],
+    "gist_compress.py": ["--steps", "2", "--self-study", "4"],
+}
+SLOW_EXAMPLES = ("image_text_prompt.py", "gist_compress.py")
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_EXAMPLES else []) for n in sorted(NEWCOMER_EXAMPLES)]
+)
+def test_an_example_runs_from_a_folder_outside_the_repository(name, tmp_path):
+    argv = [sys.executable, str(ROOT / "examples" / name), *NEWCOMER_EXAMPLES[name]]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    if "--out" in (ROOT / "examples" / name).read_text():  # it writes files: it names them, and they are there
+        wrote = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("wrote ")]  # its first path
+        assert wrote, f"{name} printed no 'wrote ...':\n{out.stdout[-1000:]}"
+        assert all((tmp_path / w).exists() for w in wrote if "/" in w), (wrote, sorted(tmp_path.rglob("*")))

@@ -21,52 +21,32 @@ SCHEDULES = ("constant", "cosine")
 
 @dataclass
 class GistConfig:
-    # Measured figures below: benchmarks/gist.py on the demo model (models/demo-photo-qa card), 3 held-out photo
-    # prefixes, the question types the gist never saw (describe, main colour), KV k=4 with the other defaults unless
-    # named: G = gap closed to the full prefix, G_content = gap closed beyond another photo's prefix.
-    num_gist_tokens: int = 4  # k: positions that replace the prefix (1 to 16 is the useful range). KV: G 0.82 at
-    # k=1, 0.87 at 2, 0.97 at 4, 8 and 16
-    target: str = "kv"  # kv: every layer's keys and values at the k positions (prefix tuning, as Cartridges does),
-    # started from the model's own keys and values on <|bos|> + the init embeddings; embeddings: k input embeddings
-    # (prompt tuning, the seed's method). KV ahead at every k: G 0.97 against 0.54 at k=4 (0.59 for embeddings with
-    # hidden_weight=0, its best), 0.97 against 0.84 at k=16
-    init: str = "last_tokens"  # last_tokens: the embeddings of the prefix's last k tokens (its end: the instruction);
-    # prefix_mean: every gist starts at the mean prefix embedding (plus small noise). KV: G 0.97 from last_tokens
-    # against 0.82 from prefix_mean; embeddings: 0.54 against 0.61.
-    # text: the embeddings of init_text's ids (cycled to k); vocab_sample: embeddings of k random ids; random:
-    # normal with the embedding matrix's std; prefix_first / prefix_even / prefix_chunks / prefix_salient (KV only):
-    # the prefix's own keys and values at its first k positions, k evenly spaced ones, averaged over k runs, or at
-    # its k most surprising tokens, keys moved to the gist's slots; prefix_attended: per layer and head, the k
-    # positions the training rows attend to most, as SnapKV keeps them (gist/kv_init.py)
+    # Why each default: the measured figures are in docs/gists.md ("Why the defaults"), each with its command.
+    num_gist_tokens: int = 4  # k: positions that replace the prefix (1 to 16 on the demo model; more for long text)
+    target: str = "kv"  # kv: every layer's keys and values at the k positions (prefix tuning); embeddings: k input
+    # embeddings (prompt tuning, the seed's method). KV is ahead at every k measured
+    init: str = "last_tokens"  # the start (INITS): last_tokens: the embeddings of the prefix's last k tokens (the
+    # instruction); prefix_mean: the mean prefix embedding plus noise; text: init_text's embeddings; vocab_sample:
+    # k random ids' embeddings; random: normal noise; PREFIX_INITS (KV only): the prefix's own keys and values at
+    # chosen positions (gist/kv_init.py)
     init_text: str | None = None  # for init="text"
-    steps: int = 200  # optimizer steps at most (`benchmarks/gist.py --ks 4 --targets kv --sections main --steps N`:
-    # G 0.952 after 100 steps, 0.971 after 150 and 200; greedy exact match 0.42, 0.58, 0.92)
-    lr: float = 3e-2  # Adam on the trained tensor only (the same with `--lr`, 200 steps: KV G 0.97 at 3e-2 against
-    # 0.90 at 1e-2; embeddings 0.54 against 0.57)
-    lr_schedule: str = "constant"  # constant: lr at every step; cosine: from lr at the first step towards 0 at the
-    # last (`learning_rate`)
+    steps: int = 200  # optimizer steps at most
+    lr: float = 3e-2  # Adam on the trained tensor only
+    lr_schedule: str = "constant"  # constant: lr at every step; cosine: from lr towards 0 (`learning_rate`)
     batch_size: int = 8  # continuations per step
     num_continuations: int = 48  # teacher samples drawn after the prefix (per query, when queries are given)
     continuation_length: int = 24  # tokens per sampled continuation
-    self_study: int = 64  # extra teacher samples straight after the prefix, all trained on (the model writing its own
-    # questions and answers about the prefix): G 0.84 with none, 0.96 with 16, 0.97 with 64 (G_content 0.50, 0.90,
-    # 0.92)
+    self_study: int = 64  # teacher samples straight after the prefix (the model's own questions and answers)
     self_study_length: int = 96  # tokens per self-study sample at most (the whole sample is in the loss)
     heldout_fraction: float = 0.25  # share of the served continuation rows kept for the report, never trained on
-    hidden_weight: float = 1.0  # weight of the hidden-state term: besides the KL on the teacher's next-token
-    # log-probs, the student's hidden states at every layer and every row position (query included) are pulled
-    # toward the model's own after the full prefix (mean over layers of the relative squared error; 0 turns it
-    # off, the seed's objective). The KL alone only constrains what the trained rows ask: on question types never
-    # trained on a KV gist kept the answers but lost the instruction's format (describe's word separators). KV:
-    # G 0.97 / G_content 0.92 against 0.73 / 0.47 with the KL alone; embeddings: 0.54 / -0.11 against 0.59 / 0.05
-    # (k input embeddings cannot steer every layer's states: use 0 with target="embeddings")
+    hidden_weight: float = 1.0  # weight of the term pulling the student's hidden states (every layer, every row
+    # position) toward the full prefix's; 0 leaves the KL alone (the seed's objective; best for embeddings)
     temperature: float = 1.0  # teacher sampling temperature
-    teacher_top_k: int | None = 32  # teacher log-probs kept per position (Cartridges keeps 20), plus the rest mass;
-    # None keeps all V (dense: small vocabularies, and the reference in tests). Dense costs n x T x V floats
-    stopping: str = "fixed"  # fixed: the gist after all `steps`; validation: the gist of the step (0, eval_every,
-    # 2 eval_every, ..., steps) with the lowest KL on the validation rows. A training-fit rule stopped too soon
-    validation_fraction: float = 0.125  # with stopping="validation": share of the served continuation rows
-    # used to choose the step, apart from the held-out ones and never trained on
+    teacher_top_k: int | None = 32  # teacher log-probs kept per position, plus the rest mass; None keeps all V
+    # (dense: small vocabularies, and the reference in tests)
+    stopping: str = "fixed"  # fixed: the gist after all `steps`; validation: the evaluated step with the lowest KL
+    # on the validation rows
+    validation_fraction: float = 0.125  # with stopping="validation": share of the served rows that choose the step
     eval_every: int = 25  # steps between evaluations (history, validation)
     seed: int = 0
     early_stopping: InitVar[float | None] = None  # replaced by `stopping`; only None is accepted (old callers)

@@ -1,5 +1,7 @@
-"""Gist compression: a long prefix replaced by k learned embeddings (per-prompt distillation)."""
+"""Gist compression: a long prefix replaced by k learned positions, distilled per prompt or made in one pass by a
+trained compressor."""
 
+from .compressor import CompressorConfig, GistCompressor, PrefixStudy, compressor_study, train_compressor
 from .config import GistConfig, gist_tokens_for
 from .distill import distill_gist
 from .prefix import GistPrefix, model_fingerprint
@@ -8,14 +10,19 @@ from .self_study import CHAT_QUESTIONS, ChatStudy, StudyConfig, StudyQuestion, c
 __all__ = [
     "CHAT_QUESTIONS",
     "ChatStudy",
+    "CompressorConfig",
+    "GistCompressor",
     "GistConfig",
     "GistPrefix",
+    "PrefixStudy",
     "StudyConfig",
     "StudyQuestion",
     "chat_config",
     "chat_questions",
     "chat_study",
+    "compressor_study",
     "distill_gist",
     "gist_tokens_for",
     "model_fingerprint",
+    "train_compressor",
 ]

@@ -1,0 +1,249 @@
+"""Amortized gists: a trained compressor turns any prefix into a KV gist in one forward pass.
+
+    compressor = GistCompressor(model, CompressorConfig(num_gist_tokens=4))
+    study = compressor_study(model, vocab, prefixes)          # teacher rows per prefix, made once
+    train_compressor(compressor, study, TrainConfig(steps=300), out_dir="runs/compressor")
+    gist = compressor.compress(vocab, prefix)                  # a GistPrefix(target "kv"), as distill_gist's
+    mmgist.generate(model, vocab, query, gist=gist)            # the served model, frozen and unchanged
+
+The compressor is a copy of the served model with LoRA adapters (peft) plus k learned gist embeddings
+(ICAE, 500xCompressor). It reads `<|bos|> prefix g_1 .. g_k`; the keys and values of every layer at the k
+gist positions are the gist. Those keys were computed at positions N .. N + k - 1 (N = the prefix's length,
+<|bos|> included), and are turned back by 1 - N to the slots 1 .. k where a gist sits (rotary rotations
+compose), so a query after a compressed gist sees the offsets it sees after a distilled one.
+
+Training is distill_gist's objective over many prefixes at once: the KL from the full-prefix teacher (its
+top-k log-probs, computed once per row by `compressor_study`) to the frozen served model reading the
+compressed gist. Gradients reach only the adapters and the gist embeddings.
+
+Why a copy and not adapters injected into the served model: peft injects its layers into the model it is
+given, which would rename the served model's parameters (and so change its fingerprint, refusing every gist
+made before) and leave it to every caller to switch the adapters off. The copy costs one more set of
+weights in memory (0.5 GB for SmolLM2-135M in float32) and keeps the served model untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..scoring import context_ids
+from ..storage import load_tensors, read_versioned_json, save_tensors_atomic, versioned, write_json_atomic
+from ..train import StepOutput, TrainConfig, TrainResult, fit
+from ..validate import non_negative_int, positive_int
+from . import data
+from .config import GistConfig
+from .kv_init import rotate_keys
+from .prefix import GistPrefix, KVHead, bos_kv, kv_of, model_fingerprint
+from .report import kl, student_forward
+
+FORMAT, VERSION = "mmgist-gist-compressor", 1
+LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")  # attention projections of Llama-style models
+
+
+@dataclass
+class CompressorConfig:
+    num_gist_tokens: int = 4  # k: the gist's positions, as GistConfig.num_gist_tokens
+    lora_rank: int = 8  # rank of each LoRA adapter
+    lora_alpha: float = 16.0  # LoRA scale numerator (the update is alpha / rank * B A)
+    target_modules: tuple[str, ...] = LORA_MODULES  # module names that get adapters
+    rows_per_prefix: int = 4  # teacher rows of one prefix in each training example
+    prefixes_per_step: int = 4  # prefixes (each compressed once) per optimizer step
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("num_gist_tokens", "lora_rank", "rows_per_prefix", "prefixes_per_step"):
+            positive_int(getattr(self, name), f"CompressorConfig.{name}")
+        non_negative_int(self.seed, "CompressorConfig.seed")
+        self.target_modules = tuple(self.target_modules)
+        if not self.target_modules or not all(isinstance(m, str) and m for m in self.target_modules):
+            raise ValueError(f"CompressorConfig.target_modules must name modules, got {self.target_modules!r}")
+
+
+@dataclass
+class PrefixStudy:
+    """One prefix and the teacher's rows after it: what the compressor learns to stand in for."""
+
+    prefix: list[int]  # <|bos|> + the prefix's ids
+    rows: data.Continuations  # query + continuation rows, the teacher's top-k log-probs after the full prefix
+
+
+class GistCompressor(nn.Module):
+    """LoRA adapters on a frozen copy of `model` plus k gist embeddings; `compress` makes a KV gist."""
+
+    def __init__(self, model: Any, config: CompressorConfig | None = None) -> None:
+        from peft import LoraConfig, get_peft_model
+
+        super().__init__()
+        self.config = config = CompressorConfig() if config is None else config
+        self.__dict__["served"] = model  # not a submodule: never trained, never in the state dict
+        names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        if missing := [m for m in config.target_modules if m not in names]:
+            raise ValueError(f"the model has no modules named {missing} for LoRA (CompressorConfig.target_modules)")
+        base = copy.deepcopy(model).requires_grad_(False)
+        lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=list(config.target_modules))
+        self.encoder = get_peft_model(base, lora)
+        emb = model.get_input_embeddings().weight.detach().float()
+        g = torch.Generator().manual_seed(config.seed)
+        start = emb[torch.randint(0, emb.shape[0], (config.num_gist_tokens,), generator=g)]  # k real token embeddings
+        self.gist = nn.Parameter(start.to(emb.device))  # (k, d) fp32
+        self.fingerprint = model_fingerprint(model)
+
+    def trainable(self) -> dict[str, torch.Tensor]:
+        """name -> tensor of what training changes: the adapters and the gist embeddings."""
+        return {name: p for name, p in self.named_parameters() if p.requires_grad}
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:  # checkpoints hold only these
+        return {name: p.detach() for name, p in self.trainable().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], strict: bool = True, assign: bool = False) -> Any:
+        mine = self.trainable()
+        if strict and set(state) != set(mine):
+            raise ValueError(
+                f"compressor state names differ: missing {sorted(set(mine) - set(state))[:3]}, "
+                f"unexpected {sorted(set(state) - set(mine))[:3]}"
+            )
+        with torch.no_grad():
+            for name, value in state.items():
+                if mine[name].shape != value.shape:
+                    raise ValueError(f"compressor tensor {name}: shape {tuple(value.shape)}, "
+                                     f"expected {tuple(mine[name].shape)}")  # fmt: skip
+                mine[name].copy_(value)
+        return None
+
+    def kv(self, prefix_ids: list[int]) -> torch.Tensor:
+        """(layers, 2, kv_heads, k, head_dim): the gist of `prefix_ids` (<|bos|> first), differentiable in the
+        adapters and gist embeddings; keys turned from positions N .. N + k - 1 to the slots 1 .. k."""
+        from ..lm import output_cache
+
+        emb = self.encoder.get_input_embeddings()
+        device = emb.weight.device
+        n = len(prefix_ids)
+        x = torch.cat([emb(torch.tensor(prefix_ids, device=device)), self.gist.to(emb.weight.dtype)])  # (N + k, d)
+        out = self.encoder(inputs_embeds=x[None], use_cache=True)
+        kv = kv_of(output_cache(out))[:, :, :, n:].float()  # (layers, 2, kv_heads, k, head_dim)
+        k = kv.shape[3]
+        keys = rotate_keys(self.served, kv[:, 0], torch.full((k,), 1 - n))
+        return torch.stack([keys, kv[:, 1]], dim=1)
+
+    @torch.no_grad()
+    def compress(self, vocab: Any, prefix: Any) -> GistPrefix:
+        """The gist of `prefix` (a Prompt, text or ids) for the served model: one forward pass."""
+        self._check_served()
+        ids = context_ids(vocab, prefix)
+        if len(ids) < 2:
+            raise ValueError("cannot compress an empty prefix")
+        was = self.training
+        self.eval()
+        try:
+            kv = self.kv(ids)
+        finally:
+            self.train(was)
+        w = self.served.get_input_embeddings().weight
+        report = {"method": "compressor", "compressor": asdict(self.config)}
+        return GistPrefix(None, self.fingerprint, vocab.fingerprint(), len(ids), vocab.bos_id, report, kv=kv.to(w))
+
+    def forward(self, batch: list[tuple[list[int], data.Continuations]]) -> StepOutput:
+        """The mean KL(teacher || served model after the compressed gist) over the batch's prefixes."""
+        losses = []
+        bos = bos_kv(self.served, self._bos)  # (layers, 2, kv_heads, 1, head_dim)
+        for prefix_ids, rows in batch:
+            head = KVHead(torch.cat([bos, self.kv(prefix_ids).to(bos.dtype)], dim=3))
+            student, _ = student_forward(self.served, head, rows.ids, rows.real)
+            losses.append(kl(rows.teacher, student, rows.mask))
+        loss = torch.stack(losses).mean()
+        return StepOutput(loss, {"kl": loss.item()})
+
+    _bos: int = 0  # the vocabulary's <|bos|> id, set by `train_compressor` and `load`
+
+    def _check_served(self) -> None:
+        if model_fingerprint(self.served) != self.fingerprint:
+            raise ValueError("the served model's weights changed since the compressor was built for them")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """The adapters and gist embeddings (safetensors) beside a versioned JSON header, written atomically."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        sha = save_tensors_atomic(self.state_dict(), path / "compressor.safetensors")
+        header = versioned(FORMAT, VERSION, config=asdict(self.config), model_fingerprint=self.fingerprint,
+                           bos_id=self._bos, tensors_sha256=sha)  # fmt: skip
+        write_json_atomic(path / "compressor.json", header)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: Any) -> GistCompressor:
+        """A saved compressor for `model`, which must be the model it was trained on."""
+        path = Path(path)
+        header = read_versioned_json(path / "compressor.json", FORMAT, (VERSION,))
+        compressor = cls(model, CompressorConfig(**header["config"]))
+        if compressor.fingerprint != header["model_fingerprint"]:
+            raise ValueError(f"{str(path)!r} was trained for another model (fingerprint {header['model_fingerprint']}"
+                             f" against this model's {compressor.fingerprint})")  # fmt: skip
+        compressor.load_state_dict(load_tensors(path / "compressor.safetensors", header["tensors_sha256"]))
+        compressor._bos = header["bos_id"]
+        return compressor.eval()
+
+
+def compressor_study(
+    model: Any, vocab: Any, prefixes: list[Any], config: GistConfig | None = None, queries: list[Any] | None = None
+) -> list[PrefixStudy]:
+    """For each prefix, the teacher's rows as `distill_gist` makes them: `config.self_study` samples straight
+    after the prefix (GistConfig's defaults) plus `config.num_continuations` after each of `queries`, with
+    their top-k log-probs after the full prefix. Made once; training then needs no sampling."""
+    config = GistConfig() if config is None else config
+    from ..scoring import to_ids
+
+    query_ids = [to_ids(vocab, q, what=f"query {n}") for n, q in enumerate(queries or [])]
+    out = []
+    for n, prefix in enumerate(prefixes):
+        ids = context_ids(vocab, prefix)
+        rows = data.sample(model, vocab, ids, query_ids, config, seed=n) if query_ids else []
+        study = data.sample(model, vocab, ids, [], config, 2 + n, config.self_study, config.self_study_length)
+        starts = [len(q) for q in query_ids for _ in range(config.num_continuations)] + [1] * len(study)
+        padded, real, mask = data.pad(rows + study, starts)  # a KV head predicts no first token: count from 1
+        teacher = data.teacher_logprobs(model, ids, padded, real, config.teacher_top_k)
+        out.append(PrefixStudy(ids, data.Continuations(padded, real, mask, teacher, torch.tensor(starts))))
+    return out
+
+
+def train_compressor(
+    compressor: GistCompressor,
+    vocab: Any,
+    study: list[PrefixStudy],
+    train: TrainConfig,
+    out_dir: str | os.PathLike,
+    progress: bool = True,
+) -> TrainResult:
+    """Train the adapters and gist embeddings on `study` with the shared loop (`fit`: checkpoints, resume);
+    each step compresses `prefixes_per_step` prefixes, each with `rows_per_prefix` of its rows."""
+    if not study:
+        raise ValueError("train_compressor needs at least one PrefixStudy")
+    compressor._bos = vocab.bos_id
+    cfg = compressor.config
+
+    def batches(step: int, rank: int) -> list[tuple[list[int], data.Continuations]]:
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # a pure function of the step: resumable
+        picks = torch.randint(0, len(study), (cfg.prefixes_per_step,), generator=g).tolist()
+        out = []
+        for p in picks:
+            usable = study[p].rows.mask.any(1).nonzero()[:, 0]
+            rows = usable[torch.randint(0, len(usable), (cfg.rows_per_prefix,), generator=g)]
+            out.append((study[p].prefix, study[p].rows.subset(rows).trimmed()))
+        return out
+
+    run = {"compressor": asdict(cfg), "prefixes": len(study), "model": compressor.fingerprint}
+    served = compressor.served
+    flags, was_training = [p.requires_grad for p in served.parameters()], served.training
+    served.eval().requires_grad_(False)  # gradients pass through the served model to the gist, never into it
+    try:
+        return fit(compressor, batches, train, out_dir, progress=progress, description="compressor", run=run)
+    finally:
+        for p, flag in zip(served.parameters(), flags):
+            p.requires_grad_(flag)
+        served.train(was_training)

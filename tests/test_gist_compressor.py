@@ -1,0 +1,106 @@
+"""The amortized compressor: LoRA adapters on a copy of the served model plus k gist embeddings, trained once
+to turn any prefix into a KV gist in one forward pass. On the tiny Llama of conftest.py."""
+
+import pytest
+import torch
+
+from mmgist.gist import GistConfig
+from mmgist.gist.compressor import CompressorConfig, GistCompressor, compressor_study, train_compressor
+from mmgist.gist.kv_init import rotate_keys
+from mmgist.gist.prefix import GistPrefix, KVHead, bos_kv, kv_of, model_fingerprint
+from mmgist.gist.report import fidelity
+from mmgist.lm import output_cache
+from mmgist.train import TrainConfig
+
+PREFIXES = ["the harbour opens at six and the fee is twelve coins", "the pool shuts at nine; a swim costs four"]
+STUDY = GistConfig(self_study=6, self_study_length=8, num_continuations=2, continuation_length=6)
+
+
+@pytest.fixture
+def compressor(tiny_lm):
+    model, vocab = tiny_lm
+    c = GistCompressor(model, CompressorConfig(num_gist_tokens=3, lora_rank=2, rows_per_prefix=3, prefixes_per_step=2))
+    c._bos = vocab.bos_id
+    return c
+
+
+def test_an_untrained_compressor_gives_the_models_own_keys_and_values_at_the_gist_positions_moved_to_1_to_k(
+    tiny_lm, compressor
+):
+    """LoRA starts at zero: the gist is the served model's cache on <|bos|> prefix g_1..g_k at its last k
+    positions, keys turned by 1 - N, so a query after it sees them at slots 1..k."""
+    model, vocab = tiny_lm
+    ids = vocab.encode(PREFIXES[0], add_bos=True)
+    n = len(ids)
+    gist = compressor.compress(vocab, ids)
+    x = torch.cat([model.get_input_embeddings()(torch.tensor(ids)), compressor.gist.detach()])
+    with torch.no_grad():
+        cached = kv_of(output_cache(model(inputs_embeds=x[None], use_cache=True)))[:, :, :, n:]
+    torch.testing.assert_close(gist.kv[:, 1], cached[:, 1], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(rotate_keys(model, gist.kv[:, 0], torch.full((3,), n - 1)), cached[:, 0],
+                               atol=1e-5, rtol=1e-4)  # fmt: skip
+    assert gist.k == 3 and gist.prefix_length == n and gist.report["method"] == "compressor"
+    gist.check(model, vocab)  # made for the served model: its fingerprint
+
+
+def test_the_served_model_is_never_changed(tiny_lm, compressor, tmp_path):
+    model, vocab = tiny_lm
+    names = [name for name, _ in model.named_parameters()]
+    flags = [p.requires_grad for p in model.parameters()]
+    before = model_fingerprint(model)
+    study = compressor_study(model, vocab, PREFIXES, STUDY)
+    train_compressor(compressor, vocab, study, TrainConfig(steps=2, warmup_steps=0), tmp_path, progress=False)
+    assert [name for name, _ in model.named_parameters()] == names  # no adapter was injected into it
+    assert model_fingerprint(model) == before and not model.training
+    assert [p.requires_grad for p in model.parameters()] == flags and all(p.grad is None for p in model.parameters())
+    assert set(compressor.state_dict()) == set(compressor.trainable()) and "gist" in compressor.state_dict()
+    assert all("lora_" in name for name in compressor.state_dict() if name != "gist")
+
+
+def test_training_brings_the_compressed_gist_closer_to_the_full_prefix(tiny_lm, compressor, tmp_path):
+    model, vocab = tiny_lm
+    study = compressor_study(model, vocab, PREFIXES, STUDY)
+    assert [s.prefix[0] for s in study] == [vocab.bos_id] * 2 and all(s.rows.mask.any() for s in study)
+
+    def kl() -> float:  # the served model after each prefix's compressed gist, on all its rows
+        heads = [compressor.compress(vocab, s.prefix).head(model) for s in study]
+        return sum(fidelity(model, h, s.rows)["kl"] for h, s in zip(heads, study)) / len(study)
+
+    start = kl()
+    result = train_compressor(compressor, vocab, study, TrainConfig(steps=30, lr=1e-2, warmup_steps=0), tmp_path,
+                              progress=False)  # fmt: skip
+    assert result.steps == 30 and kl() < 0.8 * start
+
+
+def test_a_saved_compressor_loads_to_the_same_gists_and_only_for_its_model(tiny_lm, compressor, tmp_path):
+    model, vocab = tiny_lm
+    with torch.no_grad():
+        for p in compressor.trainable().values():
+            p.add_(0.01 * torch.randn_like(p))  # not the initial state: a real round trip
+    compressor.save(tmp_path / "c")
+    loaded = GistCompressor.load(tmp_path / "c", model)
+    a, b = compressor.compress(vocab, PREFIXES[1]), loaded.compress(vocab, PREFIXES[1])
+    torch.testing.assert_close(a.kv, b.kv)
+    a.save(tmp_path / "g.gist")  # a compressed gist is a gist file like any other
+    back = GistPrefix.load(tmp_path / "g.gist", model=model, vocab=vocab)
+    assert back.report["method"] == "compressor" and torch.equal(back.kv, a.kv)
+    other = type(model)(model.config)  # same shapes, other weights
+    with pytest.raises(ValueError, match="was trained for another model"):
+        GistCompressor.load(tmp_path / "c", other)
+
+
+def test_a_compressed_gist_serves_queries_as_a_kv_head(tiny_lm, compressor):
+    """The served model reads the compressed gist exactly as KVHead(<|bos|>, gist): the same cache layout."""
+    model, vocab = tiny_lm
+    gist = compressor.compress(vocab, PREFIXES[0])
+    head = gist.head(model)
+    assert isinstance(head, KVHead) and len(head) == 4
+    torch.testing.assert_close(head.kv[:, :, :, :1], bos_kv(model, vocab.bos_id))
+
+
+def test_bad_compressor_settings_are_refused(tiny_lm):
+    model, _ = tiny_lm
+    with pytest.raises(ValueError, match="no modules named"):
+        GistCompressor(model, CompressorConfig(target_modules=("nope_proj",)))
+    with pytest.raises(ValueError, match="num_gist_tokens"):
+        CompressorConfig(num_gist_tokens=0)

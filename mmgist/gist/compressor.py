@@ -191,20 +191,33 @@ class GistCompressor(nn.Module):
 
 
 def compressor_study(
-    model: Any, vocab: Any, prefixes: list[Any], config: GistConfig | None = None, queries: list[Any] | None = None
+    model: Any,
+    vocab: Any,
+    prefixes: list[Any],
+    config: GistConfig | None = None,
+    queries: list[Any] | None = None,
+    exclude: list[Any] | None = None,
+    progress: bool = False,
 ) -> list[PrefixStudy]:
     """For each prefix, the teacher's rows as `distill_gist` makes them: `config.self_study` samples straight
-    after the prefix (GistConfig's defaults) plus `config.num_continuations` after each of `queries`, with
-    their top-k log-probs after the full prefix. Made once; training then needs no sampling."""
-    config = GistConfig() if config is None else config
+    after the prefix plus `config.num_continuations` after each of `queries`, with their top-k log-probs after
+    the full prefix; every row cut where one of `exclude` (strings or ids) first occurs, as distill_gist's
+    `self_study_exclude`. Made once; training then needs no sampling."""
+    from tqdm.auto import tqdm
+
     from ..scoring import to_ids
 
+    config = GistConfig() if config is None else config
     query_ids = [to_ids(vocab, q, what=f"query {n}") for n, q in enumerate(queries or [])]
+    patterns = [to_ids(vocab, x, what="exclude") for x in exclude or []]
     out = []
-    for n, prefix in enumerate(prefixes):
+    for n, prefix in enumerate(tqdm(prefixes, desc="teacher rows", unit="prefix", disable=not progress)):
         ids = context_ids(vocab, prefix)
         rows = data.sample(model, vocab, ids, query_ids, config, seed=n) if query_ids else []
         study = data.sample(model, vocab, ids, [], config, 2 + n, config.self_study, config.self_study_length)
+        if patterns:
+            rows = data.cut_at(rows, patterns, [len(q) for q in query_ids for _ in range(config.num_continuations)])
+            study = [r for r in data.cut_at(study, patterns) if len(r) > 1]
         starts = [len(q) for q in query_ids for _ in range(config.num_continuations)] + [1] * len(study)
         padded, real, mask = data.pad(rows + study, starts)  # a KV head predicts no first token: count from 1
         teacher = data.teacher_logprobs(model, ids, padded, real, config.teacher_top_k)

@@ -336,6 +336,15 @@ def cmd_distill(args: argparse.Namespace) -> None:
         raise FileExistsError(f"{str(out)!r} exists; pass --force to overwrite")
     prefix = _read_text(args.prefix, "prefix file") if args.chat else None
     model, vocab = _load_model(args.model)
+    if args.compressor:  # one forward pass of a trained compressor instead of a distillation
+        from .gist import GistCompressor
+
+        if many or args.chat:
+            raise ValueError("--compressor takes one prompt file (not --chat, not a .jsonl)")
+        gist = GistCompressor.load(args.compressor, model).compress(vocab, _load_prompt(prefix_file))
+        gist.save(out)
+        print(f"wrote {out}: k={gist.k} compressed from {gist.prefix_length} prefix tokens in one pass")
+        return
     if many:
         written = distill_many(model, vocab, prefix_file, out, config)
         print(f"wrote {len(written)} gist files to {out}")
@@ -370,6 +379,28 @@ def cmd_distill(args: argparse.Namespace) -> None:
     from .gist.report import summary
 
     print(f"wrote {out}: " + summary(gist.report))
+
+
+def cmd_train_compressor(args: argparse.Namespace) -> None:
+    from .gist import CompressorConfig, GistCompressor, GistConfig, compressor_study, train_compressor
+    from .gist.batch import read_prefixes
+    from .train import TrainConfig
+
+    existing_file(args.prefixes, "prefixes file")
+    out = writable(args.out, "--out", folder=True)
+    if (out / "compressor.json").exists() and not args.force:
+        raise FileExistsError(f"{str(out)!r} holds a compressor; pass --force to overwrite")
+    prefixes = [prefix for _, prefix, _, _ in read_prefixes(args.prefixes)]
+    model, vocab = _load_model(args.model)
+    study = compressor_study(model, vocab, prefixes, GistConfig(self_study=args.self_study), exclude=args.exclude,
+                             progress=True)  # fmt: skip
+    compressor = GistCompressor(model, CompressorConfig(num_gist_tokens=args.k, lora_rank=args.lora_rank,
+                                                        seed=args.seed))  # fmt: skip
+    train = TrainConfig(steps=args.steps, lr=args.lr, warmup_steps=min(20, args.steps - 1), seed=args.seed)
+    result = train_compressor(compressor, vocab, study, train, out / "run")
+    compressor.save(out)
+    print(f"wrote {out}: a compressor of k={args.k} from {len(prefixes)} prefixes, {result.steps} steps, final KL "
+          f"{result.history[-1]['kl']:.3f} (checkpoint in {out / 'run'}: rerun to resume)")  # fmt: skip
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -547,8 +578,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden-weight", type=float, help="weight of the hidden-state term, 0 for the KL alone "
                    "(default: GistConfig's)")  # fmt: skip
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="sampling and initialization")
+    p.add_argument("--compressor", help="a trained compressor folder (mmgist train-compressor): compress in one "
+                   "forward pass instead of distilling")  # fmt: skip
     p.add_argument("--out", required=True, help="gist file (or folder, for a .jsonl)")
     p.add_argument("--force", action="store_true", help="overwrite an existing gist file")
+    p = command("train-compressor", "train a compressor that gists any prefix in one forward pass (LoRA adapters "
+                "on a copy of the model plus k gist embeddings)", cmd_train_compressor)  # fmt: skip
+    p.add_argument("prefixes", help="a .jsonl of {id, prefix} lines, as distill takes (queries are not used)")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--out", required=True, help="the compressor folder to write (its checkpoint goes in OUT/run)")
+    p.add_argument("--k", type=POSITIVE_INT, default=4, help="gist positions")
+    p.add_argument("--steps", type=POSITIVE_INT, default=300, help="optimizer steps")
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3, help="peak learning rate")
+    p.add_argument("--lora-rank", type=POSITIVE_INT, default=8, help="rank of each LoRA adapter")
+    p.add_argument("--self-study", type=POSITIVE_INT, default=16, help="teacher rows per prefix")
+    p.add_argument("--exclude", action="append", default=[], help="cut every row where this text first appears, "
+                   "so that what follows is never trained on (repeatable)")  # fmt: skip
+    p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="data order, sampling and initial embeddings")
+    p.add_argument("--force", action="store_true", help="overwrite an existing compressor")
     p = command("generate", "continue a query with the model, after a gist if given", cmd_generate, PROMPT_FILES)
     p.add_argument("query", help="text, or a prompt file (.json, see below) such as a photo and a question")
     p.add_argument("--model", required=True, help=MODEL_HELP)

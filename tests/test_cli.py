@@ -305,3 +305,28 @@ def test_a_newcomer_walks_encode_decode_distill_generate_with_the_demo_model(tmp
     for argv in (["--gist", "photo.gist", "Q: top left colour? A:"], ["asked.json"]):
         assert main(["generate", "--model", "demo-photo-qa", *argv, "--stop", " Q:", "--max-new-tokens", "8"]) == 0
         assert " Q:" not in capsys.readouterr().out
+
+
+def test_train_a_compressor_then_compress_a_prompt_file_in_one_pass(tmp_path, capsys):
+    import torch
+
+    from mmgist import ByteTokenizer, GistPrefix, SharedVocabulary, build_lm, save_model
+
+    torch.manual_seed(0)
+    vocab = SharedVocabulary(text=ByteTokenizer())
+    save_model(build_lm(vocab, preset="tiny"), vocab, tmp_path / "lm")
+    lines = [{"id": str(n), "prefix": [f"prefix number {n}: the fee is {n} coins"]} for n in range(3)]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    args = ["train-compressor", str(tmp_path / "train.jsonl"), "--model", str(tmp_path / "lm"), "--k", "2",
+            "--steps", "3", "--self-study", "2", "--lora-rank", "2", "--out", str(tmp_path / "comp")]  # fmt: skip
+    assert main(args) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'comp'}: a compressor of k=2 from 3 prefixes")
+    assert main(args) == 2 and "pass --force" in capsys.readouterr().err
+    (tmp_path / "p.json").write_text(json.dumps(["A long instruction that the gist replaces."]))
+    assert main(["distill", str(tmp_path / "p.json"), "--model", str(tmp_path / "lm"), "--compressor",
+                 str(tmp_path / "comp"), "--out", str(tmp_path / "g.gist")]) == 0  # fmt: skip
+    assert "compressed from" in capsys.readouterr().out
+    gist = GistPrefix.load(tmp_path / "g.gist")
+    assert gist.k == 2 and gist.report["method"] == "compressor"
+    assert main(["generate", "--model", str(tmp_path / "lm"), "--gist", str(tmp_path / "g.gist"),
+                 "--max-new-tokens", "2", "Q:"]) == 0  # fmt: skip

@@ -8,6 +8,7 @@ types kept for the report), then on held-out photo prefixes compares, on the row
 neither ever trained on (describe, main colour):
 - the compressed gist (one forward pass),
 - the distilled gist (distill_gist with GistConfig's defaults, per prefix),
+- the compressed gist refined by --refine-steps of the same distillation (start=),
 - another photo's full prefix (the control: what any prefix with this instruction gives) and no prefix.
 G = 1 - KL(full || head) / KL(full || no prefix), G_content = 1 - KL(full || head) / KL(full || control), pooled
 over the prefixes' tokens; and the seconds each gist took.
@@ -16,6 +17,7 @@ over the prefixes' tokens; and the seconds each gist took.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +25,7 @@ from pathlib import Path
 import torch
 from gist import SERVED_PER_PREFIX, UNSEEN_PER_PREFIX, benchmark_samples, distill, markdown
 
-from mmgist import load_model
+from mmgist import distill_gist, load_model
 from mmgist.datasets import split_photos
 from mmgist.demo_task import GIST_HELDOUT_MARKERS, gist_questions, make_samples
 from mmgist.gist import CompressorConfig, GistCompressor, GistConfig, compressor_study, train_compressor
@@ -60,12 +62,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--lora-rank", type=int, default=8)
     ap.add_argument("--samples", type=int, default=3, help="held-out prefixes")
+    ap.add_argument("--refine-steps", type=int, default=50, help="distillation steps from the compressed gist")
     ap.add_argument("--out", default="out/gist_compressor", help="the trained compressor and its checkpoint")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="8 prefixes, 20 steps, 1 held-out prefix: a smoke run")
     args = ap.parse_args(argv)
     if args.quick:
-        args.train_prefixes, args.steps, args.samples, args.self_study = 8, 20, 1, 4
+        args.train_prefixes, args.steps, args.samples, args.self_study, args.refine_steps = 8, 20, 1, 4, 5
     torch.set_num_threads(args.threads)
     model, vocab = load_model(args.model)
     photos = Path(args.photos)
@@ -87,18 +90,25 @@ def main(argv: list[str] | None = None) -> int:
           f"{result.steps} steps ({result.wall_seconds:.0f} s this run), k={args.k}, LoRA rank {args.lora_rank}; "
           f"final KL {result.history[-1]['kl']:.3f}")  # fmt: skip
 
-    kl = {h: 0.0 for h in ("compressed", "distilled", "control", "no prefix")}
+    refined_name = f"compressed + {args.refine_steps} steps"
+    kl = {h: 0.0 for h in ("compressed", refined_name, "distilled", "control", "no prefix")}
     agree = dict.fromkeys(kl, 0.0)
-    seconds = {"compressed": 0.0, "distilled": 0.0}
+    seconds = {"compressed": 0.0, refined_name: 0.0, "distilled": 0.0}
     for sample, control in benchmark_samples(photos / "heldout", args.samples):
         rows = unseen_rows(model, vocab, sample)
         t0 = time.perf_counter()
         compressed = compressor.compress(vocab, sample.prefix())
         seconds["compressed"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        distilled = distill(model, vocab, sample, control, GistConfig(num_gist_tokens=args.k, num_continuations=8))
+        config = GistConfig(num_gist_tokens=args.k, num_continuations=8)
+        distilled = distill(model, vocab, sample, control, config)
         seconds["distilled"] += time.perf_counter() - t0
-        heads = {"compressed": compressed.head(model), "distilled": distilled.head(model),
+        t0 = time.perf_counter()
+        served, _ = gist_questions(sample, SERVED_PER_PREFIX, UNSEEN_PER_PREFIX)
+        refined = distill_gist(model, vocab, sample.prefix(), replace(config, steps=args.refine_steps), queries=served,
+                               self_study_exclude=list(GIST_HELDOUT_MARKERS), start=compressed)  # fmt: skip
+        seconds[refined_name] += time.perf_counter() - t0 + seconds["compressed"] / args.samples
+        heads = {"compressed": compressed.head(model), refined_name: refined.head(model), "distilled": distilled.head(model),
                  "control": head_embeddings(model, vocab, prefix=control.prefix()),
                  "no prefix": head_embeddings(model, vocab)}  # fmt: skip
         n = int(rows.mask.sum())

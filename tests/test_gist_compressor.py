@@ -4,7 +4,7 @@ to turn any prefix into a KV gist in one forward pass. On the tiny Llama of conf
 import pytest
 import torch
 
-from mmgist.gist import GistConfig
+from mmgist.gist import GistConfig, distill_gist
 from mmgist.gist.compressor import CompressorConfig, GistCompressor, compressor_study, train_compressor
 from mmgist.gist.kv_init import rotate_keys
 from mmgist.gist.prefix import GistPrefix, KVHead, bos_kv, kv_of, model_fingerprint
@@ -104,3 +104,16 @@ def test_bad_compressor_settings_are_refused(tiny_lm):
         GistCompressor(model, CompressorConfig(target_modules=("nope_proj",)))
     with pytest.raises(ValueError, match="num_gist_tokens"):
         CompressorConfig(num_gist_tokens=0)
+
+
+def test_distillation_refines_a_compressed_gist_from_where_it_is(tiny_lm, compressor):
+    model, vocab = tiny_lm
+    ids = vocab.encode(PREFIXES[0], add_bos=True)
+    compressed = compressor.compress(vocab, ids)
+    config = GistConfig(num_gist_tokens=3, steps=1, lr=1e-9, num_continuations=4, continuation_length=4, self_study=0,
+                        hidden_weight=0.0)  # fmt: skip
+    refined = distill_gist(model, vocab, ids, config, queries=[" Q:"], start=compressed)
+    torch.testing.assert_close(refined.kv.float(), compressed.kv.float(), atol=1e-6, rtol=1e-5)  # lr ~ 0: unmoved
+    assert refined.report["method"] == "distilled from a compressor gist"
+    with pytest.raises(ValueError, match="start is a kv gist of k=3"):
+        distill_gist(model, vocab, ids, GistConfig(num_gist_tokens=2), start=compressed)

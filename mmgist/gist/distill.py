@@ -208,6 +208,7 @@ def distill_gist(
     control_prefix: Any = None,
     self_study_exclude: list[Any] | None = None,
     forced: list[ForcedRow] | None = None,
+    start: GistPrefix | None = None,
 ) -> GistPrefix:
     """Compress `prefix` (a Prompt, or ids starting with <|bos|>) into `config.num_gist_tokens` positions
     (input embeddings, or keys and values with `target="kv"`).
@@ -224,6 +225,8 @@ def distill_gist(
     `forced`: rows whose continuation is given, not sampled (`ForcedRow`s, such as `reconstruction_rows`:
     the prefix's own text after a query that quotes its start); all trained on, every continuation token
     in the loss against the teacher's log-probs after the full prefix.
+    `start`: a gist of this prefix to refine (a compressor's, say) instead of `config.init`: its target and k
+    must be the config's.
     """
     from ..lm import check_model, context_length
 
@@ -236,6 +239,13 @@ def distill_gist(
             raise TypeError(f"distill_gist's {name} must be a list, got {type(given).__name__}")
     check_model(model, vocab)
     prefix_ids = context_ids(vocab, prefix)  # <|bos|> first; ids that do not parse as a prompt are refused
+    if start is not None:
+        start.check(model, vocab)
+        if (start.target, start.k, start.prefix_length) != (config.target, config.num_gist_tokens, len(prefix_ids)):
+            raise ValueError(
+                f"start is a {start.target} gist of k={start.k} for a {start.prefix_length}-token prefix; this "
+                f"distillation makes a {config.target} gist of k={config.num_gist_tokens} for {len(prefix_ids)} tokens"
+            )
     if prefix_ids == [vocab.bos_id]:
         raise ValueError("cannot distill an empty prefix")
     if config.num_gist_tokens >= len(prefix_ids) - 1:
@@ -323,12 +333,15 @@ def distill_gist(
         bos = head_embeddings(model, vocab).detach()  # (1, d) <|bos|> as the embedding module outputs it
         init = _init(model, vocab, prefix_ids, config)  # (k, d) fp32
         how = config.init.removeprefix("prefix_") if config.init in PREFIX_INITS else None
-        if how == "attended":  # what the training rows (questions and teacher answers) read in the prefix
+        if start is not None:  # refine a given gist
+            init = start.embeddings.float() if start.target == "embeddings" else init
+            start_kv = start.kv.float() if start.target == "kv" else None
+        elif how == "attended":  # what the training rows (questions and teacher answers) read in the prefix
             seen = [r[m].tolist() for r, m in zip(train.ids, train.real) if m.any()]
-            start = attended_kv(model, prefix_ids, config.num_gist_tokens, seen)
+            start_kv = attended_kv(model, prefix_ids, config.num_gist_tokens, seen)
         else:
-            start = prefix_kv(model, prefix_ids, config.num_gist_tokens, how) if how else None
-        head, init = _target(model, vocab, bos, init, config.target, start)
+            start_kv = prefix_kv(model, prefix_ids, config.num_gist_tokens, how) if how else None
+        head, init = _target(model, vocab, bos, init, config.target, start_kv)
 
         full = prefix_head(model, vocab, prefix_ids) if config.hidden_weight > 0 else None
         t_trained = time.perf_counter()
@@ -399,6 +412,7 @@ def distill_gist(
             "history": history,
             "notes": notes,
             "config": asdict(config),
+            "method": "distilled" if start is None else f"distilled from a {start.report.get('method', 'given')} gist",
         }
         if served:
             result["task"] = report.task(model, vocab, {**full, **heads}, served)

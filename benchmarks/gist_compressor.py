@@ -17,9 +17,9 @@ over the prefixes' tokens; and the seconds each gist took.
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = unseen_rows(model, vocab, sample)
         t0 = time.perf_counter()
         compressed = compressor.compress(vocab, sample.prefix())
-        seconds["compressed"] += time.perf_counter() - t0
+        compress_s = time.perf_counter() - t0
+        seconds["compressed"] += compress_s
         t0 = time.perf_counter()
         config = GistConfig(num_gist_tokens=args.k, num_continuations=8)
         distilled = distill(model, vocab, sample, control, config)
@@ -107,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         served, _ = gist_questions(sample, SERVED_PER_PREFIX, UNSEEN_PER_PREFIX)
         refined = distill_gist(model, vocab, sample.prefix(), replace(config, steps=args.refine_steps), queries=served,
                                self_study_exclude=list(GIST_HELDOUT_MARKERS), start=compressed)  # fmt: skip
-        seconds[refined_name] += time.perf_counter() - t0 + seconds["compressed"] / args.samples
-        heads = {"compressed": compressed.head(model), refined_name: refined.head(model), "distilled": distilled.head(model),
-                 "control": head_embeddings(model, vocab, prefix=control.prefix()),
+        seconds[refined_name] += time.perf_counter() - t0 + compress_s
+        heads = {"compressed": compressed.head(model), refined_name: refined.head(model),
+                 "distilled": distilled.head(model), "control": head_embeddings(model, vocab, prefix=control.prefix()),
                  "no prefix": head_embeddings(model, vocab)}  # fmt: skip
         n = int(rows.mask.sum())
         for name, head in heads.items():

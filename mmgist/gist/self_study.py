@@ -57,16 +57,7 @@ def chat_config(**overrides: Any) -> GistConfig:
     writes the user's turn, not an answer), a KV gist of 32 positions started from the prompt's 32 most
     surprising tokens (init prefix_salient), 100 steps of 4 rows at a constant lr 3e-2, the KL alone.
     `gist_tokens_for` chooses k from the prompt's length instead. `overrides` are GistConfig fields.
-
-    Measured with StudyConfig's defaults on SmolLM2-135M-Instruct (`benchmarks/gist_pretrained.py --only DOC
-    --recipes facts --configs kv:32 --threads 1`, README table): facts kept 0.25 on the persona (557
-    tokens) and 0.40 on the pool's hours and prices (407 tokens), names kept and numbers lost; G on the
-    written questions 0.68 and 0.61, where #15's defaults (k=8 from the last tokens, 300 steps, 128 questions,
-    no reconstruction) had G 0.75 on the persona and kept no fact. Not yet measured one lever at a time, nor
-    k against the facts kept (the benchmark's --recipes and --configs). The curve of #15's defaults
-    (`benchmarks/gist_pretrained_curve.py`, persona, k=8): KL on the written questions 0.361 at the start,
-    0.140 after 50 steps, 0.092 after 300. GistConfig's hidden-state term gave nothing on SmolLM2 (G 0.478
-    with it, 0.490 without, at #15's earlier settings) and costs a quarter more time."""
+    The measurements behind these choices, with their commands: docs/gists.md (SmolLM2 section)."""
     defaults = {"num_continuations": 1, "continuation_length": 32, "heldout_fraction": 0.125, "self_study": 0,
                 "steps": 100, "lr": 3e-2, "batch_size": 4, "hidden_weight": 0.0, "init": "prefix_salient",
                 "num_gist_tokens": 32}  # fmt: skip

@@ -62,13 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--lora-rank", type=int, default=8)
     ap.add_argument("--samples", type=int, default=3, help="held-out prefixes")
-    ap.add_argument("--refine-steps", type=int, default=50, help="distillation steps from the compressed gist")
+    ap.add_argument(
+        "--refine-steps",
+        type=int,
+        nargs="*",
+        default=[50, 100],
+        help="distillation steps from the compressed gist (one row each; the default distills 200)",
+    )
     ap.add_argument("--out", default="out/gist_compressor", help="the trained compressor and its checkpoint")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="8 prefixes, 20 steps, 1 held-out prefix: a smoke run")
     args = ap.parse_args(argv)
     if args.quick:
-        args.train_prefixes, args.steps, args.samples, args.self_study, args.refine_steps = 8, 20, 1, 4, 5
+        args.train_prefixes, args.steps, args.samples, args.self_study, args.refine_steps = 8, 20, 1, 4, [5]
     torch.set_num_threads(args.threads)
     model, vocab = load_model(args.model)
     photos = Path(args.photos)
@@ -90,10 +96,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{result.steps} steps ({result.wall_seconds:.0f} s this run), k={args.k}, LoRA rank {args.lora_rank}; "
           f"final KL {result.history[-1]['kl']:.3f}")  # fmt: skip
 
-    refined_name = f"compressed + {args.refine_steps} steps"
-    kl = {h: 0.0 for h in ("compressed", refined_name, "distilled", "control", "no prefix")}
+    refined_names = {n: f"compressed + {n} steps" for n in args.refine_steps}
+    kl = {h: 0.0 for h in ("compressed", *refined_names.values(), "distilled", "control", "no prefix")}
     agree = dict.fromkeys(kl, 0.0)
-    seconds = {"compressed": 0.0, refined_name: 0.0, "distilled": 0.0}
+    seconds = {"compressed": 0.0, **dict.fromkeys(refined_names.values(), 0.0), "distilled": 0.0}
     for sample, control in benchmark_samples(photos / "heldout", args.samples):
         rows = unseen_rows(model, vocab, sample)
         t0 = time.perf_counter()
@@ -104,14 +110,17 @@ def main(argv: list[str] | None = None) -> int:
         config = GistConfig(num_gist_tokens=args.k, num_continuations=8)
         distilled = distill(model, vocab, sample, control, config)
         seconds["distilled"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
         served, _ = gist_questions(sample, SERVED_PER_PREFIX, UNSEEN_PER_PREFIX)
-        refined = distill_gist(model, vocab, sample.prefix(), replace(config, steps=args.refine_steps), queries=served,
-                               self_study_exclude=list(GIST_HELDOUT_MARKERS), start=compressed)  # fmt: skip
-        seconds[refined_name] += time.perf_counter() - t0 + compress_s
-        heads = {"compressed": compressed.head(model), refined_name: refined.head(model),
-                 "distilled": distilled.head(model), "control": head_embeddings(model, vocab, prefix=control.prefix()),
-                 "no prefix": head_embeddings(model, vocab)}  # fmt: skip
+        heads = {"compressed": compressed.head(model)}
+        for steps, name in refined_names.items():
+            t0 = time.perf_counter()
+            refined = distill_gist(model, vocab, sample.prefix(), replace(config, steps=steps), queries=served,
+                                   self_study_exclude=list(GIST_HELDOUT_MARKERS), start=compressed)  # fmt: skip
+            seconds[name] += time.perf_counter() - t0 + compress_s
+            heads[name] = refined.head(model)
+        heads["distilled"] = distilled.head(model)
+        heads["control"] = head_embeddings(model, vocab, prefix=control.prefix())
+        heads["no prefix"] = head_embeddings(model, vocab)
         n = int(rows.mask.sum())
         for name, head in heads.items():
             f = fidelity(model, head, rows)

@@ -336,15 +336,6 @@ def cmd_distill(args: argparse.Namespace) -> None:
         raise FileExistsError(f"{str(out)!r} exists; pass --force to overwrite")
     prefix = _read_text(args.prefix, "prefix file") if args.chat else None
     model, vocab = _load_model(args.model)
-    if args.compressor:  # one forward pass of a trained compressor instead of a distillation
-        from .gist import GistCompressor
-
-        if many or args.chat:
-            raise ValueError("--compressor takes one prompt file (not --chat, not a .jsonl)")
-        gist = GistCompressor.load(args.compressor, model).compress(vocab, _load_prompt(prefix_file))
-        gist.save(out)
-        print(f"wrote {out}: k={gist.k} compressed from {gist.prefix_length} prefix tokens in one pass")
-        return
     if many:
         written = distill_many(model, vocab, prefix_file, out, config)
         print(f"wrote {len(written)} gist files to {out}")
@@ -401,6 +392,19 @@ def cmd_train_compressor(args: argparse.Namespace) -> None:
     compressor.save(out)
     print(f"wrote {out}: a compressor of k={args.k} from {len(prefixes)} prefixes, {result.steps} steps, final KL "
           f"{result.history[-1]['kl']:.3f} (checkpoint in {out / 'run'}: rerun to resume)")  # fmt: skip
+
+
+def cmd_compress(args: argparse.Namespace) -> None:
+    from .gist import GistCompressor
+
+    prompt_file = existing_file(args.prompt, "prompt file")
+    out = writable(args.out, "--out")
+    if out.exists() and not args.force:
+        raise FileExistsError(f"{str(out)!r} exists; pass --force to overwrite")
+    model, vocab = _load_model(args.model)
+    gist = GistCompressor.load(args.compressor, model).compress(vocab, _load_prompt(prompt_file))
+    gist.save(out)
+    print(f"wrote {out}: k={gist.k} compressed from {gist.prefix_length} prefix tokens in one pass")
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -578,9 +582,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden-weight", type=float, help="weight of the hidden-state term, 0 for the KL alone "
                    "(default: GistConfig's)")  # fmt: skip
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="sampling and initialization")
-    p.add_argument("--compressor", help="a trained compressor folder (mmgist train-compressor): compress in one "
-                   "forward pass instead of distilling")  # fmt: skip
     p.add_argument("--out", required=True, help="gist file (or folder, for a .jsonl)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing gist file")
+    p = command("compress", "gist a prompt file in one forward pass of a trained compressor", cmd_compress,
+                PROMPT_FILES)  # fmt: skip
+    p.add_argument("prompt", help="a prompt file (see below): the prefix to compress")
+    p.add_argument("--model", required=True, help=MODEL_HELP)
+    p.add_argument("--compressor", required=True, help="a compressor folder (mmgist train-compressor)")
+    p.add_argument("--out", required=True, help="the gist file to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing gist file")
     p = command("train-compressor", "train a compressor that gists any prefix in one forward pass (LoRA adapters "
                 "on a copy of the model plus k gist embeddings)", cmd_train_compressor)  # fmt: skip

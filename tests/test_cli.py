@@ -323,7 +323,7 @@ def test_train_a_compressor_then_compress_a_prompt_file_in_one_pass(tmp_path, ca
     assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'comp'}: a compressor of k=2 from 3 prefixes")
     assert main(args) == 2 and "pass --force" in capsys.readouterr().err
     (tmp_path / "p.json").write_text(json.dumps(["A long instruction that the gist replaces."]))
-    assert main(["distill", str(tmp_path / "p.json"), "--model", str(tmp_path / "lm"), "--compressor",
+    assert main(["compress", str(tmp_path / "p.json"), "--model", str(tmp_path / "lm"), "--compressor",
                  str(tmp_path / "comp"), "--out", str(tmp_path / "g.gist")]) == 0  # fmt: skip
     assert "compressed from" in capsys.readouterr().out
     gist = GistPrefix.load(tmp_path / "g.gist")

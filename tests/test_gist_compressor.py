@@ -117,3 +117,21 @@ def test_distillation_refines_a_compressed_gist_from_where_it_is(tiny_lm, compre
     assert refined.report["method"] == "distilled from a compressor gist"
     with pytest.raises(ValueError, match="start is a kv gist of k=3"):
         distill_gist(model, vocab, ids, GistConfig(num_gist_tokens=2), start=compressed)
+
+
+def test_a_corrupt_or_partial_compressor_folder_is_refused_by_name(tiny_lm, compressor, tmp_path):
+    model, _ = tiny_lm
+    compressor.save(tmp_path / "c")
+    weights = tmp_path / "c" / "compressor.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])  # truncated
+    with pytest.raises(ValueError, match=r"compressor\.safetensors"):
+        GistCompressor.load(tmp_path / "c", model)
+    (tmp_path / "c" / "compressor.json").unlink()  # no header
+    with pytest.raises((FileNotFoundError, ValueError), match=r"compressor\.json"):
+        GistCompressor.load(tmp_path / "c", model)
+
+
+def test_an_empty_prefix_cannot_be_compressed(tiny_lm, compressor):
+    _, vocab = tiny_lm
+    with pytest.raises(ValueError, match="empty prefix"):
+        compressor.compress(vocab, [vocab.bos_id])

@@ -135,3 +135,28 @@ def test_an_empty_prefix_cannot_be_compressed(tiny_lm, compressor):
     _, vocab = tiny_lm
     with pytest.raises(ValueError, match="empty prefix"):
         compressor.compress(vocab, [vocab.bos_id])
+
+
+def test_the_shipped_compressor_loads_by_name_and_its_gist_stands_in_for_a_held_out_photo():
+    """models/demo-photo-qa-compressor, for the demo model: a held-out photo's prefix compressed in one pass
+    is closer to the full prefix than no prefix, on rows the model writes after it."""
+    from mmgist import load_model
+    from mmgist.datasets import photo_paths
+    from mmgist.demo_task import CROP, STYLES, TaskSample
+    from mmgist.gist import data as gist_data
+    from mmgist.io import image_to_tensor, load_image
+    from mmgist.scoring import head_embeddings
+
+    model, vocab = load_model("demo-photo-qa")
+    compressor = GistCompressor.load("demo-photo-qa-compressor", model)
+    photo = image_to_tensor(load_image(photo_paths()["chelsea"]))[:, 96 : 96 + CROP, 64 : 64 + CROP]
+    prefix = vocab.encode(TaskSample(photo, STYLES[0]).prefix(), add_bos=True)
+    gist = compressor.compress(vocab, prefix)
+    assert gist.k == 4 and gist.report["method"] == "compressor"
+    config = GistConfig(num_continuations=8, continuation_length=12)
+    rows = gist_data.sample(model, vocab, prefix, [vocab.encode(" Q: centre colour? A:")], config)
+    ids, real, mask = gist_data.pad(rows, [len(vocab.encode(" Q: centre colour? A:"))] * len(rows))
+    teacher = gist_data.teacher_logprobs(model, prefix, ids, real, config.teacher_top_k)
+    data = gist_data.Continuations(ids, real, mask, teacher)
+    compressed, none = (fidelity(model, h, data)["kl"] for h in (gist.head(model), head_embeddings(model, vocab)))
+    assert compressed < 0.5 * none, (compressed, none)

@@ -178,8 +178,9 @@ class GistCompressor(nn.Module):
 
     @classmethod
     def load(cls, path: str | os.PathLike, model: Any) -> GistCompressor:
-        """A saved compressor for `model`, which must be the model it was trained on."""
-        path = Path(path)
+        """A saved compressor (a folder, or the name of a shipped one such as "demo-photo-qa-compressor") for
+        `model`, which must be the model it was trained on."""
+        path = find_compressor(path)
         header = read_versioned_json(path / "compressor.json", FORMAT, (VERSION,))
         compressor = cls(model, CompressorConfig(**header["config"]))
         if compressor.fingerprint != header["model_fingerprint"]:
@@ -188,6 +189,20 @@ class GistCompressor(nn.Module):
         compressor.load_state_dict(load_tensors(path / "compressor.safetensors", header["tensors_sha256"]))
         compressor._bos = header["bos_id"]
         return compressor.eval()
+
+
+def find_compressor(name_or_folder: str | os.PathLike) -> Path:
+    """A compressor folder: `name_or_folder` itself when it exists, else the shipped one of that name."""
+    from ..lm import model_dirs
+
+    path = Path(name_or_folder)
+    if path.exists() or len(path.parts) != 1:
+        return path
+    for d in model_dirs():
+        if (d / path.name / "compressor.json").is_file():
+            return d / path.name
+    raise FileNotFoundError(f"compressor folder {str(name_or_folder)!r} does not exist, and no shipped compressor "
+                            f"has that name (searched {[str(d) for d in model_dirs()]})")  # fmt: skip
 
 
 def compressor_study(

@@ -11,6 +11,7 @@ TABLES = {
     "gist_benchmark.ipynb": (4, ("| G gist |", "setup")),
     "audio_benchmark.ipynb": (1, ("| STOI |",)),
     "video_benchmark.ipynb": (1, ("| flicker /255 |",)),
+    "image_benchmark.ipynb": (2, ("ΔE2000", "CIEDE2000 per hue")),
 }
 
 

@@ -68,8 +68,9 @@ RECIPES: dict[str, tuple[dict, dict]] = {
     "chunks": ({**BASE, "chunk_questions": 1}, {"init": "last_tokens"}),
     "recon": ({**BASE, "reconstruction": True}, {"init": "last_tokens"}),
     "init": (BASE, {"init": "prefix_salient"}),
+    "salient": ({}, {"init": "prefix_salient"}),  # the facts recipe as first measured: the most surprising tokens
     "facts": ({}, {}),
-    "attended": ({}, {"init": "prefix_attended"}),  # the facts recipe, the gist started as SnapKV keeps a cache
+    "attended": ({}, {"init": "prefix_attended"}),  # = facts since #25's third session (chat_config's default)
 }
 COLUMNS = {"recipe": "", "target": "", "k": "", "ratio": ".0f", "facts kept": ".2f", "hits full": ".2f",
            "hits gist": ".2f", "hits none": ".2f", "G A": ".3f", "G B": ".3f", "G_content": ".3f",

@@ -54,12 +54,13 @@ _MARK = "\uffff"  # a stand-in message, to split the user turn into its opening 
 def chat_config(**overrides: Any) -> GistConfig:
     """The GistConfig for a chat prefix studied by `chat_study`: one teacher answer of up to 32 tokens per
     question, 1 in 8 held out for the report, no samples straight after the system turn (there the model
-    writes the user's turn, not an answer), a KV gist of 32 positions started from the prompt's 32 most
-    surprising tokens (init prefix_salient), 100 steps of 4 rows at a constant lr 3e-2, the KL alone.
+    writes the user's turn, not an answer), a KV gist of 32 positions started, per layer and head, from the
+    prompt positions the training rows attend to most (init prefix_attended), 100 steps of 4 rows at a
+    constant lr 3e-2, the KL alone.
     `gist_tokens_for` chooses k from the prompt's length instead. `overrides` are GistConfig fields.
     The measurements behind these choices, with their commands: docs/gists.md (SmolLM2 section)."""
     defaults = {"num_continuations": 1, "continuation_length": 32, "heldout_fraction": 0.125, "self_study": 0,
-                "steps": 100, "lr": 3e-2, "batch_size": 4, "hidden_weight": 0.0, "init": "prefix_salient",
+                "steps": 100, "lr": 3e-2, "batch_size": 4, "hidden_weight": 0.0, "init": "prefix_attended",
                 "num_gist_tokens": 32}  # fmt: skip
     return GistConfig(**{**defaults, **overrides})
 

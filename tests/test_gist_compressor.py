@@ -48,11 +48,16 @@ def test_the_served_model_is_never_changed(tiny_lm, compressor, tmp_path):
     names = [name for name, _ in model.named_parameters()]
     flags = [p.requires_grad for p in model.parameters()]
     before = model_fingerprint(model)
+    ids = torch.tensor([vocab.encode(PREFIXES[0] + " Q:", add_bos=True)])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
     study = compressor_study(model, vocab, PREFIXES, STUDY)
     train_compressor(compressor, vocab, study, TrainConfig(steps=2, warmup_steps=0), tmp_path, progress=False)
     assert [name for name, _ in model.named_parameters()] == names  # no adapter was injected into it
     assert model_fingerprint(model) == before and not model.training
     assert [p.requires_grad for p in model.parameters()] == flags and all(p.grad is None for p in model.parameters())
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, logits)  # its outputs with a full prefix, bit for bit
     assert set(compressor.state_dict()) == set(compressor.trainable()) and "gist" in compressor.state_dict()
     assert all("lora_" in name for name in compressor.state_dict() if name != "gist")
 

@@ -20,7 +20,7 @@ STUDY = GistConfig(self_study=6, self_study_length=8, num_continuations=2, conti
 def compressor(tiny_lm):
     model, vocab = tiny_lm
     c = GistCompressor(model, CompressorConfig(num_gist_tokens=3, lora_rank=2, rows_per_prefix=3, prefixes_per_step=2))
-    c._bos = vocab.bos_id
+    c.bos_id = vocab.bos_id
     return c
 
 

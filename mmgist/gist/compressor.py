@@ -94,6 +94,7 @@ class GistCompressor(nn.Module):
         start = emb[torch.randint(0, emb.shape[0], (config.num_gist_tokens,), generator=g)]  # k real token embeddings
         self.gist = nn.Parameter(start.to(emb.device))  # (k, d) fp32
         self.fingerprint = model_fingerprint(model)
+        self.bos_id: int | None = None  # the vocabulary's <|bos|>: set by `train_compressor` (or `load`)
 
     def trainable(self) -> dict[str, torch.Tensor]:
         """name -> tensor of what training changes: the adapters and the gist embeddings."""
@@ -152,15 +153,15 @@ class GistCompressor(nn.Module):
     def forward(self, batch: list[tuple[list[int], data.Continuations]]) -> StepOutput:
         """The mean KL(teacher || served model after the compressed gist) over the batch's prefixes."""
         losses = []
-        bos = bos_kv(self.served, self._bos)  # (layers, 2, kv_heads, 1, head_dim)
+        if self.bos_id is None:
+            raise ValueError("the compressor does not know the vocabulary's <|bos|>: train it with train_compressor")
+        bos = bos_kv(self.served, self.bos_id)  # (layers, 2, kv_heads, 1, head_dim)
         for prefix_ids, rows in batch:
             head = KVHead(torch.cat([bos, self.kv(prefix_ids).to(bos.dtype)], dim=3))
             student, _ = student_forward(self.served, head, rows.ids, rows.real)
             losses.append(kl(rows.teacher, student, rows.mask))
         loss = torch.stack(losses).mean()
         return StepOutput(loss, {"kl": loss.item()})
-
-    _bos: int = 0  # the vocabulary's <|bos|> id, set by `train_compressor` and `load`
 
     def _check_served(self) -> None:
         if model_fingerprint(self.served) != self.fingerprint:
@@ -172,7 +173,7 @@ class GistCompressor(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         sha = save_tensors_atomic(self.state_dict(), path / "compressor.safetensors")
         header = versioned(FORMAT, VERSION, config=asdict(self.config), model_fingerprint=self.fingerprint,
-                           bos_id=self._bos, tensors_sha256=sha)  # fmt: skip
+                           bos_id=self.bos_id, tensors_sha256=sha)  # fmt: skip
         write_json_atomic(path / "compressor.json", header)
         return path
 
@@ -187,7 +188,7 @@ class GistCompressor(nn.Module):
             raise ValueError(f"{str(path)!r} was trained for another model (fingerprint {header['model_fingerprint']}"
                              f" against this model's {compressor.fingerprint})")  # fmt: skip
         compressor.load_state_dict(load_tensors(path / "compressor.safetensors", header["tensors_sha256"]))
-        compressor._bos = header["bos_id"]
+        compressor.bos_id = header["bos_id"]
         return compressor.eval()
 
 
@@ -252,7 +253,7 @@ def train_compressor(
     each step compresses `prefixes_per_step` prefixes, each with `rows_per_prefix` of its rows."""
     if not study:
         raise ValueError("train_compressor needs at least one PrefixStudy")
-    compressor._bos = vocab.bos_id
+    compressor.bos_id = vocab.bos_id
     cfg = compressor.config
 
     def batches(step: int, rank: int) -> list[tuple[list[int], data.Continuations]]:

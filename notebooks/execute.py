@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         ap.error(f"no notebook in {HERE} starts with {args.names}")
     os.environ["MMGIST_NOTEBOOK_QUICK"] = "0" if args.full else "1"
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"  # the plots go into the copies
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for path in paths:

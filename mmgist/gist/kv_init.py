@@ -16,9 +16,7 @@ position and are copied as they are. Which positions:
     attended  per layer and per key-value head, the k positions that the given rows (questions and answers
             read after the full prefix) attend to most, as SnapKV chooses them; each head keeps its own
             positions, and every key is turned by the same k + 1 - N, so a query at k + 1 + t sees each kept
-            key at the distance it had after the whole N-token prefix (moving keys to consecutive slots
-            instead loses facts the model still reads at that distance: 1 of 5 kept against 0 at k = 32,
-            4 of 5 against 1 at k = 256 untrained, on the benchmark's pool prices)
+            key at the distance it had after the whole N-token prefix
 """
 
 from __future__ import annotations
@@ -87,9 +85,12 @@ def positions(prefix_tokens: int, k: int, how: str, surprisal: torch.Tensor | No
 
 
 @torch.no_grad()
-def attention_received(model: Any, prefix_ids: list[int], rows: list[list[int]], batch_size: int = 8) -> torch.Tensor:
+def attention_received(
+    model: Any, prefix_ids: list[int], rows: list[list[int]], batch_size: int = 8, kv: torch.Tensor | None = None
+) -> torch.Tensor:
     """(layers, kv_heads, N) the attention each of the N prefix positions receives from `rows` (ids read
     after the whole prefix), summed over the rows' tokens and the query heads that share each key-value head.
+    `kv`: the prefix's own cache (layers, 2, kv_heads, N, head_dim), when the caller has it already.
     Runs the rows with eager attention (the only kind that returns its weights), then restores the model's."""
     from ..lm import cache_kwargs, output_cache
     from .prefix import kv_cache
@@ -98,7 +99,8 @@ def attention_received(model: Any, prefix_ids: list[int], rows: list[list[int]],
         raise ValueError(f"attention_received needs non-empty rows of ids, got {len(rows)} rows")
     device = model.get_input_embeddings().weight.device
     n = len(prefix_ids)
-    kv = kv_of(output_cache(model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True)))
+    if kv is None:
+        kv = kv_of(output_cache(model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True)))
     before = model.config._attn_implementation
     model.set_attn_implementation("eager")
     try:
@@ -131,10 +133,11 @@ def attended_kv(model: Any, prefix_ids: list[int], k: int, rows: list[list[int]]
     n = len(prefix_ids)
     if k > n - 1:
         raise ValueError(f"k = {k} gist positions cannot start from a prefix of {n - 1} tokens after <|bos|>")
-    score = attention_received(model, prefix_ids, rows)[..., 1:]  # (layers, kv_heads, N - 1): <|bos|> is the head's
-    where = score.topk(k, -1).indices.sort(-1).values + 1  # (layers, kv_heads, k) prefix positions
     device = model.get_input_embeddings().weight.device
-    kv = kv_of(output_cache(model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True))).float()
+    kv = kv_of(output_cache(model(input_ids=torch.tensor([prefix_ids], device=device), use_cache=True)))
+    score = attention_received(model, prefix_ids, rows, kv=kv)[..., 1:]  # (layers, kv_heads, N - 1): no <|bos|>
+    where = score.topk(k, -1).indices.sort(-1).values + 1  # (layers, kv_heads, k) prefix positions
+    kv = kv.float()
     picked = kv.gather(3, where[:, None, :, :, None].to(device).expand(-1, 2, -1, -1, kv.shape[-1]))
     keys = rotate_keys(model, picked[:, 0], torch.full((k,), k + 1 - n))
     return torch.stack([keys, picked[:, 1]], dim=1)

@@ -71,6 +71,7 @@ RECIPES: dict[str, tuple[dict, dict]] = {
     "salient": ({}, {"init": "prefix_salient"}),  # the facts recipe as first measured: the most surprising tokens
     "facts": ({}, {}),
     "attended": ({}, {"init": "prefix_attended"}),  # = facts since #25's third session (chat_config's default)
+    "weighted": ({}, {"divergence_weight": 4.0}),  # facts, the KL weighted to the positions the prompt decides
 }
 COLUMNS = {"recipe": "", "target": "", "k": "", "ratio": ".0f", "facts kept": ".2f", "hits full": ".2f",
            "hits gist": ".2f", "hits none": ".2f", "G A": ".3f", "G B": ".3f", "G_content": ".3f",

@@ -206,3 +206,45 @@ def test_k_follows_the_prefix_length_within_its_bounds(tiny_lm):
         gist_tokens_for(100, minimum=8, maximum=4)
     with pytest.raises(ValueError, match=r"k = 600 gist positions do not fit this model's context of 512"):
         gist_tokens_for(5000, per=1, maximum=600, model=model)
+
+
+def test_divergence_weights_lift_the_positions_the_prefix_decides_and_keep_the_uniform_loss_at_zero():
+    from mmgist.gist.data import Teacher
+    from mmgist.gist.report import divergence_weights, kl
+
+    d = torch.tensor([[0.0, 1.0, 3.0, 9.0], [2.0, 0.0, 5.0, 7.0]])  # KL(full || no prefix) per position
+    mask = torch.tensor([[0, 1, 1, 0], [1, 1, 1, 0]], dtype=torch.bool)
+    w = divergence_weights(d, mask, 2.0)
+    assert torch.equal(w[~mask], torch.zeros(3))  # off the mask: no weight, whatever d is there
+    torch.testing.assert_close(w[mask], 1 + 2 * d[mask] / d[mask].mean())  # mean 1 + strength on the mask
+    assert torch.equal(divergence_weights(d, mask, 0.0), mask.float())
+    g = torch.Generator().manual_seed(0)
+    teacher = Teacher(torch.randn(2, 4, 11, generator=g).log_softmax(-1))
+    student = torch.randn(2, 4, 11, generator=g).log_softmax(-1)
+    torch.testing.assert_close(kl(teacher, student, mask, mask.float() * 5), kl(teacher, student, mask))
+
+
+def test_the_per_position_prefix_kl_pools_to_the_reports_kl(tiny_lm):
+    from mmgist.gist.report import fidelity, kl_positions
+
+    model, vocab = tiny_lm
+    prefix = vocab.encode("the harbour opens at six", add_bos=True)
+    rows = [vocab.encode(" fee? twelve coins"), vocab.encode(" six")]
+    ids, real, mask = gist_data.pad(rows, [2, 0])
+    data = gist_data.Continuations(ids, real, mask, gist_data.teacher_logprobs(model, prefix, ids, real, 8))
+    bos = model.get_input_embeddings().weight[[vocab.bos_id]].detach()  # (1, d): no prefix
+    per = kl_positions(model, bos, data)
+    assert per.shape == ids.shape and torch.equal(per[~mask], torch.zeros(int((~mask).sum())))
+    assert per[mask].mean().item() == pytest.approx(fidelity(model, bos, data)["kl"], rel=1e-5)
+
+
+def test_a_gist_trained_with_divergence_weights_closes_the_gap(chat):
+    model, vocab = chat
+    prefix = system_turn(vocab, "the harbour opens at six. the fee is twelve coins.")
+    config = GistConfig(num_gist_tokens=2, steps=30, lr=3e-2, num_continuations=8, continuation_length=6,
+                        self_study=0, hidden_weight=0.0, divergence_weight=4.0, eval_every=10)  # fmt: skip
+    gist = distill_gist(model, vocab, prefix, config, queries=[user_turn(vocab, "what is the fee?")])
+    history = gist.report["history"]
+    assert history[-1]["train_kl"] < history[0]["train_kl"]
+    with pytest.raises(ValueError, match=r"divergence_weight must be >= 0 .* got -1"):
+        GistConfig(divergence_weight=-1)

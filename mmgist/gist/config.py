@@ -41,6 +41,8 @@ class GistConfig:
     heldout_fraction: float = 0.25  # share of the served continuation rows kept for the report, never trained on
     hidden_weight: float = 1.0  # weight of the term pulling the student's hidden states (every layer, every row
     # position) toward the full prefix's; 0 leaves the KL alone (the seed's objective; best for embeddings)
+    divergence_weight: float = 0.0  # each trained position's KL weighs 1 + this x its KL(full || no prefix) / the
+    # mean: the tokens the prompt decides (its facts, not its phrasing) count more; 0 weighs every position alike
     temperature: float = 1.0  # teacher sampling temperature
     teacher_top_k: int | None = 32  # teacher log-probs kept per position, plus the rest mass; None keeps all V
     # (dense: small vocabularies, and the reference in tests)
@@ -78,6 +80,12 @@ class GistConfig:
         if self.hidden_weight < 0:
             raise ValueError(
                 f"GistConfig.hidden_weight must be >= 0 (0 turns the hidden-state term off), got {self.hidden_weight}"
+            )
+        finite(self.divergence_weight, "GistConfig.divergence_weight")
+        if self.divergence_weight < 0:
+            raise ValueError(
+                f"GistConfig.divergence_weight must be >= 0 (0 weighs every position alike), "
+                f"got {self.divergence_weight}"
             )
         finite(self.temperature, "GistConfig.temperature", positive=True)
         if self.teacher_top_k is not None:

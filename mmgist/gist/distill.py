@@ -87,6 +87,10 @@ def _train(
     none_train = report.fidelity(model, bos, watched)["kl"]
     g = torch.Generator().manual_seed(config.seed + 1)
     usable = train.mask.any(1).nonzero()[:, 0]  # rows with a position to learn: a batch of none would give NaN
+    weights = None  # per-position loss weights: the positions the prefix decides count more
+    if config.divergence_weight > 0:
+        prefix_kl = report.kl_positions(model, bos, train)  # (n, T) KL(full || no prefix)
+        weights = report.divergence_weights(prefix_kl, train.mask, config.divergence_weight)
     hidden = full is not None and config.hidden_weight > 0
     targets = _states(model, full, train, HIDDEN_TARGET_BYTES) if hidden else None  # None: per batch instead
     watched_targets = _states(model, full, watched) if hidden else None
@@ -116,7 +120,8 @@ def _train(
         picks = usable[torch.randint(0, len(usable), (config.batch_size,), generator=g)]
         batch = train.subset(picks).trimmed()
         student, states = report.student_forward(model, head(gist), batch.ids, batch.real, hidden=hidden)
-        loss = report.kl(batch.teacher, student, batch.mask)
+        weight = None if weights is None else weights[picks, : batch.ids.shape[1]]
+        loss = report.kl(batch.teacher, student, batch.mask, weight)
         if hidden:
             if targets is not None:
                 want = tuple(t[picks.to(t.device), : batch.ids.shape[1]] for t in targets)

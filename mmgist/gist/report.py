@@ -95,10 +95,33 @@ def kl_per_position(teacher: Teacher, student: torch.Tensor) -> torch.Tensor:
     return kept + terms(teacher.rest, student_rest)
 
 
-def kl(teacher: Teacher, student: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over the masked positions of KL(teacher || student): the training loss (with the hidden-state
-    term, its first part)."""
-    return kl_per_position(teacher, student)[mask.to(student.device)].mean()
+def kl(teacher: Teacher, student: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over the masked positions of KL(teacher || student), weighted by `weight` (n, T) where given: the
+    training loss (with the hidden-state term, its first part)."""
+    per, mask = kl_per_position(teacher, student), mask.to(student.device)
+    if weight is None:
+        return per[mask].mean()
+    weight = weight.to(per)[mask]
+    return (per[mask] * weight).sum() / weight.sum().clamp_min(1e-12)
+
+
+@torch.no_grad()
+def kl_positions(model: Any, head: Head, data: Continuations) -> torch.Tensor:
+    """(n, T) KL(teacher || model after `head`) at every masked position, 0 elsewhere, in chunks of 16 rows."""
+    out = torch.zeros(data.ids.shape)
+    for s in range(0, len(data), 16):
+        part = data.subset(torch.arange(s, min(s + 16, len(data)))).trimmed()
+        per = kl_per_position(part.teacher, student_logprobs(model, head, part.ids, part.real).cpu())
+        out[s : s + len(part), : per.shape[1]] = torch.where(part.mask, per, 0.0)
+    return out
+
+
+def divergence_weights(prefix_kl: torch.Tensor, mask: torch.Tensor, strength: float) -> torch.Tensor:
+    """(n, T) loss weights 1 + strength * d / mean(d), d = `prefix_kl` (KL(full || no prefix) per position)
+    and its mean over `mask`: a position whose distribution the prefix decides weighs more. 0 off the mask."""
+    d = prefix_kl.clamp_min(0) * mask
+    mean = d[mask].mean().clamp_min(1e-12) if mask.any() else torch.tensor(1.0)
+    return (1 + strength * d / mean) * mask
 
 
 POSITIONS = [*map(str, range(8)), "8+"]  # the per-position breakdown: the first 8 continuation positions, the rest

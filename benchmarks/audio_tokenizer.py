@@ -11,7 +11,7 @@ X-codec; never downloaded). The held-out clips are read at the first tokenizer's
 another rate gets them resampled to its rate, and its output is resampled back before scoring. Its
 latent error is left blank (the column measures our quantizers).
 
-Every row is measured in this one run, on the held-out files of `mmgist.audio_data.gather_audio`
+Every row is measured in this one run, on the held-out files of `mmgist.data.audio.gather_audio`
 (never trained on), by set: real speech in English and in Czech (Fish Fillets NG's voice lines, rooms
 never trained on), synthesized speech (espeak-ng, sentences never trained on) and non-speech (a
 music track and sound effects). Each set is capped at --seconds of audio (files in sorted order).

@@ -37,7 +37,7 @@ import torch
 from timing import best_of
 
 from mmgist import Prompt, distill_gist, load_model
-from mmgist.datasets import split_photos
+from mmgist.data.images import split_photos
 from mmgist.demo_task import GIST_HELDOUT_MARKERS, GIST_HELDOUT_TYPES, TaskSample, gist_questions, make_samples
 from mmgist.gist import GistConfig
 from mmgist.lm import cache_kwargs, output_cache

@@ -26,12 +26,12 @@ import torch
 from gist import SERVED_PER_PREFIX, UNSEEN_PER_PREFIX, benchmark_samples, distill, markdown
 
 from mmgist import distill_gist, load_model
-from mmgist.datasets import split_photos
+from mmgist.data.images import split_photos
 from mmgist.demo_task import GIST_HELDOUT_MARKERS, gist_questions, make_samples
 from mmgist.gist import CompressorConfig, GistCompressor, GistConfig, compressor_study, train_compressor
 from mmgist.gist import data as gist_data
 from mmgist.gist.report import fidelity
-from mmgist.scoring import context_ids, head_embeddings, to_ids
+from mmgist.lm.scoring import context_ids, head_embeddings, to_ids
 from mmgist.train import TrainConfig
 
 COLUMNS = {"gist": "", "G": ".3f", "G_content": ".3f", "agreement": ".3f", "seconds per gist": ".2f"}

@@ -44,14 +44,14 @@ from pathlib import Path
 import torch
 from gist import latency, markdown, print_row
 
-from mmgist.chat import system_turn, user_turn
 from mmgist.gist import GistConfig, distill_gist
 from mmgist.gist import data as gist_data
 from mmgist.gist.report import fidelity, greedy_batch
 from mmgist.gist.self_study import ChatStudy, StudyConfig, chat_config, chat_questions, chat_study
+from mmgist.lm.chat import system_turn, user_turn
+from mmgist.lm.pretrained import load_pretrained_lm
+from mmgist.lm.scoring import context_ids, head_embeddings
 from mmgist.metrics import rouge_l
-from mmgist.pretrained import load_pretrained_lm
-from mmgist.scoring import context_ids, head_embeddings
 from mmgist.storage import write_json_atomic
 
 DOCS = Path(__file__).parent / "data" / "gist_pretrained_docs.json"

@@ -24,12 +24,12 @@ import time
 import torch
 from gist_pretrained import DOCS
 
-from mmgist.chat import system_turn, user_turn
 from mmgist.gist import distill_gist
 from mmgist.gist.config import INITS, SCHEDULES
 from mmgist.gist.self_study import StudyConfig, chat_config, chat_study
-from mmgist.pretrained import load_pretrained_lm
-from mmgist.scoring import context_ids
+from mmgist.lm.chat import system_turn, user_turn
+from mmgist.lm.pretrained import load_pretrained_lm
+from mmgist.lm.scoring import context_ids
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@
                                          [--update-card tokenizers/image-vq-f8/README.md]
                                          [--hf /models/Janus-Pro-1B [--hf /models/Emu3-Chat-hf ...]]
 
-Every row is measured in this one run, on the held-out photos of `mmgist.datasets.gather_photos`
+Every row is measured in this one run, on the held-out photos of `mmgist.data.images.gather_photos`
 (never trained on). Quality on 256x256 crops (a non-overlapping grid over each photo): PSNR, SSIM,
 mean CIEDE2000, median chroma ratio (reconstruction / original; < 1 is washed out), the grey cast of
 greyscale versions of the crops (mean |R-G|+|G-B|, in 1/255), and the share of error in the outer 8
@@ -35,7 +35,7 @@ import torch
 from timing import best_of
 
 from mmgist import load_tokenizer
-from mmgist.datasets import HELDOUT_PHOTOGRAPHS, gather_photos, image_files
+from mmgist.data.images import HELDOUT_PHOTOGRAPHS, gather_photos, image_files
 from mmgist.io import image_to_tensor, load_image, tensor_to_image
 from mmgist.metrics import CodeUsage, chroma_ratio, ciede2000, grey_cast, psnr, ssim
 

@@ -23,7 +23,7 @@ import torch
 from image_tokenizer import heldout_crops, measure, table
 
 from mmgist import load_tokenizer
-from mmgist.datasets import gather_photos
+from mmgist.data.images import gather_photos
 
 VARIANTS: dict[str, list[str]] = {
     "v2": [],

@@ -16,7 +16,7 @@ import torch
 from timing import best_of
 
 from mmgist import ByteTokenizer, SharedVocabulary, build_lm, load_model, load_tokenizer
-from mmgist.lm_train import CausalLMStep
+from mmgist.lm.train import CausalLMStep
 
 
 def matmul_gflops(n: int = 1024) -> float:

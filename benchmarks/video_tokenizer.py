@@ -7,7 +7,7 @@ same number of tokens.
                                          [--update-card tokenizers/video-vq/README.md]
 
 Every row is measured in this one run, on clips made from the held-out photos of
-`mmgist.datasets.gather_photos` (never trained on: `mmgist.video_data.heldout_clips`, 17 frames of
+`mmgist.data.images.gather_photos` (never trained on: `mmgist.data.video.heldout_clips`, 17 frames of
 128x128 at 8 fps, the motion kinds in turn). Methods at one token budget (512 tokens per second):
 - video-vq: 1 + 4 latent frames of 16 x 16 codes per 17-frame clip (1280 tokens);
 - per-frame image-vq-f8 on frames scaled to 64 x 64 (8 x 8 codes each, 1088 tokens), scaled back up;
@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 
 from mmgist import load_tokenizer
-from mmgist.datasets import gather_photos
+from mmgist.data.images import gather_photos
+from mmgist.data.video import KINDS, heldout_clips
 from mmgist.io import tensor_to_image
 from mmgist.metrics import psnr, ssim
-from mmgist.video_data import KINDS, heldout_clips
 
 FRAMES, SIZE, FPS = 17, 128, 8.0
 COLUMNS = ("method", "tokens/clip", "tokens/s", "PSNR dB", "SSIM", "flicker /255", "usage", "uniform usage",

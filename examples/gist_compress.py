@@ -13,7 +13,7 @@ import argparse
 import time
 
 from mmgist import GistConfig, Prompt, distill_gist, generate, load_model
-from mmgist.datasets import photo_paths
+from mmgist.data.images import photo_paths
 from mmgist.demo_task import CROP, GIST_HELDOUT_MARKERS, STYLES, TaskSample, gist_questions
 from mmgist.gist.report import summary
 from mmgist.io import image_to_tensor, load_image

@@ -27,7 +27,7 @@ def main() -> None:
     if args.image:
         path = Path(args.image)
     else:
-        from mmgist.datasets import photo_paths
+        from mmgist.data.images import photo_paths
 
         path = photo_paths()["coffee"]
     photo = image_to_tensor(load_image(path))

@@ -19,7 +19,7 @@ from mmgist.metrics import CodeUsage, psnr, ssim
 
 
 def default_image() -> Path:
-    from mmgist.datasets import photo_paths
+    from mmgist.data.images import photo_paths
 
     return photo_paths()["chelsea"]
 

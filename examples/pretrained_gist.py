@@ -23,7 +23,7 @@ import torch
 
 from mmgist import distill_gist, generate, load_pretrained_lm, system_turn, user_turn
 from mmgist.gist import StudyConfig, chat_config, chat_study, gist_tokens_for
-from mmgist.pretrained import is_available
+from mmgist.lm.pretrained import is_available
 
 DOCS = Path(__file__).parent.parent / "benchmarks" / "data" / "gist_pretrained_docs.json"
 

@@ -31,12 +31,12 @@ from pathlib import Path
 import torch
 
 from mmgist import ByteTokenizer, SharedVocabulary, build_lm, load_model, load_tokenizer
-from mmgist.datasets import image_files
+from mmgist.data.images import image_files
 from mmgist.demo_task import REGIONS, TYPES, TaskSample, chance, evaluate, make_samples, training_rows
 from mmgist.lm import save_model
-from mmgist.lm_train import train_lm, validation_loss
-from mmgist.manifest import TokenShards
-from mmgist.scoring import option_kl, prefix_head, score_options
+from mmgist.lm.manifest import TokenShards
+from mmgist.lm.scoring import option_kl, prefix_head, score_options
+from mmgist.lm.train import train_lm, validation_loss
 from mmgist.storage import write_json_atomic
 
 VALIDATION_EVERY = 8

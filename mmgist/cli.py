@@ -43,10 +43,35 @@ import traceback
 from pathlib import Path
 
 from . import Prompt, SharedVocabulary, list_aliases, list_tokenizers, load_tokenizer
+from .data.images import CropAugment
+from .gist import (
+    CompressorConfig,
+    GistCompressor,
+    GistConfig,
+    GistPrefix,
+    StudyConfig,
+    chat_config,
+    chat_study,
+    compressor_study,
+    distill_gist,
+    gist_tokens_for,
+    train_compressor,
+)
+from .gist.batch import distill_many, read_prefixes
+from .gist.report import summary
 from .io import image_to_tensor, load_audio, load_image, load_video, save_audio, save_image, save_video
+from .lm.chat import system_turn, user_turn
+from .lm.generate import generate
+from .lm.model import PRESETS, build_lm, find_model, list_models, load_model
+from .lm.pretrained import PRETRAINED, load_pretrained_lm
+from .lm.train import train_lm
 from .prompt import Audio, Video
 from .storage import read_json
 from .tokenizers.registry import list_zoo
+from .tokenizers.train_audio import train_audio_tokenizer
+from .tokenizers.train_image import train_image_tokenizer
+from .tokenizers.train_video import train_video_tokenizer
+from .train import TrainConfig
 from .validate import existing_dir, existing_file, writable
 
 PROMPT_FILES = """\
@@ -88,9 +113,6 @@ MODEL_HELP = "a model folder, a shipped model's name (demo-photo-qa) or a pretra
 
 def _load_model(name_or_folder: str):
     """(model, vocab) from a model folder, a shipped model's name or a pretrained LM's name."""
-    from .lm import find_model, list_models, load_model
-    from .pretrained import PRETRAINED, load_pretrained_lm
-
     if name_or_folder in PRETRAINED and not Path(name_or_folder).exists():
         return load_pretrained_lm(name_or_folder)
     try:
@@ -200,8 +222,6 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
     if args.modality == "audio":
         _train_audio(args, out, extra)
         return
-    from .datasets import CropAugment
-    from .tokenizers.train_image import train_image_tokenizer
 
     if args.loss == "mse":
         extra.update(l1_weight=0.0, colour_weight=0.0, edge_weight=0.0, mse_weight=1.0)
@@ -229,7 +249,6 @@ def _print_done(train) -> None:
 
 
 def _train_audio(args: argparse.Namespace, out: Path, extra: dict) -> None:
-    from .tokenizers.train_audio import train_audio_tokenizer
 
     if args.num_codebooks:
         extra["num_codebooks"] = args.num_codebooks
@@ -255,7 +274,6 @@ def _train_audio(args: argparse.Namespace, out: Path, extra: dict) -> None:
 
 
 def _train_video(args: argparse.Namespace, out: Path) -> None:
-    from .tokenizers.train_video import train_video_tokenizer
 
     result = train_video_tokenizer(
         args.data,
@@ -278,9 +296,6 @@ def _train_video(args: argparse.Namespace, out: Path) -> None:
 def cmd_train_lm(args: argparse.Namespace) -> None:
     import torch
 
-    from .lm import PRESETS, build_lm, load_model
-    from .lm_train import train_lm
-
     if (args.vocab is None) == (args.model is None):
         raise ValueError("pass exactly one of --vocab (a new model) or --model (continue training a saved one)")
     if args.preset not in PRESETS:
@@ -302,9 +317,6 @@ def cmd_train_lm(args: argparse.Namespace) -> None:
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
-    from .chat import system_turn, user_turn
-    from .gist import GistConfig, StudyConfig, chat_config, chat_study, distill_gist, gist_tokens_for
-    from .gist.batch import distill_many
 
     names = ("target", "self_study", "stopping", "steps", "lr", "hidden_weight")
     chosen = {name: getattr(args, name) for name in names}
@@ -367,15 +379,11 @@ def cmd_distill(args: argparse.Namespace) -> None:
         forced=forced,
     )
     gist.save(out)
-    from .gist.report import summary
 
     print(f"wrote {out}: " + summary(gist.report))
 
 
 def cmd_train_compressor(args: argparse.Namespace) -> None:
-    from .gist import CompressorConfig, GistCompressor, GistConfig, compressor_study, train_compressor
-    from .gist.batch import read_prefixes
-    from .train import TrainConfig
 
     existing_file(args.prefixes, "prefixes file")
     out = writable(args.out, "--out", folder=True)
@@ -395,7 +403,6 @@ def cmd_train_compressor(args: argparse.Namespace) -> None:
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
-    from .gist import GistCompressor
 
     prompt_file = existing_file(args.prompt, "prompt file")
     out = writable(args.out, "--out")
@@ -408,9 +415,6 @@ def cmd_compress(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from .chat import system_turn, user_turn
-    from .generate import generate
-    from .gist import GistPrefix
 
     if args.gist:
         existing_file(args.gist, "--gist")

@@ -40,10 +40,10 @@ from typing import Any
 
 import torch
 
-from .datasets import CropAugment, RandomCrops
+from .data.images import CropAugment, RandomCrops
 from .io import save_image
+from .lm.scoring import Question, prefix_head, score_options
 from .prompt import Prompt
-from .scoring import Question, prefix_head, score_options
 
 CROP = 96  # 12x12 codes at f8: a prefix of about 200 tokens with the instruction
 CELL = CROP // 3

@@ -17,7 +17,7 @@ import toy_tokenizers  # noqa: F401
 
 from mmgist import ByteTokenizer, SharedVocabulary, create_tokenizer
 from mmgist.lm import build_lm
-from mmgist.lm_train import train_lm
+from mmgist.lm.train import train_lm
 from mmgist.tokenizers.train_audio import train_audio_tokenizer
 from mmgist.tokenizers.train_image import train_image_tokenizer
 from mmgist.tokenizers.train_video import train_video_tokenizer

@@ -7,9 +7,9 @@ from conftest import EMBEDDINGS_ONLY
 from test_audio_tokenizer import sound, tiny
 
 from mmgist import ByteTokenizer, MultimodalProcessor, Prompt, SharedVocabulary
-from mmgist.generate import generate
 from mmgist.gist import GistConfig, distill_gist
 from mmgist.lm import build_lm
+from mmgist.lm.generate import generate
 from mmgist.prompt import Audio
 
 

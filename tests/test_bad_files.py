@@ -16,9 +16,9 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from mmgist import GistConfig, GistPrefix, distill_gist, load_tokenizer, save_model
-from mmgist.chat import system_turn, user_turn
 from mmgist.cli import main
 from mmgist.gist import model_fingerprint
+from mmgist.lm.chat import system_turn, user_turn
 
 WRAPPED = [("hf-audio", "dac"), ("hf-image", "emu3")]  # a tiny model of each wrapper
 

@@ -49,10 +49,10 @@ from mmgist import (
     score_options,
 )
 from mmgist.cli import build_parser, main
-from mmgist.generate import LayoutConstraint
 from mmgist.gist import model_fingerprint
 from mmgist.io import image_to_tensor, load_audio, load_image, save_audio, save_image, tensor_to_image
-from mmgist.scoring import accuracy, option_kl, prefix_head
+from mmgist.lm.generate import LayoutConstraint
+from mmgist.lm.scoring import accuracy, option_kl, prefix_head
 from mmgist.storage import load_tensors, read_json, read_versioned_json
 from mmgist.tokenizers import HFTextTokenizer
 from mmgist.tokenizers.text import ByteConfig

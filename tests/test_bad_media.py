@@ -17,7 +17,8 @@ import torchaudio.functional as AF
 
 from mmgist import Audio, Video, create_tokenizer
 from mmgist.cli import main
-from mmgist.io import _swresample, load_audio, load_video, resample, save_audio, save_video
+from mmgist.io import load_audio, load_video, resample, save_audio, save_video
+from mmgist.io.audio import _swresample
 from mmgist.validate import MAX_FPS, MAX_SAMPLE_RATE
 
 
@@ -157,13 +158,14 @@ def test_frame_rates_over_the_limit_are_refused_with_the_limit(tmp_path, call):
 
 def test_loads_past_the_byte_limits_are_refused_naming_the_limit(tmp_path, monkeypatch):
     import mmgist.io
-    import mmgist.video_io
+    import mmgist.io.audio
+    import mmgist.io.video
 
-    monkeypatch.setattr(mmgist.io, "MAX_AUDIO_BYTES", 4 * 1000)
+    monkeypatch.setattr(mmgist.io.audio, "MAX_AUDIO_BYTES", 4 * 1000)
     with pytest.raises(ValueError, match=r"MAX_AUDIO_BYTES.*pass max_seconds="):
         load_audio(write_wav(tmp_path / "a.wav", 16000))
     assert load_audio(tmp_path / "a.wav", max_seconds=0.05)[0].shape == (1, 800)  # a part within the limit
-    monkeypatch.setattr(mmgist.video_io, "MAX_VIDEO_BYTES", 64 * 64 * 3 * 10)
+    monkeypatch.setattr(mmgist.io.video, "MAX_VIDEO_BYTES", 64 * 64 * 3 * 10)
     with pytest.raises(ValueError, match=r"MAX_VIDEO_BYTES\) after 10 frames; pass max_frames="):
         load_video(faststart_mp4(tmp_path / "v.mp4"))
 

@@ -8,11 +8,11 @@ import torch
 from conftest import SPECIALS
 
 from mmgist import HFTextTokenizer, SharedVocabulary, generate, load_model, save_model, score_options
-from mmgist.chat import system_turn, user_turn
 from mmgist.gist import GistConfig, distill_gist
 from mmgist.gist.self_study import SEED_FAMILIES, chat_questions
 from mmgist.layout import IdLayout
-from mmgist.pretrained import PRETRAINED, gguf_path, is_available, load_pretrained_lm
+from mmgist.lm.chat import system_turn, user_turn
+from mmgist.lm.pretrained import PRETRAINED, gguf_path, is_available, load_pretrained_lm
 
 
 def test_text_specials_reuse_the_tokenizers_own_ids_and_add_none(chat_tokenizer):
@@ -141,7 +141,7 @@ def test_pretrained_loader_names_the_install_command_and_known_models(monkeypatc
 
 
 def test_cache_root_follows_the_environment(monkeypatch, tmp_path):
-    from mmgist.pretrained import cache_root
+    from mmgist.lm.pretrained import cache_root
 
     monkeypatch.setenv("MMGIST_CACHE", str(tmp_path / "c"))
     assert cache_root() == tmp_path / "c"
@@ -257,9 +257,9 @@ def test_an_hf_text_tokenizer_without_specials_keeps_its_fingerprint(chat_tokeni
 def test_batched_sampling_equals_greedy_when_pad_and_bos_are_text_ids(chat):
     """The padding between prefix and query is the tokenizer's own <|endoftext|> here: masked out, it must
     change nothing; and neither <|bos|> nor <|pad|> is ever generated although both are text ids."""
-    from mmgist.generate import LayoutConstraint
     from mmgist.gist.data import sample
     from mmgist.gist.report import greedy
+    from mmgist.lm.generate import LayoutConstraint
 
     model, vocab = chat
     prefix = [vocab.bos_id, *vocab.encode(system_turn(vocab, "the fee is twelve coins"))]

@@ -246,7 +246,7 @@ def test_generate_takes_a_prompt_file_and_stops_where_told(tmp_path, capsys):
     from conftest import make_vocab
 
     from mmgist import build_lm, save_model
-    from mmgist.generate import generate
+    from mmgist.lm.generate import generate
 
     vocab = make_vocab()
     torch.manual_seed(0)
@@ -289,7 +289,7 @@ def test_the_shipped_model_loads_by_name_from_any_folder(tmp_path, monkeypatch, 
 def test_a_newcomer_walks_encode_decode_distill_generate_with_the_demo_model(tmp_path, monkeypatch, capsys):
     """The command-line flow of the README, from a folder outside the repository: a photo prompt file, the
     shipped model by name, a gist of it, and the same question after the gist and after the full prompt."""
-    from mmgist.datasets import photo_paths
+    from mmgist.data.images import photo_paths
 
     monkeypatch.chdir(tmp_path)
     PILImage.open(photo_paths()["chelsea"]).crop((100, 50, 164, 114)).save("cat.png")  # 64x64: a quick prompt

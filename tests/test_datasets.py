@@ -1,10 +1,10 @@
-"""mmgist.datasets: the hash split of package photos, reserved packages, and augmented crops."""
+"""mmgist.data.images: the hash split of package photos, reserved packages, and augmented crops."""
 
 import pytest
 import torch
 
-from mmgist import datasets
-from mmgist.datasets import CropAugment, RandomCrops, _group_key, gather_photos
+from mmgist.data import images as datasets
+from mmgist.data.images import CropAugment, RandomCrops, _group_key, gather_photos
 from mmgist.io import save_image
 
 

@@ -28,7 +28,7 @@ from mmgist.demo_task import (
 from mmgist.demo_task import turns as all_turns
 from mmgist.io import save_image
 from mmgist.lm import build_lm
-from mmgist.manifest import read_manifest
+from mmgist.lm.manifest import read_manifest
 
 # the nine regions of the hand-made image, row by row: (fill, brightness, colour, texture)
 HAND_MADE = [

@@ -236,7 +236,7 @@ def _tiny(arch: str, vocab_size: int):
 
 @pytest.mark.parametrize("arch", ["gpt2", "qwen2", "gemma", "gpt_neox"])
 def test_other_hugging_face_architectures(setup, arch):
-    from mmgist.scoring import score_options
+    from mmgist.lm.scoring import score_options
 
     _, vocab, _, _ = setup
     model = _tiny(arch, len(vocab))
@@ -267,8 +267,8 @@ def test_other_hugging_face_architectures(setup, arch):
 def test_teacher_and_student_paths_agree_when_the_head_is_the_whole_prefix(setup, arch):
     """The teacher (ids, prefix KV cache, batched) and the student (embeddings, no cache) are one model."""
     from mmgist.gist.data import pad, teacher_logprobs
-    from mmgist.gist.report import student_logprobs
-    from mmgist.scoring import head_embeddings
+    from mmgist.lm.heads import student_logprobs
+    from mmgist.lm.scoring import head_embeddings
 
     model, vocab = (setup[0], setup[1]) if arch == "llama" else (_tiny(arch, len(setup[1])), setup[1])
     prefix = vocab.encode(PREFIX, add_bos=True)
@@ -290,8 +290,9 @@ def test_hidden_states_after_the_prefix_agree_as_embeddings_and_as_keys_and_valu
     """The hidden-state term's target (the prefix read once as keys and values) equals the prefix given whole as
     embeddings, at every layer and every real position; padding never leaks in."""
     from mmgist.gist.data import pad
-    from mmgist.gist.report import hidden_error, student_forward
-    from mmgist.scoring import head_embeddings, prefix_head
+    from mmgist.gist.report import hidden_error
+    from mmgist.lm.heads import student_forward
+    from mmgist.lm.scoring import head_embeddings, prefix_head
 
     model, vocab = (setup[0], setup[1]) if arch == "llama" else (_tiny(arch, len(setup[1])), setup[1])
     prefix = vocab.encode(PREFIX, add_bos=True)
@@ -329,8 +330,9 @@ def test_the_hidden_state_term_pulls_the_gists_states_toward_the_prefixs(setup, 
     reads its prefix, so the margin is small here (0.038 against 0.043); a term that did not reach the gradient
     would give equal numbers. The demo model's figures are in benchmarks/gist.py's table 3."""
     from mmgist.gist import data
-    from mmgist.gist.report import hidden_error, student_forward
-    from mmgist.scoring import prefix_head
+    from mmgist.gist.report import hidden_error
+    from mmgist.lm.heads import student_forward
+    from mmgist.lm.scoring import prefix_head
 
     model, vocab, _, _ = setup
     gists = {w: distill_gist(model, vocab, PREFIX, GistConfig(**{**FAST, "target": target, "hidden_weight": w}))
@@ -350,7 +352,7 @@ def test_hidden_targets_kept_for_every_row_equal_those_computed_per_batch(setup,
     recomputed for each batch beyond it) agree; both train, and the history records the falling error."""
     from mmgist.gist import data
     from mmgist.gist import distill as distill_module
-    from mmgist.scoring import prefix_head
+    from mmgist.lm.scoring import prefix_head
 
     model, vocab, _, _ = setup
     prefix = vocab.encode(PREFIX, add_bos=True)

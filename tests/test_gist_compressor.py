@@ -7,9 +7,10 @@ import torch
 from mmgist.gist import GistConfig, distill_gist
 from mmgist.gist.compressor import CompressorConfig, GistCompressor, compressor_study, train_compressor
 from mmgist.gist.kv_init import rotate_keys
-from mmgist.gist.prefix import GistPrefix, KVHead, bos_kv, kv_of, model_fingerprint
+from mmgist.gist.prefix import GistPrefix, model_fingerprint
 from mmgist.gist.report import fidelity
 from mmgist.lm import output_cache
+from mmgist.lm.heads import KVHead, bos_kv, kv_of, pad
 from mmgist.train import TrainConfig
 
 PREFIXES = ["the harbour opens at six and the fee is twelve coins", "the pool shuts at nine; a swim costs four"]
@@ -146,11 +147,11 @@ def test_the_shipped_compressor_loads_by_name_and_its_gist_stands_in_for_a_held_
     """models/demo-photo-qa-compressor, for the demo model: a held-out photo's prefix compressed in one pass
     is closer to the full prefix than no prefix, on rows the model writes after it."""
     from mmgist import load_model
-    from mmgist.datasets import photo_paths
+    from mmgist.data.images import photo_paths
     from mmgist.demo_task import CROP, STYLES, TaskSample
     from mmgist.gist import data as gist_data
     from mmgist.io import image_to_tensor, load_image
-    from mmgist.scoring import head_embeddings
+    from mmgist.lm.scoring import head_embeddings
 
     model, vocab = load_model("demo-photo-qa")
     compressor = GistCompressor.load("demo-photo-qa-compressor", model)
@@ -160,7 +161,7 @@ def test_the_shipped_compressor_loads_by_name_and_its_gist_stands_in_for_a_held_
     assert gist.k == 4 and gist.report["method"] == "compressor"
     config = GistConfig(num_continuations=8, continuation_length=12)
     rows = gist_data.sample(model, vocab, prefix, [vocab.encode(" Q: centre colour? A:")], config)
-    ids, real, mask = gist_data.pad(rows, [len(vocab.encode(" Q: centre colour? A:"))] * len(rows))
+    ids, real, mask = pad(rows, [len(vocab.encode(" Q: centre colour? A:"))] * len(rows))
     teacher = gist_data.teacher_logprobs(model, prefix, ids, real, config.teacher_top_k)
     data = gist_data.Continuations(ids, real, mask, teacher)
     compressed, none = (fidelity(model, h, data)["kl"] for h in (gist.head(model), head_embeddings(model, vocab)))

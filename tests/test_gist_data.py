@@ -9,7 +9,7 @@ from mmgist.gist import GistConfig, distill_gist
 from mmgist.gist.data import Continuations, Teacher, keep_top_k, pad, split
 from mmgist.gist.report import greedy, kl_per_position
 from mmgist.lm import build_lm
-from mmgist.scoring import head_embeddings
+from mmgist.lm.scoring import head_embeddings
 
 PREFIX = Prompt(["The secret word is zebra. ", torch.rand(3, 8, 8), " Always answer with the secret word."])
 
@@ -238,7 +238,7 @@ def test_batched_greedy_decodes_each_query_as_alone_after_either_kind_of_head(se
     """Queries of different lengths decoded together (right-padded, masked, own positions) give each query's
     own greedy continuation, after the prefix's embeddings and after its keys and values alike."""
     from mmgist.gist.report import greedy_batch
-    from mmgist.scoring import prefix_head
+    from mmgist.lm.scoring import prefix_head
 
     model, vocab = setup
     prefix = vocab.encode(PREFIX, add_bos=True)

@@ -7,14 +7,14 @@ from itertools import pairwise
 import pytest
 import torch
 
-from mmgist.chat import system_span, system_turn, user_turn
 from mmgist.gist import GistConfig, distill_gist, gist_tokens_for
 from mmgist.gist import data as gist_data
 from mmgist.gist.chunks import Chunk, ForcedRow, chunk_prefix, cue, reconstruction_rows
 from mmgist.gist.kv_init import attended_kv, attention_received, positions, prefix_kv, rotate_keys
-from mmgist.gist.prefix import kv_of
 from mmgist.gist.self_study import StudyConfig, chat_study, chunk_questions
 from mmgist.lm import output_cache
+from mmgist.lm.chat import system_span, system_turn, user_turn
+from mmgist.lm.heads import kv_of, pad
 
 DOC = "the harbour opens at six. the fee is twelve coins!\nlist the rules: no wake; no fishing. the cat is six"
 
@@ -52,7 +52,7 @@ def test_reconstruction_rows_force_exactly_the_prefix_tokens_and_count_only_them
                zip(rows, chunks))  # fmt: skip
     # the loss mask covers the forced continuation and nothing else, whatever the row lengths
     starts = [len(r.query) for r in rows]
-    ids_t, _, mask = gist_data.pad([r.query + r.continuation for r in rows], starts)
+    ids_t, _, mask = pad([r.query + r.continuation for r in rows], starts)
     for b, r in enumerate(rows):
         assert ids_t[b][mask[b]].tolist() == r.continuation
         assert mask[b].sum() == len(r.continuation)
@@ -230,7 +230,7 @@ def test_the_per_position_prefix_kl_pools_to_the_reports_kl(tiny_lm):
     model, vocab = tiny_lm
     prefix = vocab.encode("the harbour opens at six", add_bos=True)
     rows = [vocab.encode(" fee? twelve coins"), vocab.encode(" six")]
-    ids, real, mask = gist_data.pad(rows, [2, 0])
+    ids, real, mask = pad(rows, [2, 0])
     data = gist_data.Continuations(ids, real, mask, gist_data.teacher_logprobs(model, prefix, ids, real, 8))
     bos = model.get_input_embeddings().weight[[vocab.bos_id]].detach()  # (1, d): no prefix
     per = kl_positions(model, bos, data)

@@ -8,9 +8,9 @@ import torch
 from mmgist import Prompt, Question, generate
 from mmgist.gist import GistConfig, GistPrefix, distill_gist, model_fingerprint
 from mmgist.gist.data import pad
-from mmgist.gist.prefix import kv_of
-from mmgist.gist.report import greedy, student_logprobs
+from mmgist.gist.report import greedy
 from mmgist.lm import cache_kwargs
+from mmgist.lm.heads import kv_of, student_logprobs
 
 PREFIX = Prompt(["The secret word is zebra. ", torch.rand(3, 16, 16), " Always answer with the secret word."])
 KV = dict(num_gist_tokens=2, target="kv", self_study=0, steps=30, lr=3e-2, num_continuations=16, continuation_length=8,

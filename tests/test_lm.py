@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from mmgist import ByteTokenizer, Image, Prompt, SharedVocabulary, create_tokenizer
-from mmgist.generate import generate
 from mmgist.lm import build_lm, extend_lm, load_model, save_model
+from mmgist.lm.generate import generate
 from mmgist.processor import MultimodalProcessor
 
 
@@ -154,7 +154,7 @@ def test_bad_sizes_are_refused(vocab, model, sizes):
 
 
 def test_padded_text_ids_are_never_generated(vocab):
-    from mmgist.generate import LayoutConstraint
+    from mmgist.lm.generate import LayoutConstraint
 
     class Padded(ByteTokenizer):  # a text tokenizer whose last 6 reserved ids decode to nothing
         @property

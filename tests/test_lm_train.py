@@ -9,8 +9,8 @@ from ddp import run_ddp
 
 from mmgist.io import save_image
 from mmgist.lm import build_lm
-from mmgist.lm_train import CausalLMStep, collate, train_lm, validation_loss
-from mmgist.manifest import TokenShards, read_manifest
+from mmgist.lm.manifest import TokenShards, read_manifest
+from mmgist.lm.train import CausalLMStep, collate, train_lm, validation_loss
 from mmgist.prompt import Image, Prompt
 
 

@@ -6,7 +6,7 @@ from conftest import EMBEDDINGS_ONLY
 
 from mmgist import Prompt
 from mmgist.gist import GistConfig, GistPrefix, distill_gist, model_fingerprint
-from mmgist.scoring import Question, accuracy, prefix_head, score_options
+from mmgist.lm.scoring import Question, accuracy, prefix_head, score_options
 
 PREFIX = Prompt(["The secret word is zebra. ", torch.rand(3, 16, 16), " Say it."])
 OPTIONS = [" zebra", " horse", " a"]
@@ -95,7 +95,7 @@ def test_option_kl_is_the_mean_kl_over_questions_each_over_its_own_options():
 
     import torch
 
-    from mmgist.scoring import option_kl
+    from mmgist.lm.scoring import option_kl
 
     p, q = (
         [torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0, 0.0])],

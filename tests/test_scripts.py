@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mmgist.pretrained import is_available
+from mmgist.lm.pretrained import is_available
 
 ROOT = Path(__file__).parent.parent
 SCRIPTS = sorted([*(ROOT / "examples").glob("*.py"), *(ROOT / "benchmarks").glob("*.py")])

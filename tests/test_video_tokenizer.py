@@ -9,13 +9,13 @@ from PIL import Image as PILImage
 
 import mmgist
 from mmgist import ByteTokenizer, Prompt, SharedVocabulary
+from mmgist.data.video import KINDS, RandomClips, heldout_clips
 from mmgist.gist import GistConfig, distill_gist
 from mmgist.io import load_video, save_video
 from mmgist.lm import build_lm
 from mmgist.prompt import Video
 from mmgist.tokenizers import VideoVQConfig, VideoVQTokenizer
 from mmgist.tokenizers.train_video import train_video_tokenizer
-from mmgist.video_data import KINDS, RandomClips, heldout_clips
 
 
 def tiny(**kw) -> VideoVQTokenizer:
@@ -199,7 +199,7 @@ def test_bad_video_files_are_refused(tmp_path, monkeypatch):
     (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 3])
     with pytest.raises(ValueError, match=r"cut\.mp4"):
         load_video(tmp_path / "cut.mp4")
-    monkeypatch.setattr("mmgist.video_io.MAX_VIDEO_PIXELS", 32 * 32 - 1)
+    monkeypatch.setattr("mmgist.io.video.MAX_VIDEO_PIXELS", 32 * 32 - 1)
     with pytest.raises(ValueError, match=r"frames of 32x32 are over the limit of 1023 pixels .* pass size="):
         load_video(tmp_path / "a.mp4")
     assert load_video(tmp_path / "a.mp4", size=16)[0].shape[-1] == 16

@@ -86,7 +86,7 @@ def test_the_default_card_holds_the_benchmark_and_the_side_by_side_picture():
 
 def _heldout_crops() -> torch.Tensor:
     """(3, 3, 256, 256): the top-left 256x256 of three bundled photos that no shipped tokenizer trained on."""
-    from mmgist.datasets import HELDOUT, photo_paths
+    from mmgist.data.images import HELDOUT, photo_paths
 
     names = ("chelsea", "coffee", "astronaut")
     assert set(names) <= set(HELDOUT)
@@ -138,7 +138,7 @@ def test_codes_barely_depend_on_the_thread_count():
 
 def test_demo_model_loads_and_its_prefix_matters(tmp_path):
     from mmgist import load_model
-    from mmgist.datasets import split_photos
+    from mmgist.data.images import split_photos
     from mmgist.demo_task import evaluate, make_samples
 
     model, vocab = load_model(Path(__file__).resolve().parents[1] / "models" / "demo-photo-qa")

@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from ..manifest import _segment, jsonl_objects
+from ..lm.manifest import _segment, jsonl_objects
+from ..lm.scoring import Question
 from ..prompt import Prompt
-from ..scoring import Question
 from ..train import init_distributed
 from .config import GistConfig
 from .distill import distill_gist

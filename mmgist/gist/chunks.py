@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..lm.scoring import to_ids
 from ..validate import positive_int
 
 SENTENCE_ENDS = (".", "!", "?", ":", ";")
@@ -84,8 +85,6 @@ def reconstruction_rows(
 ) -> list[ForcedRow]:
     """One row per chunk: the query `ask(cue)` (text, a Prompt or ids), the continuation `ids[chunk]`, the
     prefix's own tokens. A chunk with no words to quote (only marks) gets no row."""
-    from ..scoring import to_ids
-
     rows = []
     for c in chunks:
         start = cue(pieces, c, words)

@@ -33,14 +33,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..scoring import context_ids
+from ..lm.heads import KVHead, bos_kv, kv_of
+from ..lm.model import model_dirs, output_cache
+from ..lm.scoring import context_ids, to_ids
 from ..storage import load_tensors, read_versioned_json, save_tensors_atomic, versioned, write_json_atomic
 from ..train import StepOutput, TrainConfig, TrainResult, fit
 from ..validate import non_negative_int, positive_int
 from . import data
 from .config import GistConfig
 from .kv_init import rotate_keys
-from .prefix import GistPrefix, KVHead, bos_kv, kv_of, model_fingerprint
+from .prefix import GistPrefix, model_fingerprint
 from .report import kl, student_forward
 
 FORMAT, VERSION = "mmgist-gist-compressor", 1
@@ -121,8 +123,6 @@ class GistCompressor(nn.Module):
     def kv(self, prefix_ids: list[int]) -> torch.Tensor:
         """(layers, 2, kv_heads, k, head_dim): the gist of `prefix_ids` (<|bos|> first), differentiable in the
         adapters and gist embeddings; keys turned from positions N .. N + k - 1 to the slots 1 .. k."""
-        from ..lm import output_cache
-
         emb = self.encoder.get_input_embeddings()
         device = emb.weight.device
         n = len(prefix_ids)
@@ -194,8 +194,6 @@ class GistCompressor(nn.Module):
 
 def find_compressor(name_or_folder: str | os.PathLike) -> Path:
     """A compressor folder: `name_or_folder` itself when it exists, else the shipped one of that name."""
-    from ..lm import model_dirs
-
     path = Path(name_or_folder)
     if path.exists() or len(path.parts) != 1:
         return path
@@ -220,8 +218,6 @@ def compressor_study(
     the full prefix; every row cut where one of `exclude` (strings or ids) first occurs, as distill_gist's
     `self_study_exclude`. Made once; training then needs no sampling."""
     from tqdm.auto import tqdm
-
-    from ..scoring import to_ids
 
     config = GistConfig() if config is None else config
     query_ids = [to_ids(vocab, q, what=f"query {n}") for n, q in enumerate(queries or [])]

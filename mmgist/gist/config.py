@@ -9,6 +9,7 @@ import math
 from dataclasses import InitVar, dataclass
 from typing import Any
 
+from ..lm.model import context_length
 from ..validate import finite, fraction, non_negative_int, one_of, positive_int
 
 # KV only: the prefix's own keys and values (gist/kv_init.py)
@@ -126,12 +127,9 @@ def gist_tokens_for(
     if prefix_tokens < 2:
         raise ValueError(f"a prefix of {prefix_tokens} token after <|bos|> leaves nothing to compress (k < prefix)")
     k = min(max(math.ceil(prefix_tokens / per), minimum), maximum, prefix_tokens - 1)
-    if model is not None:
-        from ..lm import context_length
-
-        if k + 1 >= context_length(model):
-            raise ValueError(
-                f"k = {k} gist positions do not fit this model's context of {context_length(model)} (with <|bos|> "
-                "and at least one query token); lower maximum or per"
-            )
+    if model is not None and k + 1 >= context_length(model):
+        raise ValueError(
+            f"k = {k} gist positions do not fit this model's context of {context_length(model)} (with <|bos|> "
+            "and at least one query token); lower maximum or per"
+        )
     return k

@@ -19,6 +19,9 @@ from typing import Any
 
 import torch
 
+from ..lm.constraint import LayoutConstraint
+from ..lm.heads import pad  # noqa: F401  (re-exported: it lived here)
+from ..lm.model import cache_kwargs, output_cache
 from ..validate import positive_int
 from .config import GistConfig
 
@@ -112,9 +115,6 @@ def sample(
     memory: SmolLM2-135M holds 46 kB per position, so 2**15 positions are 1.5 GB). Shorter queries
     are padded between the prefix and the query (`prefix[-1] <|pad|>... query`, the pads masked out), so
     every row's tokens keep their positions and all rows continue from the same column."""
-    from ..generate import LayoutConstraint
-    from ..lm import cache_kwargs, output_cache
-
     if len(prefix) < 2:
         raise ValueError(f"sampling needs a prefix of at least 2 tokens (<|bos|> and one more), got {len(prefix)}")
     positive_int(max_rows, "max_rows")
@@ -173,18 +173,6 @@ def cut_at(rows: list[list[int]], patterns: list[list[int]], starts: list[int] |
     return out
 
 
-def pad(rows: list[list[int]], starts: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(n, T) ids right-padded with 0, the (n, T) mask of real tokens, and the (n, T) mask of the positions
-    that count: from `starts[b]` (the query's length; 0 by default) to the row's end."""
-    width = max(map(len, rows))
-    ids = torch.zeros(len(rows), width, dtype=torch.long)
-    real = torch.zeros(len(rows), width, dtype=torch.bool)
-    counted = torch.zeros(len(rows), width, dtype=torch.bool)
-    for b, r in enumerate(rows):
-        ids[b, : len(r)], real[b, : len(r)], counted[b, (starts[b] if starts else 0) : len(r)] = torch.tensor(r), 1, 1
-    return ids, real, counted
-
-
 @torch.no_grad()
 def teacher_logprobs(
     model: Any, prefix: list[int], ids: torch.Tensor, real: torch.Tensor, top_k: int | None = None
@@ -192,8 +180,6 @@ def teacher_logprobs(
     """log P(ids[:, t] | prefix, ids[:, :t]) on the CPU, with the prefix's KV cache computed once: (n, T, V)
     dense (top_k None), else the top `top_k` per position and the rest. Rows go through the model in
     chunks of at most 16 and about 2**26 logits, and only the kept form leaves the chunk."""
-    from ..lm import cache_kwargs, output_cache
-
     device = model.get_input_embeddings().weight.device
     out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True)
     first, cache = out.logits[:, -1:].float(), output_cache(out)  # (1, 1, V): predicts ids[:, 0]

@@ -46,13 +46,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..lm import output_cache
-from ..scoring import Question, context_ids, head_embeddings, prefix_head, to_ids
+from ..lm.heads import KVHead, bos_kv, kv_of
+from ..lm.model import check_model, context_length, output_cache
+from ..lm.scoring import Question, context_ids, head_embeddings, prefix_head, to_ids
 from . import data, report
 from .chunks import ForcedRow
 from .config import PREFIX_INITS, GistConfig, learning_rate
 from .kv_init import attended_kv, prefix_kv
-from .prefix import GistPrefix, KVHead, bos_kv, kv_of, model_fingerprint
+from .prefix import GistPrefix, model_fingerprint
 from .report import Head
 
 HISTORY_ROWS = 32  # training rows whose KL the history records (all of them cost a sixth of the distillation)
@@ -233,8 +234,6 @@ def distill_gist(
     `start`: a gist of this prefix to refine (a compressor's, say) instead of `config.init`: its target and k
     must be the config's.
     """
-    from ..lm import check_model, context_length
-
     config = GistConfig() if config is None else config
     if not isinstance(config, GistConfig):
         raise TypeError(f"distill_gist's config must be a GistConfig, got {type(config).__name__}")

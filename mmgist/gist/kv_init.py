@@ -26,8 +26,9 @@ from typing import Any
 
 import torch
 
+from ..lm.heads import kv_cache, kv_of
+from ..lm.model import cache_kwargs, output_cache
 from ..validate import one_of, positive_int
-from .prefix import kv_of
 
 HOWS = ("first", "even", "chunks", "salient", "attended")
 
@@ -92,9 +93,6 @@ def attention_received(
     after the whole prefix), summed over the rows' tokens and the query heads that share each key-value head.
     `kv`: the prefix's own cache (layers, 2, kv_heads, N, head_dim), when the caller has it already.
     Runs the rows with eager attention (the only kind that returns its weights), then restores the model's."""
-    from ..lm import cache_kwargs, output_cache
-    from .prefix import kv_cache
-
     if not rows or not all(rows):
         raise ValueError(f"attention_received needs non-empty rows of ids, got {len(rows)} rows")
     device = model.get_input_embeddings().weight.device
@@ -127,8 +125,6 @@ def attended_kv(model: Any, prefix_ids: list[int], k: int, rows: list[list[int]]
     """(layers, 2, kv_heads, k, head_dim) float32: per layer and key-value head, the keys and values of the k
     prefix positions (after <|bos|>) that `rows` attend to most (`attention_received`), in their order; every
     key turned by k + 1 - N so that each keeps its distance to a query that follows the gist."""
-    from ..lm import output_cache
-
     positive_int(k, "k")
     n = len(prefix_ids)
     if k > n - 1:
@@ -147,8 +143,6 @@ def attended_kv(model: Any, prefix_ids: list[int], k: int, rows: list[list[int]]
 def prefix_kv(model: Any, prefix_ids: list[int], k: int, how: str = "even") -> torch.Tensor:
     """(layers, 2, kv_heads, k, head_dim) float32: the keys and values the model computes on `prefix_ids`
     (<|bos|> first) at the positions `positions(...)` chooses, keys moved to slots 1..k."""
-    from ..lm import output_cache
-
     device = model.get_input_embeddings().weight.device
     ids = torch.tensor([prefix_ids], device=device)
     cheap = how != "salient" and "logits_to_keep" in inspect.signature(model.forward).parameters

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from ..lm.heads import KVHead, bos_kv, kv_cache, kv_of  # noqa: F401  (kv_of: re-exported, it lived here)
+from ..lm.model import output_cache
 from ..storage import write_bytes_atomic
 from ..validate import existing_file, is_int, writable
 
@@ -63,49 +65,6 @@ def model_fingerprint(model: Any) -> str:
         h.update(name.encode() + sample.numpy().tobytes())
     _FINGERPRINTS[model] = (state, h.hexdigest())
     return h.hexdigest()
-
-
-def kv_of(cache: Any) -> torch.Tensor:
-    """A batch-1 KV cache -> (layers, 2, kv_heads, T, head_dim): every layer's keys then values."""
-    layers = [(layer.keys, layer.values) for layer in cache.layers]
-    shapes = {tuple(k.shape) for k, _ in layers} | {tuple(v.shape) for _, v in layers}
-    if len(shapes) != 1 or next(iter(shapes))[0] != 1:
-        raise ValueError(
-            f"a KV gist needs one (1, heads, T, head_dim) shape for every layer's keys and values, got {shapes}"
-        )
-    return torch.stack([torch.stack([k[0], v[0]]) for k, v in layers])
-
-
-def kv_cache(model: Any, kv: torch.Tensor, batch_size: int = 1) -> Any:
-    """(layers, 2, kv_heads, T, head_dim) -> a DynamicCache of T positions for `batch_size` rows, in the
-    model's dtype and device. Differentiable in `kv` (the cache concatenates onto it)."""
-    from transformers import DynamicCache
-
-    w = model.get_input_embeddings().weight
-    kv = kv.to(device=w.device, dtype=w.dtype)
-    layers = [
-        (layer[0].expand(batch_size, -1, -1, -1), layer[1].expand(batch_size, -1, -1, -1)) for layer in kv[:, :, None]
-    ]
-    return DynamicCache(ddp_cache_data=layers, config=model.config)
-
-
-@torch.no_grad()
-def bos_kv(model: Any, bos_id: int) -> torch.Tensor:
-    """(layers, 2, kv_heads, 1, head_dim): the model's own keys and values for <|bos|> at position 0."""
-    from ..lm import output_cache
-
-    device = model.get_input_embeddings().weight.device
-    return kv_of(output_cache(model(input_ids=torch.tensor([[bos_id]], device=device), use_cache=True)))
-
-
-@dataclass
-class KVHead:
-    """A head given as keys and values rather than embeddings: what a KV gist puts before the query."""
-
-    kv: torch.Tensor  # (layers, 2, kv_heads, h, head_dim), <|bos|> first
-
-    def __len__(self) -> int:
-        return self.kv.shape[3]
 
 
 @dataclass
@@ -223,8 +182,6 @@ class GistPrefix:
     @torch.no_grad()
     def cache(self, model: Any):
         """The KV cache of the k + 1 head positions (batch 1); copy it per use (`copy.deepcopy`)."""
-        from ..lm import output_cache
-
         head = self.head(model)
         if isinstance(head, KVHead):
             cache = kv_cache(model, head.kv)

@@ -20,48 +20,18 @@ from typing import Any
 
 import torch
 
-from ..lm import cache_kwargs, output_cache
-from ..scoring import Question, option_kl, to_ids
-from .data import Continuations, Teacher, pad
-from .prefix import KVHead, kv_cache, kv_of
-
-Head = torch.Tensor | KVHead  # (h, d) embeddings, or keys and values of h positions
-
-
-def student_forward(
-    model: Any, head: Head, ids: torch.Tensor, real: torch.Tensor, hidden: bool = False, logits: bool = True
-) -> tuple[torch.Tensor | None, tuple[torch.Tensor, ...] | None]:
-    """(log-probs (n, T, V), hidden states) on the model's device: log-probs of each position's token given
-    `head` and the tokens before (None with `logits=False`, which skips most of the output layer); with
-    `hidden`, the output of every layer at the rows' own T positions (one (n, T, d) tensor per layer, the last
-    after the final norm, as transformers returns them), else None.
-
-    An embeddings head's last position predicts ids[:, 0]. A KVHead has keys and values but no output
-    there: its position 0 comes back uniform, so rows after a KV head count from their second token."""
-    device = model.get_input_embeddings().weight.device
-    attn = torch.cat([torch.ones(len(ids), len(head), dtype=torch.long), real.long()], 1).to(device)
-    kw: dict[str, Any] = {"attention_mask": attn, "output_hidden_states": hidden}
-    if not logits and "logits_to_keep" in inspect.signature(model.forward).parameters:
-        kw["logits_to_keep"] = 1
-    if isinstance(head, KVHead):
-        cache = kv_cache(model, head.kv, len(ids))
-        out = model(input_ids=ids.to(device), **kw, **cache_kwargs(model, cache))
-        states = tuple(out.hidden_states[1:]) if hidden else None
-        if not logits:
-            return None, states
-        lg = out.logits.float()
-        return torch.cat([torch.zeros_like(lg[:, :1]), lg[:, :-1]], 1).log_softmax(-1), states
-    x = torch.cat([head.expand(len(ids), -1, -1), model.get_input_embeddings()(ids.to(device))], dim=1)  # (n, h + T, d)
-    out = model(inputs_embeds=x, **kw)
-    states = tuple(h[:, len(head) :] for h in out.hidden_states[1:]) if hidden else None
-    if not logits:
-        return None, states
-    return out.logits.float()[:, len(head) - 1 : -1].log_softmax(-1), states  # position h - 1 predicts ids[:, 0]
-
-
-def student_logprobs(model: Any, head: Head, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """(n, T, V) on the model's device: `student_forward`'s log-probs."""
-    return student_forward(model, head, ids, real)[0]
+from ..lm.heads import (  # noqa: F401  (Head, student_forward, option_logprobs: re-exported, they lived here)
+    Head,
+    KVHead,
+    kv_cache,
+    kv_of,
+    option_logprobs,
+    student_forward,
+    student_logprobs,
+)
+from ..lm.model import cache_kwargs, output_cache
+from ..lm.scoring import Question, option_kl, to_ids
+from .data import Continuations, Teacher
 
 
 def hidden_error(
@@ -244,20 +214,6 @@ def by_position(tables: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[
 
 
 @torch.no_grad()
-def option_logprobs(model: Any, head: Head, query: list[int], options: list[list[int]]) -> torch.Tensor:
-    """(n_options,): log P(option | head, query), the sum of its tokens' log-probs; one batch of
-    `query option` rows after `head` (mmgist.scoring.option_logprobs, for either kind of head)."""
-    if any(len(o) == 0 for o in options):
-        raise ValueError("an answer option encodes to no tokens")
-    if isinstance(head, KVHead) and not query:
-        raise ValueError("scoring options after a KV head needs a query: a KV head predicts no first token")
-    ids, real, _ = pad([query + o for o in options])
-    logp = student_logprobs(model, head, ids, real).cpu()  # (n_options, T, V)
-    return torch.stack([
-        logp[b, len(query) + torch.arange(len(o)), torch.tensor(o)].sum() for b, o in enumerate(options)
-    ])  # fmt: skip
-
-
 def task(model: Any, vocab: Any, heads: dict[str, Head], questions: list[Question]) -> dict[str, Any]:
     """Per head (heads["full_prefix"] among them): accuracy where answers are known, and against the full
     prefix's option probabilities, KL over the options and agreement of the chosen option."""

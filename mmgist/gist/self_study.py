@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..chat import system_span, user_turn
-from ..scoring import context_ids, to_ids
+from ..lm.chat import system_span, user_turn
+from ..lm.scoring import context_ids, to_ids
 from ..validate import finite, non_negative_int, positive_int
 from . import data
 from .chunks import Chunk, ForcedRow, chunk_prefix, reconstruction_rows

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ..storage import sha256_json
 from ..validate import finite, frame_rate, positive_int
 from .base import VideoTokenizer
 from .inputs import FITS, FRAME_FITS
@@ -110,6 +111,5 @@ class VideoKeyframeTokenizer(VideoTokenizer):
         return {**dataclasses.asdict(self.config), "image": self.image.fingerprint()}
 
     def fingerprint(self) -> str:
-        from ..storage import sha256_json
 
         return sha256_json([self.name, self.fingerprint_config()])

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..layout import ALIASABLE
 from .base import TextTokenizer
 from .registry import register_tokenizer
 
@@ -89,8 +90,6 @@ class HFTextTokenizer(TextTokenizer):
 
     def _resolve(self, specials: Any) -> dict[str, int]:
         """{"<|bos|>": "<|endoftext|>", ...} -> {"<|bos|>": 0, ...}; an unknown name or token is refused."""
-        from ..layout import ALIASABLE
-
         if not isinstance(specials, dict):
             raise TypeError(f"HFTextConfig.specials must be a dict of names to tokens, got {type(specials).__name__}")
         vocab = self.hf.get_vocab()

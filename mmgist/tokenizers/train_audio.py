@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ..audio_data import RandomSegments
+from ..data.audio import RandomSegments
 from ..storage import write_json_atomic
 from ..train import TrainConfig, TrainResult, fit, init_distributed
 from ..validate import finite, positive_int

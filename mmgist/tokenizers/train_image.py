@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 
-from ..datasets import CropAugment, RandomCrops, image_files
+from ..data.images import CropAugment, RandomCrops, image_files
 from ..storage import write_json_atomic
 from ..train import TrainConfig, TrainResult, fit, init_distributed
 from ..validate import positive_int
 from .image import ImageVQTokenizer
-from .registry import create_tokenizer
+from .registry import create_tokenizer, load_tokenizer
 
 
 @dataclasses.dataclass
@@ -124,8 +124,6 @@ def train_image_tokenizer(
 
 def _init_from(tok: ImageVQTokenizer, source: str | os.PathLike) -> list[str]:
     """Copy every tensor of a trained tokenizer whose name and shape match into `tok`; returns their names."""
-    from .registry import load_tokenizer
-
     source_tok = load_tokenizer(source)
     trained, own = source_tok.state_dict(), tok.state_dict()
     same = {k: v for k, v in trained.items() if k in own and own[k].shape == v.shape}

@@ -22,11 +22,11 @@ from typing import Any
 import torch
 from einops import rearrange
 
-from ..datasets import image_files
+from ..data.images import image_files
+from ..data.video import RandomClips
 from ..storage import write_json_atomic
 from ..train import TrainConfig, TrainResult, fit, init_distributed
 from ..validate import positive_int
-from ..video_data import RandomClips
 from .registry import create_tokenizer, load_tokenizer
 from .video import VideoVQTokenizer
 

@@ -27,11 +27,12 @@ from typing import Any
 
 import torch
 
-from .io import image_to_tensor, load_image
-from .prompt import Image, Prompt
-from .storage import load_tensors, read_versioned_json, save_tensors_atomic, versioned, write_json_atomic
-from .validate import existing_file
-from .vocab import SharedVocabulary
+from .. import io
+from ..io import image_to_tensor, load_image
+from ..prompt import Image, Prompt
+from ..storage import load_tensors, read_versioned_json, save_tensors_atomic, versioned, write_json_atomic
+from ..validate import existing_file
+from ..vocab import SharedVocabulary
 
 FORMAT = "mmgist-token-shards"
 FORMAT_VERSION = 1
@@ -53,8 +54,6 @@ def _segment(item: Any, base: Path, where: str, loaded: dict | None = None) -> A
                 loaded[key] = segment
             return segment
         if kind in ("audio", "video"):
-            from . import io
-
             loader = getattr(io, f"load_{kind}", None)
             if loader is None:
                 raise ValueError(f"{where}: {kind} files cannot be loaded by this version of mmgist")

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from .storage import PathLike, write_bytes_atomic
-from .validate import existing_file, frame_rate, positive_int
+from ..storage import PathLike, write_bytes_atomic
+from ..validate import existing_file, frame_rate, positive_int
 
 MAX_VIDEO_PIXELS = 3840 * 2160  # per frame; larger frames need `size` (a 4K frame is 25 MB as uint8 RGB)
 MAX_VIDEO_BYTES = 4 << 30  # uint8 RGB frames one load_video may hold (4 GiB: 27 minutes of 640x480 at 8 fps)

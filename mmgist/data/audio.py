@@ -32,8 +32,8 @@ from pathlib import Path
 
 import torch
 
-from .io import load_audio, save_audio
-from .storage import PathLike, write_json_atomic
+from ..io import load_audio, save_audio
+from ..storage import PathLike, write_json_atomic
 
 RATE = 16000
 HELDOUT_EVERY = 4

@@ -34,8 +34,10 @@ from typing import Any
 
 import torch
 
-from .storage import read_json, write_json_atomic
-from .vocab import SharedVocabulary
+from ..storage import read_json, write_json_atomic
+from ..tokenizers.text import HFTextTokenizer
+from ..vocab import SharedVocabulary
+from .model import check_model, load_model, save_model
 
 CONVERSION = 1  # the conversion's version: a cache made by another is converted again
 CACHE_ENV = "MMGIST_CACHE"  # where converted models are kept; default $XDG_CACHE_HOME/mmgist or ~/.cache/mmgist
@@ -111,8 +113,6 @@ def load_pretrained_lm(
     The first call converts the installed GGUF file into `cache_dir`/lm/<name> (`cache_dir` defaults to
     `cache_root()`); later calls load that folder. Processes that load at once (torchrun ranks) convert
     once: a file lock is held while the folder is checked and written. `dtype` casts the loaded model."""
-    from .lm import load_model
-
     spec = _spec(name)
     gguf = gguf_path(name)
     folder = Path(cache_dir if cache_dir is not None else cache_root()) / "lm" / name
@@ -158,9 +158,6 @@ def _convert(spec: PretrainedLM, gguf: Path, folder: Path, record: dict[str, Any
     conversion killed at any point leaves a folder that the next load converts again)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
-
-    from .lm import check_model, save_model
-    from .tokenizers.text import HFTextTokenizer
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()

@@ -22,9 +22,12 @@ from typing import Any
 
 import torch
 
-from .prompt import Prompt
-from .validate import ids as check_ids
-from .validate import is_int
+from ..prompt import Prompt
+from ..validate import ids as check_ids
+from ..validate import is_int
+from . import heads
+from .heads import KVHead, kv_of
+from .model import output_cache
 
 
 @dataclass
@@ -94,9 +97,6 @@ def prefix_head(model: Any, vocab: Any, prefix: Any) -> Any:
     """<|bos|> + `prefix` read once, as every layer's keys and values (a KVHead of len(prefix) + 1 positions).
     Scoring after it equals scoring after the prefix, float rounding aside, without re-reading the prefix
     for every question; the query must not be empty (the head holds no prediction for its first token)."""
-    from .gist.prefix import KVHead, kv_of
-    from .lm import output_cache
-
     ids = context_ids(vocab, prefix)
     device = model.get_input_embeddings().weight.device
     return KVHead(kv_of(output_cache(model(input_ids=torch.tensor([ids], device=device), use_cache=True))))
@@ -105,10 +105,8 @@ def prefix_head(model: Any, vocab: Any, prefix: Any) -> Any:
 @torch.no_grad()
 def option_logprobs(model: Any, head: Any, query: list[int], options: list[list[int]]) -> torch.Tensor:
     """(n_options,): log P(option | head, query), one batch of `head query option` rows, right-padded.
-    `head`: (h, d) embeddings, or the keys and values of a KV gist (a `mmgist.gist.prefix.KVHead`)."""
-    from .gist.report import option_logprobs as scored  # one path for both kinds of head, shared with the report
-
-    return scored(model, head, query, options)
+    `head`: (h, d) embeddings, or the keys and values of a KV gist (a `KVHead`)."""
+    return heads.option_logprobs(model, head, query, options)  # one path for both kinds of head, as the report
 
 
 def option_kl(reference: list[torch.Tensor], probs: list[torch.Tensor]) -> float:

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .lm import check_model, context_length, save_model
+from ..train import StepOutput, TrainConfig, TrainResult, fit, init_distributed
+from ..validate import positive_int
+from ..vocab import SharedVocabulary
 from .manifest import TokenShards
-from .train import StepOutput, TrainConfig, TrainResult, fit, init_distributed
-from .validate import positive_int
-from .vocab import SharedVocabulary
+from .model import check_model, context_length, save_model
 
 KINDS = ("text", "image", "audio", "video", "special")
 

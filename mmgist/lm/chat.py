@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .validate import show
+from ..validate import show
+from .scoring import context_ids
 
 if TYPE_CHECKING:
-    from .vocab import SharedVocabulary
+    from ..vocab import SharedVocabulary
 
 _PROBE = "x"  # a stand-in system message, to cut the user turn out of a rendered conversation
 
@@ -83,8 +84,6 @@ def system_span(vocab: SharedVocabulary, system: str) -> tuple[list[int], tuple[
     """(ids, (start, end), pieces): <|bos|> + the ids of `system_turn(vocab, system)`, the range of ids that
     holds the message itself (the template's role header and end of turn left out), and each id's text in
     the rendered turn ("" for <|bos|>). What reconstruction rows and chunked questions cut the prefix by."""
-    from .scoring import context_ids
-
     hf = template_tokenizer(vocab)
     rendered = system_turn(vocab, system)
     ids = context_ids(vocab, rendered)

@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from .storage import atomic_folder, read_json, weight_files
-from .validate import all_finite, existing_dir, positive_int
-from .vocab import TOKENIZERS_DIR, VOCAB_FILE, SharedVocabulary
+from ..storage import atomic_folder, read_json, weight_files
+from ..validate import all_finite, existing_dir, positive_int
+from ..vocab import TOKENIZERS_DIR, VOCAB_FILE, SharedVocabulary
 
 # Config fields that size the network: each must be a positive int (not a bool, not a string).
 SIZE_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -157,7 +157,7 @@ def model_dirs() -> list[Path]:
     """The folders searched for shipped models by name, in order: $MMGIST_MODELS, the repository's models/,
     and <prefix>/share/mmgist/models (where a wheel install puts them)."""
     dirs = [Path(p) for p in os.environ.get("MMGIST_MODELS", "").split(os.pathsep) if p]
-    dirs.append(Path(__file__).resolve().parents[1] / "models")
+    dirs.append(Path(__file__).resolve().parents[2] / "models")
     dirs.append(Path(sys.prefix) / "share" / "mmgist" / "models")
     return dirs
 

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .datasets import image_files
-from .io import image_to_tensor, load_image
-from .storage import PathLike
+from ..io import image_to_tensor, load_image
+from ..storage import PathLike
+from .images import image_files
 
 KINDS = ("pan", "zoom", "rotate", "object", "light", "mixed")
 MAX_SIDE = 768  # photos are kept at most this large in memory (a clip's window is far smaller)

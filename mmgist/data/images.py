@@ -29,8 +29,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .io import image_to_tensor, load_image, save_image
-from .storage import PathLike, write_json_atomic
+from ..io import image_to_tensor, load_image, save_image
+from ..storage import PathLike, write_json_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 # Photographs (and photo-like scans) bundled with scikit-image; charts, masks and test patterns are left out.

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from ..lm.heads import KVHead, bos_kv, kv_of
-from ..lm.model import model_dirs, output_cache
+from ..lm.model import frozen, model_dirs, output_cache
 from ..lm.scoring import context_ids, to_ids
 from ..storage import load_tensors, read_versioned_json, save_tensors_atomic, versioned, write_json_atomic
 from ..train import StepOutput, TrainConfig, TrainResult, fit
@@ -264,11 +264,5 @@ def train_compressor(
 
     run = {"compressor": asdict(cfg), "prefixes": len(study), "model": compressor.fingerprint}
     served = compressor.served
-    flags, was_training = [p.requires_grad for p in served.parameters()], served.training
-    served.eval().requires_grad_(False)  # gradients pass through the served model to the gist, never into it
-    try:
+    with frozen(served):  # gradients pass through the served model to the gist, never into it
         return fit(compressor, batches, train, out_dir, progress=progress, description="compressor", run=run)
-    finally:
-        for p, flag in zip(served.parameters(), flags):
-            p.requires_grad_(flag)
-        served.train(was_training)

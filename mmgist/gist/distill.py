@@ -40,14 +40,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from ..lm.heads import KVHead, bos_kv, kv_of
-from ..lm.model import check_model, context_length, output_cache
+from ..lm.model import check_model, context_length, frozen, output_cache
 from ..lm.scoring import Question, context_ids, head_embeddings, prefix_head, to_ids
 from . import data, report
 from .chunks import ForcedRow
@@ -203,6 +203,241 @@ def _init(model: Any, vocab: Any, prefix: list[int], config: GistConfig) -> torc
     return torch.randn(k, emb.weight.shape[1], generator=g).to(std.device) * std
 
 
+@dataclass
+class _Request:
+    """A distillation's inputs as ids, checked: what `distill_gist` was asked for."""
+
+    prefix: list[int]  # <|bos|> first
+    queries: list[list[int]]  # served: continuations after each are trained on (most) and held out (some)
+    heldout: list[list[int]]  # never trained on
+    control: list[int] | None  # another prefix, whole, for G_content
+    served_questions: list[Question]  # the Questions among the queries: task accuracy on what was taught
+    heldout_questions: list[Question]  # the Questions among the held-out queries: accuracy on unseen ones
+    forced: list[ForcedRow]  # rows whose continuation is given
+
+
+def _request(
+    model: Any,
+    vocab: Any,
+    prefix: Any,
+    config: GistConfig,
+    *,
+    queries: list[Any] | None,
+    heldout_queries: list[Any] | None,
+    control_prefix: Any,
+    self_study_exclude: list[Any] | None,
+    forced: list[ForcedRow] | None,
+    start: GistPrefix | None,
+) -> _Request:
+    """`distill_gist`'s arguments checked and turned into ids; every refusal names the bad value."""
+    if not isinstance(config, GistConfig):
+        raise TypeError(f"distill_gist's config must be a GistConfig, got {type(config).__name__}")
+    lists = {"queries": queries, "heldout_queries": heldout_queries, "self_study_exclude": self_study_exclude}
+    for name, given in lists.items():
+        if given is not None and not isinstance(given, (list, tuple)):
+            raise TypeError(f"distill_gist's {name} must be a list, got {type(given).__name__}")
+    check_model(model, vocab)
+    prefix_ids = context_ids(vocab, prefix)  # <|bos|> first; ids that do not parse as a prompt are refused
+    if start is not None:
+        start.check(model, vocab)
+        if (start.target, start.k, start.prefix_length) != (config.target, config.num_gist_tokens, len(prefix_ids)):
+            raise ValueError(
+                f"start is a {start.target} gist of k={start.k} for a {start.prefix_length}-token prefix; this "
+                f"distillation makes a {config.target} gist of k={config.num_gist_tokens} for {len(prefix_ids)} tokens"
+            )
+    if prefix_ids == [vocab.bos_id]:
+        raise ValueError("cannot distill an empty prefix")
+    if config.num_gist_tokens >= len(prefix_ids) - 1:
+        raise ValueError(
+            f"num_gist_tokens {config.num_gist_tokens} must be smaller than the prefix "
+            f"({len(prefix_ids) - 1} tokens after <|bos|>): there is nothing to compress"
+        )
+    query_ids = [
+        to_ids(vocab, q.query if isinstance(q, Question) else q, what=f"query {n}") for n, q in enumerate(queries or [])
+    ]
+    heldout_ids = [
+        to_ids(vocab, q.query if isinstance(q, Question) else q, what=f"held-out query {n}")
+        for n, q in enumerate(heldout_queries or [])
+    ]
+    for n, row in enumerate(forced or []):
+        if not isinstance(row, ForcedRow) or not row.continuation:
+            raise ValueError(f"forced row {n} must be a ForcedRow with a non-empty continuation, got {row!r:.80}")
+        to_ids(vocab, row.query + row.continuation, what=f"forced row {n}")
+    if any(len(q) == 0 for q in heldout_ids):
+        raise ValueError("a held-out query must not be empty: the continuation straight after the prefix is served")
+    if clash := [q for q in heldout_ids if any(q[: len(s)] == s for s in query_ids)]:
+        raise ValueError(
+            f"held-out query {vocab.decode(clash[0]).text()!r} is (or extends) a served query: it would be trained on"
+        )
+    control_ids = None if control_prefix is None else to_ids(vocab, control_prefix, add_bos=True, what="control_prefix")
+    if control_ids is not None and control_ids[:1] != [vocab.bos_id]:
+        control_ids = [vocab.bos_id, *control_ids]
+    if control_ids == prefix_ids:
+        raise ValueError("control_prefix is the prefix itself: give another one (the same instruction, other content)")
+    head_length = max(len(prefix_ids), len(control_ids or []))
+    longest = head_length + max((len(q) for q in query_ids + heldout_ids), default=0) + config.continuation_length
+    longest = max(longest, len(prefix_ids) + (config.self_study_length if config.self_study else 0))
+    longest = max([longest] + [len(prefix_ids) + len(r.query) + len(r.continuation) for r in forced or []])
+    if longest > context_length(model):
+        raise ValueError(
+            f"prefix ({head_length} tokens, the longer of prefix and control) plus query and continuation "
+            f"({longest} in all) exceed the model's context of {context_length(model)}"
+        )
+    return _Request(
+        prefix=prefix_ids,
+        queries=query_ids,
+        heldout=heldout_ids,
+        control=control_ids,
+        served_questions=[q for q in queries or [] if isinstance(q, Question)],
+        heldout_questions=[q for q in heldout_queries or [] if isinstance(q, Question)],
+        forced=list(forced or []),
+    )
+
+
+def _rows(
+    model: Any, vocab: Any, request: _Request, config: GistConfig, exclude: list[Any] | None
+) -> tuple[data.Split, int, dict[str, float]]:
+    """(the split rows with the teacher's log-probs, how many self-study and forced rows train, seconds for
+    sampling and the teacher). Rows are laid out [served | self-study | forced | after held-out queries]."""
+    t0 = time.perf_counter()
+    prefix, n = request.prefix, config.num_continuations
+    rows = data.sample(model, vocab, prefix, request.queries, config)
+    study = config.self_study
+    study_rows = (
+        data.sample(model, vocab, prefix, [], config, seed=2, count=study, length=config.self_study_length)
+        if study
+        else []
+    )
+    if exclude:
+        patterns = [to_ids(vocab, x, what="self_study_exclude") for x in exclude]
+        rows = data.cut_at(rows, patterns, [len(q) for q in (request.queries or [[]]) for _ in range(n)])
+        study_rows = [r for r in data.cut_at(study_rows, patterns) if r]
+        study = len(study_rows)
+    unseen_rows = data.sample(model, vocab, prefix, request.heldout, config, seed=1) if request.heldout else []
+    starts = [len(q) for q in (request.queries or [[]]) for _ in range(n)] + [0] * study
+    starts += [len(r.query) for r in request.forced]
+    study_rows += [r.query + r.continuation for r in request.forced]  # trained on, like self-study
+    study += len(request.forced)
+    starts += [len(q) for q in request.heldout for _ in range(n)]
+    # a KV head has no output at its last position: without a query, the first sampled token is given
+    first = 1 if config.target == "kv" else 0
+    ids, real, mask = data.pad(rows + study_rows + unseen_rows, [max(s, first) for s in starts])
+    t_sampled = time.perf_counter()
+    teacher = data.teacher_logprobs(model, prefix, ids, real, config.teacher_top_k)
+    everything = data.Continuations(ids, real, mask, teacher, torch.tensor(starts))
+    validation_fraction = config.validation_fraction if config.stopping == "validation" else 0.0
+    split = data.split(everything, config.heldout_fraction, config.seed, len(unseen_rows), validation_fraction, study)
+    if not split.train.mask.any():
+        raise ValueError(
+            f"the teacher's {len(split.train)} training samples hold no token to learn from: the model ended each "
+            "at once (eos) after the prefix and queries; give queries it answers, or self_study samples"
+        )
+    if split.validation is not None and not split.validation.mask.any():
+        raise ValueError("the validation rows hold no sampled token to measure (raise continuation_length)")
+    return split, study, {"sampling": t_sampled - t0, "teacher": time.perf_counter() - t_sampled}
+
+
+def _start(
+    model: Any, vocab: Any, prefix_ids: list[int], config: GistConfig, train: data.Continuations,
+    bos: torch.Tensor, start: GistPrefix | None,
+) -> tuple[Callable[[torch.Tensor], Head], torch.Tensor]:  # fmt: skip
+    """(head: gist -> what the model reads before a query, the trained tensor's start): from `start` (a
+    gist to refine), else config.init; the attended start reads what the training rows attend to."""
+    init = _init(model, vocab, prefix_ids, config)  # (k, d) fp32
+    how = config.init.removeprefix("prefix_") if config.init in PREFIX_INITS else None
+    if start is not None:  # refine a given gist
+        init = start.embeddings.float() if start.target == "embeddings" else init
+        start_kv = start.kv.float() if start.target == "kv" else None
+    elif how == "attended":  # what the training rows (questions and teacher answers) read in the prefix
+        seen = [r[m].tolist() for r, m in zip(train.ids, train.real) if m.any()]
+        start_kv = attended_kv(model, prefix_ids, config.num_gist_tokens, seen)
+    else:
+        start_kv = prefix_kv(model, prefix_ids, config.num_gist_tokens, how) if how else None
+    return _target(model, vocab, bos, init, config.target, start_kv)
+
+
+def _report(
+    model: Any,
+    vocab: Any,
+    request: _Request,
+    config: GistConfig,
+    *,
+    split: data.Split,
+    study: int,
+    heads: dict[str, Head],
+    history: list[dict[str, Any]],
+    steps: tuple[int, int],
+    seconds: dict[str, float],
+    start: GistPrefix | None,
+) -> dict[str, Any]:
+    """The distillation's report (the module docstring's step 4), on the held-out rows only: each head's
+    fidelity, G and G_content, the curve, where the time went and what the figures cannot say (notes)."""
+    held, unseen_part = split.heldout, split.unseen
+    parts = {name: p for name, p in {"heldout": held, "unseen_queries": unseen_part}.items()
+             if p is not None and p.mask.any()}  # fmt: skip
+    if request.control is not None:
+        heads = {**heads, "control": head_embeddings(model, vocab, prefix=request.control).detach()}
+    everyone = {"full_prefix": head_embeddings(model, vocab, prefix=request.prefix).detach(), **heads}
+    n, eos = config.continuation_length, vocab.eos_id
+    # greedy decoding starts at the query's last token, trained on for a served query: after held-out ones only
+    tables = {
+        name: report.table(model, everyone, part, request.heldout if name == "unseen_queries" else None, n, eos)
+        for name, part in parts.items()
+    }
+    for h in history:
+        for name, t in tables.items():
+            h[f"{name}_gap_closed"] = 1 - h[f"{name}_kl"] / max(t["no_prefix"]["kl"], 1e-12)
+    g_content = {  # 1 - KL(full || head) / KL(full || control): 0 for a head no closer than another prefix
+        name: {h: 1 - t[h]["kl"] / max(t["control"]["kl"], 1e-12) for h in ("gist", "init", "truncated")}
+        for name, t in tables.items()
+        if "control" in t
+    }
+    notes = []
+    if split.validation is not None and not split.validation_honest:
+        notes.append(
+            "every validation position's context also occurs in a training row: the step was chosen on "
+            "them all (raise num_continuations or validation_fraction for an honest choice)"
+        )
+    if "heldout" not in parts:
+        notes.append(
+            "no held-out row of the served queries has a position whose context was not trained on (the "
+            "samples repeat each other, as short answers do): pass heldout_queries to measure the gist"
+        )
+    k = config.num_gist_tokens
+    result = {
+        "train_continuations": len(split.train),  # self-study rows included
+        "self_study_continuations": study,  # forced rows included
+        "forced_rows": len(request.forced),
+        "heldout_continuations": len(held),  # served rows held out at random
+        "heldout_positions": int(held.mask.sum()),
+        "heldout_positions_dropped": split.dropped,  # their context also occurs in a training row
+        "heldout_queries": len(request.heldout),
+        "unseen_query_continuations": len(unseen_part) if unseen_part is not None else 0,
+        "steps": steps[0],
+        "best_step": steps[1],  # the step whose gist is returned (all steps with stopping="fixed")
+        "validation_continuations": len(split.validation) if split.validation is not None else 0,
+        "wall_seconds": round(sum(seconds.values()), 2),
+        "seconds": {name: round(v, 2) for name, v in seconds.items()},  # where the wall time went (training:
+        # the steps and the history's evaluations)
+        "prefix_tokens": len(request.prefix),
+        "k": k,
+        "compression": (len(request.prefix) - 1) / k,
+        "baselines": tables.get("heldout"),  # None when every held-out position was seen in training
+        "unseen_queries": tables.get("unseen_queries"),  # None without heldout_queries
+        "G_content": g_content or None,  # per part, per head; None without control_prefix
+        "by_position": report.by_position(tables),  # per part: mean KL per head at positions 0..7, then 8+
+        "history": history,
+        "notes": notes,
+        "config": asdict(config),
+        "method": "distilled" if start is None else f"distilled from a {start.report.get('method', 'given')} gist",
+    }
+    if request.served_questions:
+        result["task"] = report.task(model, vocab, everyone, request.served_questions)
+    if request.heldout_questions:
+        result["heldout_task"] = report.task(model, vocab, everyone, request.heldout_questions)
+    return result
+
+
 def distill_gist(
     model: Any,
     vocab: Any,
@@ -235,199 +470,30 @@ def distill_gist(
     must be the config's.
     """
     config = GistConfig() if config is None else config
-    if not isinstance(config, GistConfig):
-        raise TypeError(f"distill_gist's config must be a GistConfig, got {type(config).__name__}")
-    lists = {"queries": queries, "heldout_queries": heldout_queries, "self_study_exclude": self_study_exclude}
-    for name, given in lists.items():
-        if given is not None and not isinstance(given, (list, tuple)):
-            raise TypeError(f"distill_gist's {name} must be a list, got {type(given).__name__}")
-    check_model(model, vocab)
-    prefix_ids = context_ids(vocab, prefix)  # <|bos|> first; ids that do not parse as a prompt are refused
-    if start is not None:
-        start.check(model, vocab)
-        if (start.target, start.k, start.prefix_length) != (config.target, config.num_gist_tokens, len(prefix_ids)):
-            raise ValueError(
-                f"start is a {start.target} gist of k={start.k} for a {start.prefix_length}-token prefix; this "
-                f"distillation makes a {config.target} gist of k={config.num_gist_tokens} for {len(prefix_ids)} tokens"
-            )
-    if prefix_ids == [vocab.bos_id]:
-        raise ValueError("cannot distill an empty prefix")
-    if config.num_gist_tokens >= len(prefix_ids) - 1:
-        raise ValueError(
-            f"num_gist_tokens {config.num_gist_tokens} must be smaller than the prefix "
-            f"({len(prefix_ids) - 1} tokens after <|bos|>): there is nothing to compress"
-        )
-    served = [q for q in queries or [] if isinstance(q, Question)]
-    unseen = [q for q in heldout_queries or [] if isinstance(q, Question)]
-    query_ids = [
-        to_ids(vocab, q.query if isinstance(q, Question) else q, what=f"query {n}") for n, q in enumerate(queries or [])
-    ]
-    heldout_ids = [
-        to_ids(vocab, q.query if isinstance(q, Question) else q, what=f"held-out query {n}")
-        for n, q in enumerate(heldout_queries or [])
-    ]
-    for n, row in enumerate(forced or []):
-        if not isinstance(row, ForcedRow) or not row.continuation:
-            raise ValueError(f"forced row {n} must be a ForcedRow with a non-empty continuation, got {row!r:.80}")
-        to_ids(vocab, row.query + row.continuation, what=f"forced row {n}")
-    if any(len(q) == 0 for q in heldout_ids):
-        raise ValueError("a held-out query must not be empty: the continuation straight after the prefix is served")
-    if clash := [q for q in heldout_ids if any(q[: len(s)] == s for s in query_ids)]:
-        raise ValueError(
-            f"held-out query {vocab.decode(clash[0]).text()!r} is (or extends) a served query: it would be trained on"
-        )
-    control_ids = None if control_prefix is None else to_ids(vocab, control_prefix, add_bos=True, what="control_prefix")
-    if control_ids is not None and control_ids[:1] != [vocab.bos_id]:
-        control_ids = [vocab.bos_id, *control_ids]
-    if control_ids == prefix_ids:
-        raise ValueError("control_prefix is the prefix itself: give another one (the same instruction, other content)")
-    head_length = max(len(prefix_ids), len(control_ids or []))
-    longest = head_length + max((len(q) for q in query_ids + heldout_ids), default=0) + config.continuation_length
-    longest = max(longest, len(prefix_ids) + (config.self_study_length if config.self_study else 0))
-    longest = max([longest] + [len(prefix_ids) + len(r.query) + len(r.continuation) for r in forced or []])
-    if longest > context_length(model):
-        raise ValueError(
-            f"prefix ({head_length} tokens, the longer of prefix and control) plus query and continuation "
-            f"({longest} in all) exceed the model's context of {context_length(model)}"
-        )
-    flags = [p.requires_grad for p in model.parameters()]
-    was_training = model.training
-    model.eval().requires_grad_(False)
-    t0 = time.perf_counter()
-    try:
-        rows = data.sample(model, vocab, prefix_ids, query_ids, config)
-        study = config.self_study
-        study_rows = (
-            data.sample(model, vocab, prefix_ids, [], config, 2, study, config.self_study_length) if study else []
-        )
-        if self_study_exclude:
-            patterns = [to_ids(vocab, x, what="self_study_exclude") for x in self_study_exclude]
-            starts = [len(q) for q in (query_ids or [[]]) for _ in range(config.num_continuations)]
-            rows = data.cut_at(rows, patterns, starts)
-            study_rows = [r for r in data.cut_at(study_rows, patterns) if r]
-            study = len(study_rows)
-        forced_rows = [r.query + r.continuation for r in forced or []]
-        unseen_rows = data.sample(model, vocab, prefix_ids, heldout_ids, config, seed=1) if heldout_ids else []
-        starts = [len(q) for q in (query_ids or [[]]) for _ in range(config.num_continuations)] + [0] * study
-        starts += [len(r.query) for r in forced or []]
-        study_rows, study = study_rows + forced_rows, study + len(forced_rows)  # trained on, like self-study
-        starts += [len(q) for q in heldout_ids for _ in range(config.num_continuations)]
-        # a KV head has no output at its last position: without a query, the first sampled token is given
-        first = 1 if config.target == "kv" else 0
-        ids, real, mask = data.pad(rows + study_rows + unseen_rows, [max(s, first) for s in starts])
-        t_sampled = time.perf_counter()
-        teacher = data.teacher_logprobs(model, prefix_ids, ids, real, config.teacher_top_k)
-        t_teacher = time.perf_counter()
-        everything = data.Continuations(ids, real, mask, teacher, torch.tensor(starts))
-        validation_fraction = config.validation_fraction if config.stopping == "validation" else 0.0
-        split = data.split(
-            everything, config.heldout_fraction, config.seed, len(unseen_rows), validation_fraction, study
-        )
-        train, held, unseen_part = split.train, split.heldout, split.unseen
-        if not train.mask.any():
-            raise ValueError(
-                f"the teacher's {len(train)} training samples hold no token to learn from: the model ended each "
-                "at once (eos) after the prefix and queries; give queries it answers, or self_study samples"
-            )
-        if split.validation is not None and not split.validation.mask.any():
-            raise ValueError("the validation rows hold no sampled token to measure (raise continuation_length)")
-        # what is measured: served rows held out (unseen contexts only), rows after held-out queries
-        parts = {"heldout": held, "unseen_queries": unseen_part}
-        parts = {name: part for name, part in parts.items() if part is not None and part.mask.any()}
+    request = _request(model, vocab, prefix, config, queries=queries, heldout_queries=heldout_queries,
+                       control_prefix=control_prefix, self_study_exclude=self_study_exclude, forced=forced,
+                       start=start)  # fmt: skip
+    with frozen(model):
+        split, study, seconds = _rows(model, vocab, request, config, self_study_exclude)
+        t0 = time.perf_counter()
         bos = head_embeddings(model, vocab).detach()  # (1, d) <|bos|> as the embedding module outputs it
-        init = _init(model, vocab, prefix_ids, config)  # (k, d) fp32
-        how = config.init.removeprefix("prefix_") if config.init in PREFIX_INITS else None
-        if start is not None:  # refine a given gist
-            init = start.embeddings.float() if start.target == "embeddings" else init
-            start_kv = start.kv.float() if start.target == "kv" else None
-        elif how == "attended":  # what the training rows (questions and teacher answers) read in the prefix
-            seen = [r[m].tolist() for r, m in zip(train.ids, train.real) if m.any()]
-            start_kv = attended_kv(model, prefix_ids, config.num_gist_tokens, seen)
-        else:
-            start_kv = prefix_kv(model, prefix_ids, config.num_gist_tokens, how) if how else None
-        head, init = _target(model, vocab, bos, init, config.target, start_kv)
-
-        full = prefix_head(model, vocab, prefix_ids) if config.hidden_weight > 0 else None
-        t_trained = time.perf_counter()
+        head, init = _start(model, vocab, request.prefix, config, split.train, bos, start)
+        full = prefix_head(model, vocab, request.prefix) if config.hidden_weight > 0 else None
+        parts = {name: p for name, p in {"heldout": split.heldout, "unseen_queries": split.unseen}.items()
+                 if p is not None and p.mask.any()}  # fmt: skip
+        t1 = time.perf_counter()
         gist, history, steps_done, best_step = _train(model, head, init, bos, split, parts, config, progress, full)
-        wall = time.perf_counter() - t0
-        seconds = {"sampling": t_sampled - t0, "teacher": t_teacher - t_sampled, "setup": t_trained - t_teacher,
-                   "training": wall - (t_trained - t0)}  # fmt: skip
+        seconds.update(setup=t1 - t0, training=time.perf_counter() - t1)
         k = config.num_gist_tokens
         heads = {
             "gist": head(gist.detach()),
             "init": head(init),
-            "truncated": head_embeddings(model, vocab, prefix=prefix_ids[-k:]).detach(),
+            "truncated": head_embeddings(model, vocab, prefix=request.prefix[-k:]).detach(),
             "no_prefix": bos,
         }
-        if control_ids is not None:
-            heads["control"] = head_embeddings(model, vocab, prefix=control_ids).detach()
-        full = {"full_prefix": head_embeddings(model, vocab, prefix=prefix_ids).detach()}
-        n, eos = config.continuation_length, vocab.eos_id
-        # greedy decoding starts at the query's last token, trained on for a served query: after held-out ones only
-        tables = {
-            name: report.table(
-                model, {**full, **heads}, part, heldout_ids if name == "unseen_queries" else None, n, eos
-            )
-            for name, part in parts.items()
-        }
-        for h in history:
-            for name, t in tables.items():
-                h[f"{name}_gap_closed"] = 1 - h[f"{name}_kl"] / max(t["no_prefix"]["kl"], 1e-12)
-        by_position = report.by_position(tables)
-        g_content = {  # 1 - KL(full || head) / KL(full || control): 0 for a head no closer than another prefix
-            name: {h: 1 - t[h]["kl"] / max(t["control"]["kl"], 1e-12) for h in ("gist", "init", "truncated")}
-            for name, t in tables.items()
-            if "control" in t
-        }
-        notes = []
-        if split.validation is not None and not split.validation_honest:
-            notes.append(
-                "every validation position's context also occurs in a training row: the step was chosen on "
-                "them all (raise num_continuations or validation_fraction for an honest choice)"
-            )
-        if "heldout" not in parts:
-            notes.append(
-                "no held-out row of the served queries has a position whose context was not trained on (the "
-                "samples repeat each other, as short answers do): pass heldout_queries to measure the gist"
-            )
-        result = {
-            "train_continuations": len(train),  # self-study rows included
-            "self_study_continuations": study,  # forced rows included
-            "forced_rows": len(forced or []),
-            "heldout_continuations": len(held),  # served rows held out at random
-            "heldout_positions": int(held.mask.sum()),
-            "heldout_positions_dropped": split.dropped,  # their context also occurs in a training row
-            "heldout_queries": len(heldout_ids),
-            "unseen_query_continuations": len(unseen_part) if unseen_part is not None else 0,
-            "steps": steps_done,
-            "best_step": best_step,  # the step whose gist is returned (all steps with stopping="fixed")
-            "validation_continuations": len(split.validation) if split.validation is not None else 0,
-            "wall_seconds": round(wall, 2),
-            "seconds": {name: round(v, 2) for name, v in seconds.items()},  # where the wall time went (training:
-            # the steps and the history's evaluations)
-            "prefix_tokens": len(prefix_ids),
-            "k": k,
-            "compression": (len(prefix_ids) - 1) / k,
-            "baselines": tables.get("heldout"),  # None when every held-out position was seen in training
-            "unseen_queries": tables.get("unseen_queries"),  # None without heldout_queries
-            "G_content": g_content or None,  # per part, per head; None without control_prefix
-            "by_position": by_position,  # per part: mean KL per head at continuation positions 0..7, then 8+
-            "history": history,
-            "notes": notes,
-            "config": asdict(config),
-            "method": "distilled" if start is None else f"distilled from a {start.report.get('method', 'given')} gist",
-        }
-        if served:
-            result["task"] = report.task(model, vocab, {**full, **heads}, served)
-        if unseen:
-            result["heldout_task"] = report.task(model, vocab, {**full, **heads}, unseen)
+        result = _report(model, vocab, request, config, split=split, study=study, heads=heads, history=history,
+                         steps=(steps_done, best_step), seconds=seconds, start=start)  # fmt: skip
         trained = gist.detach().to(model.get_input_embeddings().weight.dtype).cpu()
-        kv = trained if config.target == "kv" else None
-        embeddings = None if config.target == "kv" else trained
+        kv, embeddings = (trained, None) if config.target == "kv" else (None, trained)
         fingerprints = (model_fingerprint(model), vocab.fingerprint())
-        return GistPrefix(embeddings, *fingerprints, len(prefix_ids), vocab.bos_id, result, kv=kv)
-    finally:
-        for p, f in zip(model.parameters(), flags):
-            p.requires_grad_(f)
-        model.train(was_training)
+        return GistPrefix(embeddings, *fingerprints, len(request.prefix), vocab.bos_id, result, kv=kv)

@@ -16,6 +16,8 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +238,16 @@ def load_model(folder: str | os.PathLike, dtype: torch.dtype | None = None) -> t
     all_finite(dict(model.named_parameters()), f"model folder {str(folder)!r}")
     check_model(model, vocab)
     return model.eval(), vocab
+
+
+@contextmanager
+def frozen(model: Any) -> Iterator[None]:
+    """The model in eval mode with no parameter requiring a gradient; its flags and mode restored after."""
+    flags, was_training = [p.requires_grad for p in model.parameters()], model.training
+    model.eval().requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+        model.train(was_training)

@@ -297,3 +297,49 @@ def fit(
     if world > 1:
         dist.barrier()
     return TrainResult(steps=end, resumed_from=start, wall_seconds=time.perf_counter() - t0, history=history)
+
+
+def schedule(steps: int, lr: float, seed: int, warmup: int = 200, **fields: Any) -> TrainConfig:
+    """The entry points' TrainConfig: warmup over a tenth of the steps (at most `warmup`), a checkpoint every
+    quarter of them (at most every 250 steps); `fields` set any other TrainConfig field."""
+    return TrainConfig(steps=steps, lr=lr, seed=seed, **{"warmup_steps": min(warmup, steps // 10),
+                       "checkpoint_every": max(1, min(250, steps // 4)), **fields})  # fmt: skip
+
+
+def train_and_save(
+    model: nn.Module,
+    batches: Callable[[int, int], Any],
+    config: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    save: Callable[[Path], Any],
+    record: dict[str, Any],
+    run_dir: str | os.PathLike | None = None,
+    progress: bool = True,
+    stop_at: int | None = None,
+    description: str = "train",
+    run: dict[str, Any] | None = None,
+) -> TrainResult:
+    """The skeleton every training entry point shares: `fit` (checkpoints in `run_dir`, by default
+    out/../.<name>-run, so `out` only ever holds a finished result; rerunning resumes), then on rank 0, once
+    every step has run, `save(out)` and out/training.json: `record` (the data, the settings) plus the steps,
+    lr, seed, this run's wall time, the step it resumed from, the last logged figures, device and threads."""
+    out = Path(out)
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir) if run_dir else out.parent / f".{out.name}-run"
+    result = fit(model, batches, config, run_dir, progress=progress, stop_at=stop_at, description=description, run=run)
+    if rank_and_world()[0] == 0 and result.steps == config.steps:
+        device = next(model.parameters()).device
+        save(out)
+        write_json_atomic(out / "training.json", {
+            **record,
+            "steps": config.steps,
+            "lr": config.lr,
+            "seed": config.seed,
+            "wall_seconds_this_run": round(time.perf_counter() - t0, 1),
+            "resumed_from": result.resumed_from,
+            "final": result.history[-1] if result.history else {},
+            "device": str(device),
+            "torch_threads": torch.get_num_threads(),
+        })  # fmt: skip
+    return result

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..train import StepOutput, TrainConfig, TrainResult, fit, init_distributed
+from ..train import StepOutput, TrainResult, init_distributed, schedule, train_and_save
 from ..validate import positive_int
 from ..vocab import SharedVocabulary
 from .manifest import TokenShards
@@ -109,7 +109,7 @@ def train_lm(
     check_model(model, vocab)
     positive_int(batch_size, "train_lm batch_size")
     out = Path(out)
-    rank, world = init_distributed()
+    _, world = init_distributed()
     if isinstance(data, TokenShards):
         shards, data_key = data, {"shards_sha256": data.fingerprint()}
     else:
@@ -126,30 +126,17 @@ def train_lm(
         picks = torch.randint(0, len(shards), (batch_size,), generator=g).tolist()
         return {k: v.to(device) for k, v in collate(shards, picks, vocab.pad_id).items()}
 
-    config = TrainConfig(
-        steps=steps,
-        lr=lr,
-        seed=seed,
-        warmup_steps=train.pop("warmup_steps", min(100, steps // 10)),
-        checkpoint_every=train.pop("checkpoint_every", max(1, min(250, steps // 4))),
-        **train,
-    )
-    run = {
-        **data_key,
-        "vocab": vocab.fingerprint(),
-        "batch_size": batch_size,
-        "processes": world,
-    }
-    result = fit(
+    run = {**data_key, "vocab": vocab.fingerprint(), "batch_size": batch_size, "processes": world}
+    return train_and_save(
         step_module,
         batches,
-        config,
-        run_dir or out.parent / f".{out.name}-run",
+        schedule(steps, lr, seed, warmup=100, **train),
+        out,
+        save=lambda folder: save_model(model, vocab, folder),
+        record={"data": {**data_key, "batch_size_per_process": batch_size, "processes": world}},
+        run_dir=run_dir,
         progress=progress,
         stop_at=stop_at,
         description="lm",
         run=run,
     )
-    if rank == 0 and result.steps == steps:
-        save_model(model, vocab, out)
-    return result

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..data.audio import RandomSegments
-from ..storage import write_json_atomic
-from ..train import TrainConfig, TrainResult, fit, init_distributed
+from ..train import TrainResult, init_distributed, schedule, train_and_save
 from ..validate import finite, positive_int
 from .audio import AudioRVQTokenizer
 from .registry import create_tokenizer
@@ -55,9 +53,8 @@ def train_audio_tokenizer(
     Checkpoints go to `checkpoint_dir` (default out/../.<name>-run); rerunning after a kill resumes."""
     positive_int(batch_size, "train_audio_tokenizer batch_size")
     finite(seconds, "train_audio_tokenizer seconds", positive=True)
-    rank, world = init_distributed()
+    _, world = init_distributed()
     out = Path(out)
-    run_dir = Path(checkpoint_dir) if checkpoint_dir else out.parent / f".{out.name}-run"
     torch.manual_seed(seed)  # identical initial weights on every rank
     tok = create_tokenizer("audio-rvq", preset=preset, **config)
     assert isinstance(tok, AudioRVQTokenizer)
@@ -66,9 +63,6 @@ def train_audio_tokenizer(
     if torch.cuda.is_available():
         tok = tok.cuda()
     device = next(tok.parameters()).device
-    tcfg = TrainConfig(
-        steps=steps, lr=lr, warmup_steps=min(200, steps // 10), seed=seed, checkpoint_every=max(1, min(250, steps // 4))
-    )
     data_info = {
         "folder": str(data),
         "files": len(data_set.files),
@@ -78,31 +72,17 @@ def train_audio_tokenizer(
         "batch_size_per_process": batch_size,
         "processes": world,
     }
-    t0 = time.perf_counter()
-    result = fit(
+    result = train_and_save(
         tok,
         lambda step, r: data_set.segments(step, r, batch_size).to(device),
-        tcfg,
-        run_dir,
+        schedule(steps, lr, seed),
+        out,
+        save=lambda folder: tok.cpu().eval().save_pretrained(folder),
+        record={"data": data_info},
+        run_dir=checkpoint_dir,
         progress=progress,
         stop_at=stop_at,
         description=f"audio-rvq {tok.config.quantizer}",
         run={"data": data_info, "tokenizer": dataclasses.asdict(tok.config)},
     )
-    if rank == 0 and result.steps == steps:
-        tok.cpu().eval().save_pretrained(out)
-        write_json_atomic(
-            out / "training.json",
-            {
-                "data": data_info,
-                "steps": steps,
-                "lr": lr,
-                "seed": seed,
-                "wall_seconds_this_run": round(time.perf_counter() - t0, 1),
-                "resumed_from": result.resumed_from,
-                "final": result.history[-1] if result.history else {},
-                "device": str(device),
-                "torch_threads": torch.get_num_threads(),
-            },
-        )
     return AudioTrainResult(tok, result, out)

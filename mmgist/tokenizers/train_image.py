@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..data.images import CropAugment, RandomCrops, image_files
-from ..storage import write_json_atomic
-from ..train import TrainConfig, TrainResult, fit, init_distributed
+from ..train import TrainResult, init_distributed, schedule, train_and_save
 from ..validate import positive_int
 from .image import ImageVQTokenizer
 from .registry import create_tokenizer, load_tokenizer
@@ -60,9 +58,8 @@ def train_image_tokenizer(
     """
     positive_int(batch_size, "train_image_tokenizer batch_size")
     positive_int(crop_size, "train_image_tokenizer crop_size")
-    rank, world = init_distributed()
+    _, world = init_distributed()
     out = Path(out)
-    run_dir = Path(checkpoint_dir) if checkpoint_dir else out.parent / f".{out.name}-run"
     files = image_files(data)
     torch.manual_seed(seed)  # identical initial weights on every rank
     tok = create_tokenizer("image-vq", preset=preset, **config)
@@ -71,10 +68,15 @@ def train_image_tokenizer(
         tok = tok.cuda()
     device = next(tok.parameters()).device
     crops = RandomCrops(data, crop_size, seed=seed, augment=augment)
-    tcfg = TrainConfig(
-        steps=steps, lr=lr, warmup_steps=min(200, steps // 10), seed=seed, checkpoint_every=max(1, min(250, steps // 4))
-    )
-    t0 = time.perf_counter()
+    data_info = {
+        "folder": str(data),
+        "images": [p.name for p in files],
+        "crop_size": crop_size,
+        "augment": dataclasses.asdict(crops.augment),
+        "batch_size_per_process": batch_size,
+        "processes": world,
+    }
+    init_info = {"from": str(init), "tensors_copied": len(copied)} if init is not None else None
     run = {
         "data": str(data),
         "images": [p.name for p in files],
@@ -83,42 +85,21 @@ def train_image_tokenizer(
         "crop_size": crop_size,
         "augment": dataclasses.asdict(crops.augment),
         "processes": world,
-        "init": {"from": str(init), "tensors_copied": len(copied)} if init is not None else None,
+        "init": init_info,
     }
-    result = fit(
+    result = train_and_save(
         tok,
         lambda step, r: crops.crops(step, r, batch_size).to(device),
-        tcfg,
-        run_dir,
+        schedule(steps, lr, seed),
+        out,
+        save=lambda folder: tok.cpu().eval().save_pretrained(folder),
+        record={"data": data_info, "init": init_info},
+        run_dir=checkpoint_dir,
         progress=progress,
         stop_at=stop_at,
         description=f"image-vq {preset}",
         run=run,
     )
-    if rank == 0 and result.steps == steps:
-        tok.cpu().eval().save_pretrained(out)
-        write_json_atomic(
-            out / "training.json",
-            {
-                "data": {
-                    "folder": str(data),
-                    "images": [p.name for p in files],
-                    "crop_size": crop_size,
-                    "augment": dataclasses.asdict(crops.augment),
-                    "batch_size_per_process": batch_size,
-                    "processes": world,
-                },
-                "steps": steps,
-                "lr": lr,
-                "seed": seed,
-                "wall_seconds_this_run": round(time.perf_counter() - t0, 1),
-                "resumed_from": result.resumed_from,
-                "init": run["init"],
-                "final": result.history[-1] if result.history else {},
-                "device": str(device),
-                "torch_threads": torch.get_num_threads(),
-            },
-        )
     return ImageTrainResult(tok, result, out)
 
 

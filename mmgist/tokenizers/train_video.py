@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,7 @@ from einops import rearrange
 
 from ..data.images import image_files
 from ..data.video import RandomClips
-from ..storage import write_json_atomic
-from ..train import TrainConfig, TrainResult, fit, init_distributed
+from ..train import TrainResult, init_distributed, schedule, train_and_save
 from ..validate import positive_int
 from .registry import create_tokenizer, load_tokenizer
 from .video import VideoVQTokenizer
@@ -66,9 +64,8 @@ def train_video_tokenizer(
     positive_int(size, "train_video_tokenizer size")
     if positive_int(frames, "train_video_tokenizer frames") % 4 != 1:
         raise ValueError(f"train_video_tokenizer frames must be 1 + 4n, got {frames}")
-    rank, world = init_distributed()
+    _, world = init_distributed()
     out = Path(out)
-    run_dir = Path(checkpoint_dir) if checkpoint_dir else out.parent / f".{out.name}-run"
     torch.manual_seed(seed)
     if start is not None:
         base = load_tokenizer(start)
@@ -111,10 +108,6 @@ def train_video_tokenizer(
             out["latents"] = rearrange(z, "(b t) z h w -> b z t h w", **per_clip)
         return out
 
-    tcfg = TrainConfig(
-        steps=steps, lr=lr, warmup_steps=min(200, steps // 10), seed=seed, checkpoint_every=max(1, min(250, steps // 4))
-    )
-    t0 = time.perf_counter()
     data_info = {
         "folder": str(data),
         "images": [p.name for p in image_files(data)],
@@ -125,26 +118,19 @@ def train_video_tokenizer(
     }
     run = {"data": data_info, "tokenizer": dataclasses.asdict(tok.config), "init": str(init), "start": str(start),
            "spatial": train_spatial, "decoder": train_decoder}  # fmt: skip
-    result = fit(tok, batch, tcfg, run_dir, progress=progress, stop_at=stop_at, description=f"video-vq {preset}",
-                 run=run)  # fmt: skip
-    if rank == 0 and result.steps == steps:
-        tok.requires_grad_(True).cpu().eval().save_pretrained(out)
-        write_json_atomic(
-            out / "training.json",
-            {
-                "data": data_info,
-                "init": str(init),
-                "start": str(start) if start is not None else None,
-                "train_spatial": train_spatial,
-                "train_decoder": train_decoder,
-                "steps": steps,
-                "lr": lr,
-                "seed": seed,
-                "wall_seconds_this_run": round(time.perf_counter() - t0, 1),
-                "resumed_from": result.resumed_from,
-                "final": result.history[-1] if result.history else {},
-                "device": str(device),
-                "torch_threads": torch.get_num_threads(),
-            },
-        )
+    record = {"data": data_info, "init": str(init), "start": str(start) if start is not None else None,
+              "train_spatial": train_spatial, "train_decoder": train_decoder}  # fmt: skip
+    result = train_and_save(
+        tok,
+        batch,
+        schedule(steps, lr, seed),
+        out,
+        save=lambda folder: tok.requires_grad_(True).cpu().eval().save_pretrained(folder),
+        record=record,
+        run_dir=checkpoint_dir,
+        progress=progress,
+        stop_at=stop_at,
+        description=f"video-vq {preset}",
+        run=run,
+    )
     return VideoTrainResult(tok, result, out)

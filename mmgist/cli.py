@@ -40,6 +40,8 @@ import math
 import shutil
 import sys
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import Prompt, SharedVocabulary, list_aliases, list_tokenizers, load_tokenizer
@@ -475,35 +477,31 @@ class _Help(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    doc = __doc__.split("\n\n")
-    epilog = "\n\n".join([*doc[1:], PROMPT_FILES])
-    parser = _Parser(prog="mmgist", description=doc[0], epilog=epilog, formatter_class=_Help)
-    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
-
-    def command(name: str, summary: str, func, epilog: str | None = None) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=summary, description=summary, epilog=epilog, formatter_class=_Help)
-        p.set_defaults(func=func)
-        return p
-
-    p = command("tokenizers", "list registered tokenizers, the trained zoo and pretrained aliases", cmd_tokenizers)
+def _tokenizers_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", default="*", help="only names matching this glob, e.g. 'image*' (default *)")
-    p = command("vocab", "build a shared vocabulary of tokenizers and save it as a folder", cmd_vocab)
+
+
+def _vocab_arguments(p: argparse.ArgumentParser) -> None:
     for m in ("text", "image", "audio", "video"):
         p.add_argument(f"--{m}", default="byte" if m == "text" else None, help=f"{m} tokenizer: a name or a folder")
     p.add_argument("--out", required=True, help="the vocabulary folder to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing vocabulary")
-    p = command("encode", "print the ids of a prompt file as JSON", cmd_encode, PROMPT_FILES)
+
+
+def _encode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt", help="a prompt file (see below)")
     p.add_argument("--vocab", required=True, help="a vocabulary folder (mmgist vocab), or a model folder")
     p.add_argument("--bos", action="store_true", help="begin the ids with <|bos|>")
     p.add_argument("--eos", action="store_true", help="end the ids with <|eos|>")
-    p = command("decode", "print the prompt behind a JSON list of ids", cmd_decode)
+
+
+def _decode_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("ids", help="a JSON file holding a list of ids (what encode prints)")
     p.add_argument("--vocab", required=True, help="the vocabulary folder the ids are of")
     p.add_argument("--media-dir", help="decode media segments and write them here (png, wav, gif)")
-    p = command("train-tokenizer", "train a tokenizer on a folder of media", cmd_train_tokenizer)
+
+
+def _train_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("modality", choices=["image", "audio", "video"], help="what the tokenizer codes")
     p.add_argument("--data", required=True, help="folder of training images (also for video clips) or audio files")
     p.add_argument("--out", required=True, help="the tokenizer folder to write")
@@ -538,7 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3, help="peak learning rate")
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="data order, augmentation and initial weights")
     p.add_argument("--force", action="store_true", help="overwrite an existing tokenizer")
-    p = command("train-lm", "train the language model on a JSONL manifest", cmd_train_lm)
+
+
+def _train_lm_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--manifest", required=True, help="a JSONL file of {prompt, completion} examples")
     p.add_argument("--vocab", help="vocabulary folder (a new model of --preset)")
     p.add_argument("--model", help="saved model folder to continue training")
@@ -549,8 +549,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3, help="peak learning rate")
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="data order and initial weights")
     p.add_argument("--force", action="store_true", help="overwrite an existing model")
-    p = command("distill", "compress a prefix (prompt JSON, or a JSONL of them) into gist tokens", cmd_distill,
-                PROMPT_FILES)  # fmt: skip
+
+
+def _distill_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("prefix", help="a prompt file (see below), a .jsonl of {id, prefix, queries}, or with --chat a "
                    "text file (the system prompt)")  # fmt: skip
     p.add_argument("--model", required=True, help=MODEL_HELP)
@@ -588,15 +589,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="sampling and initialization")
     p.add_argument("--out", required=True, help="gist file (or folder, for a .jsonl)")
     p.add_argument("--force", action="store_true", help="overwrite an existing gist file")
-    p = command("compress", "gist a prompt file in one forward pass of a trained compressor", cmd_compress,
-                PROMPT_FILES)  # fmt: skip
+
+
+def _compress_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt", help="a prompt file (see below): the prefix to compress")
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--compressor", required=True, help="a compressor folder (mmgist train-compressor)")
     p.add_argument("--out", required=True, help="the gist file to write")
     p.add_argument("--force", action="store_true", help="overwrite an existing gist file")
-    p = command("train-compressor", "train a compressor that gists any prefix in one forward pass (LoRA adapters "
-                "on a copy of the model plus k gist embeddings)", cmd_train_compressor)  # fmt: skip
+
+
+def _train_compressor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("prefixes", help="a .jsonl of {id, prefix} lines, as distill takes (queries are not used)")
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--out", required=True, help="the compressor folder to write (its checkpoint goes in OUT/run)")
@@ -609,7 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "so that what follows is never trained on (repeatable)")  # fmt: skip
     p.add_argument("--seed", type=NON_NEGATIVE_INT, default=0, help="data order, sampling and initial embeddings")
     p.add_argument("--force", action="store_true", help="overwrite an existing compressor")
-    p = command("generate", "continue a query with the model, after a gist if given", cmd_generate, PROMPT_FILES)
+
+
+def _generate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("query", help="text, or a prompt file (.json, see below) such as a photo and a question")
     p.add_argument("--model", required=True, help=MODEL_HELP)
     p.add_argument("--gist", help="a gist file (mmgist distill) standing in for the prefix the query follows")
@@ -619,6 +624,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=POSITIVE_INT, default=32, help="most tokens generated")
     p.add_argument("--stop", action="append", default=[], help="end the answer where this text appears, e.g. "
                    "'Q:' for the demo model (repeatable); <|eos|> always ends it")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str  # one line: the help's list of commands and the command's own description
+    run: Callable[[argparse.Namespace], None]
+    arguments: Callable[[argparse.ArgumentParser], None]  # adds the command's own arguments
+    epilog: str | None = None  # said after its arguments' help
+
+
+COMMANDS = [
+    Command(
+        "tokenizers",
+        "list registered tokenizers, the trained zoo and pretrained aliases",
+        cmd_tokenizers,
+        _tokenizers_arguments,
+    ),
+    Command("vocab", "build a shared vocabulary of tokenizers and save it as a folder", cmd_vocab, _vocab_arguments),
+    Command("encode", "print the ids of a prompt file as JSON", cmd_encode, _encode_arguments, epilog=PROMPT_FILES),
+    Command("decode", "print the prompt behind a JSON list of ids", cmd_decode, _decode_arguments),
+    Command(
+        "train-tokenizer", "train a tokenizer on a folder of media", cmd_train_tokenizer, _train_tokenizer_arguments
+    ),
+    Command("train-lm", "train the language model on a JSONL manifest", cmd_train_lm, _train_lm_arguments),
+    Command(
+        "distill",
+        "compress a prefix (prompt JSON, or a JSONL of them) into gist tokens",
+        cmd_distill,
+        _distill_arguments,
+        epilog=PROMPT_FILES,
+    ),
+    Command(
+        "compress",
+        "gist a prompt file in one forward pass of a trained compressor",
+        cmd_compress,
+        _compress_arguments,
+        epilog=PROMPT_FILES,
+    ),
+    Command(
+        "train-compressor",
+        "train a compressor that gists any prefix in one forward pass (LoRA adapters "
+        "on a copy of the model plus k gist embeddings)",
+        cmd_train_compressor,
+        _train_compressor_arguments,
+    ),
+    Command(
+        "generate",
+        "continue a query with the model, after a gist if given",
+        cmd_generate,
+        _generate_arguments,
+        epilog=PROMPT_FILES,
+    ),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    doc = __doc__.split("\n\n")
+    epilog = "\n\n".join([*doc[1:], PROMPT_FILES])
+    parser = _Parser(prog="mmgist", description=doc[0], epilog=epilog, formatter_class=_Help)
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+
+    for c in COMMANDS:
+        p = sub.add_parser(c.name, help=c.summary, description=c.summary, epilog=c.epilog, formatter_class=_Help)
+        p.set_defaults(func=c.run)
+        c.arguments(p)
     for p in sub.choices.values():  # `mmgist CMD ... --debug` as well as `mmgist --debug CMD ...`
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser

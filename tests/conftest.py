@@ -1,11 +1,6 @@
-import sys
-from pathlib import Path
-
 import pytest
+import support.toy_tokenizers  # noqa: F401  (registers toy-image, toy-audio, toy-video)
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-import toy_tokenizers  # noqa: F401  (registers toy-image, toy-audio, toy-video)
 
 from mmgist import ByteTokenizer, HFTextTokenizer, SharedVocabulary, create_tokenizer
 from mmgist.lm import build_lm

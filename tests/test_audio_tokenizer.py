@@ -158,7 +158,7 @@ def test_training_from_a_folder_saves_a_loadable_tokenizer(tmp_path):
 
 @pytest.mark.parametrize("mode", ["audio", "audio-plain-rvq"])
 def test_two_process_ddp_keeps_ranks_identical(mode, tmp_path):
-    from ddp import run_ddp
+    from support.ddp import run_ddp
 
     for i in range(2):
         save_audio(tmp_path / "audio" / "speech" / f"a{i}.wav", sound(16000, 0.5, seed=i), 16000)

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from hf_tiny import save_tiny
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from support.hf_tiny import save_tiny
 
 from mmgist import GistConfig, GistPrefix, distill_gist, load_tokenizer, save_model
 from mmgist.cli import main

@@ -47,7 +47,7 @@ def test_an_audio_prompt_through_files(tmp_path, capsys):
 
 
 def test_a_pretrained_codec_folder_is_a_tokenizer_for_the_cli(tmp_path, capsys):
-    from hf_tiny import save_tiny
+    from support.hf_tiny import save_tiny
     from test_audio_tokenizer import sound
 
     from mmgist.io import save_audio

@@ -15,10 +15,6 @@ FAST = dict(**EMBEDDINGS_ONLY, num_gist_tokens=2, steps=60, lr=3e-2, num_continu
 
 @pytest.fixture(scope="module")
 def setup():
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
     from conftest import make_vocab
 
     vocab = make_vocab()

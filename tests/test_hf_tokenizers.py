@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 from conftest import EMBEDDINGS_ONLY
-from hf_tiny import AUDIO, FULL, IMAGE, build, save_tiny
+from support.hf_tiny import AUDIO, FULL, IMAGE, build, save_tiny
 
 import mmgist
 from mmgist import ByteTokenizer, Prompt, SharedVocabulary

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).with_name("kill_saves.py")
+SCRIPT = Path(__file__).parent / "support" / "kill_saves.py"
 ROOT = Path(__file__).parents[1]
 
 

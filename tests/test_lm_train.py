@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from ddp import run_ddp
+from support.ddp import run_ddp
 
 from mmgist.io import save_image
 from mmgist.lm import build_lm

@@ -35,7 +35,7 @@ OPEN = {"hf-audio": ("dac", {}), "hf-image": ("emu3", {"image_size": 0})}  # tin
 def _instance(name, tmp_path):
     if name not in OPEN:
         return mmgist.create_tokenizer(name)
-    from hf_tiny import save_tiny
+    from support.hf_tiny import save_tiny
 
     kind, options = OPEN[name]
     return mmgist.load_tokenizer(name, path=save_tiny(kind, tmp_path / "models"), **options)

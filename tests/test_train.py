@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from ddp import run_ddp
+from support.ddp import run_ddp
 
 from mmgist import create_tokenizer
 from mmgist.io import save_image

@@ -149,7 +149,7 @@ def test_training_without_an_image_tokenizer_needs_a_pixel_loss(photos, tmp_path
 
 
 def test_two_process_ddp_keeps_ranks_identical(photos, tmp_path):
-    from ddp import run_ddp
+    from support.ddp import run_ddp
 
     ranks = run_ddp("video", photos, tmp_path)
     assert ranks[0][0] == ranks[1][0] == "2" and ranks[0][1] == ranks[1][1]

@@ -11,9 +11,7 @@ import sys
 from pathlib import Path
 
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-import toy_tokenizers  # noqa: F401
+import toy_tokenizers  # noqa: F401  (run as a script: its folder, tests/support, is on the path)
 
 from mmgist import ByteTokenizer, SharedVocabulary, create_tokenizer
 from mmgist.lm import build_lm

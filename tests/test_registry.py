@@ -25,7 +25,7 @@ def _creatable():
 
 
 def _openable():
-    """Wrappers of pretrained models: opened on a tiny random model (tests/hf_tiny.py)."""
+    """Wrappers of pretrained models: opened on a tiny random model (tests/support/hf_tiny.py)."""
     return [n for n in mmgist.list_tokenizers() if registry.get_tokenizer_class(n).opens_folders]
 
 

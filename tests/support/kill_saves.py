@@ -1,6 +1,6 @@
 """Kill saves at random points and check that a load always finds one complete version.
 
-    python tests/kill_saves.py --count 15 tokenizer vocab model gist
+    python tests/support/kill_saves.py --count 15 tokenizer vocab model gist
 
 For each kind of artifact two versions A and B are built and A is saved whole. Then, `count` times:
 a forked child starts saving the other version, the parent SIGKILLs it at a random moment within

@@ -1,6 +1,7 @@
 import pytest
 import support.toy_tokenizers  # noqa: F401  (registers toy-image, toy-audio, toy-video)
 import torch
+from support.bad_input import corpus  # noqa: F401  (a fixture: the bad-input tests' tiny objects and files)
 
 from mmgist import ByteTokenizer, HFTextTokenizer, SharedVocabulary, create_tokenizer
 from mmgist.lm import build_lm

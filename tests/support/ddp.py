@@ -1,4 +1,5 @@
-"""Launch tests/support/ddp_worker.py under torchrun with 2 CPU processes; returns each rank's (world size, weights hash)."""
+"""Launch tests/support/ddp_worker.py under torchrun with 2 CPU processes; returns each rank's (world size,
+weights hash)."""
 
 import os
 import subprocess

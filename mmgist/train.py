@@ -213,6 +213,7 @@ def load_checkpoint(
     return int(header["step"]), header["history"]
 
 
+# long: one loop read top to bottom (resume, the step, the checkpoint, the log), kept whole so its order shows
 def fit(
     model: nn.Module,
     batches: Callable[[int, int], Any],

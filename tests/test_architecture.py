@@ -57,6 +57,18 @@ def imports() -> dict[str, set[str]]:
     return out
 
 
+def test_no_function_runs_past_80_lines_without_saying_why():
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        lines = path.read_text().split("\n")
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                if not lines[first - 2].strip().startswith("# long:"):
+                    long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}")
+    assert long == []
+
+
 def test_every_module_sits_in_a_room():
     for name in imports():
         room(name)  # StopIteration names a module no room holds

@@ -20,39 +20,22 @@ from .heads import ServedGist
 from .model import cache_kwargs, check_model, context_length
 
 
-def generate(
+def _prepared(
     model: Any,
     vocab: SharedVocabulary,
     prompt: Prompt | list[Any] | str,
-    max_new_tokens: int = 64,
+    max_new_tokens: int,
     *,
-    modality: str | None = None,
-    sizes: dict[str, Any] | None = None,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    media: bool = True,
-    gist: Any = None,
-    gist_cache: Any = None,
-    stop: str | list[str] | None = None,
-) -> Prompt:
-    """Continue `prompt` with the model; returns the generated segments as a Prompt.
-
-    `modality="image"` (or "audio", "video") makes the continuation start with a segment of that
-    modality; `sizes` fixes segment sizes: {"image": (h, w), "audio": frames, "video": (t, h, w)}
-    (video needs one). With `media=False` media segments hold codes only.
-
-    With `gist` (a GistPrefix) the model sees `<|bos|> gist query` instead of `<|bos|> query`: the
-    gist's k + 1 positions come from its KV cache (`gist_cache`, from `gist.cache(model)`, to reuse it
-    across calls), and `prompt` is the query that follows them. It may be empty for an embeddings gist:
-    its embeddings are then fed directly (there is no token to feed after a cache) and `gist_cache` is
-    not used. A KV gist (`gist.target == "kv"`) needs a query or a modality.
-
-    Generation ends at <|eos|>, after `max_new_tokens`, or where the new text first holds one of the `stop`
-    strings; the answer is cut before it (for a model that marks no end, such as the demo's "A: dark. Q: ...").
-    """
-    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
-
+    modality: str | None,
+    sizes: dict[str, Any] | None,
+    temperature: float,
+    top_k: int | None,
+    gist: Any,
+    gist_cache: Any,
+    stop: str | list[str] | None,
+) -> tuple[list[int], list[str], LayoutConstraint]:
+    """`generate`'s arguments checked: (the ids fed to the model, <|pad|> standing in for a gist's positions;
+    the stop strings; the layout constraint over the new tokens). Every refusal names the bad value."""
     check_model(model, vocab)
     positive_int(max_new_tokens, "max_new_tokens")
     finite(temperature, "temperature", positive=True)
@@ -101,6 +84,46 @@ def generate(
         if need > max_new_tokens:
             size = f" of size {sizes[modality]}" if cost is not None else ""
             raise ValueError(f"a {modality}{size} needs {need} new tokens; max_new_tokens is {max_new_tokens}")
+    return ids, stops, constraint
+
+
+def generate(
+    model: Any,
+    vocab: SharedVocabulary,
+    prompt: Prompt | list[Any] | str,
+    max_new_tokens: int = 64,
+    *,
+    modality: str | None = None,
+    sizes: dict[str, Any] | None = None,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    media: bool = True,
+    gist: Any = None,
+    gist_cache: Any = None,
+    stop: str | list[str] | None = None,
+) -> Prompt:
+    """Continue `prompt` with the model; returns the generated segments as a Prompt.
+
+    `modality="image"` (or "audio", "video") makes the continuation start with a segment of that
+    modality; `sizes` fixes segment sizes: {"image": (h, w), "audio": frames, "video": (t, h, w)}
+    (video needs one). With `media=False` media segments hold codes only.
+
+    With `gist` (a GistPrefix) the model sees `<|bos|> gist query` instead of `<|bos|> query`: the
+    gist's k + 1 positions come from its KV cache (`gist_cache`, from `gist.cache(model)`, to reuse it
+    across calls), and `prompt` is the query that follows them. It may be empty for an embeddings gist:
+    its embeddings are then fed directly (there is no token to feed after a cache) and `gist_cache` is
+    not used. A KV gist (`gist.target == "kv"`) needs a query or a modality.
+
+    Generation ends at <|eos|>, after `max_new_tokens`, or where the new text first holds one of the `stop`
+    strings; the answer is cut before it (for a model that marks no end, such as the demo's "A: dark. Q: ...").
+    """
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
+
+    ids, stops, constraint = _prepared(model, vocab, prompt, max_new_tokens, modality=modality, sizes=sizes,
+                                       temperature=temperature, top_k=top_k, gist=gist, gist_cache=gist_cache,
+                                       stop=stop)  # fmt: skip
+    from_embeds = gist is not None and len(ids) == gist.k + 1
     device = next(model.parameters()).device
     input_ids = torch.tensor([ids], device=device)
     # The constraint runs first and our own warpers after it: a top-k taken before masking could

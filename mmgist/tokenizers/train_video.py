@@ -36,6 +36,41 @@ class VideoTrainResult:
     out: Path
 
 
+def _video_start(
+    preset: str,
+    init: str | os.PathLike | None,
+    start: str | os.PathLike | None,
+    train_spatial: bool,
+    train_decoder: bool,
+    config: dict[str, Any],
+) -> tuple[VideoVQTokenizer, Any]:
+    """(the video tokenizer to train, the frozen image tokenizer whose latents it learns, or None): from `start`
+    (a trained video-vq) or a new one of `preset`, its spatial layers copied from `init` and frozen unless
+    trained."""
+    if start is not None:
+        base = load_tokenizer(start)
+        tok = create_tokenizer("video-vq", **{**dataclasses.asdict(base.config), **config})
+        tok.load_state_dict(base.state_dict())
+    else:
+        tok = create_tokenizer("video-vq", preset=preset, **config)
+    if init is None and not tok.config.pixel_weight:
+        raise ValueError("train_video_tokenizer without init (an image tokenizer to learn latents from) needs a "
+                         "pixel loss: pass pixel_weight > 0")  # fmt: skip
+    teacher = None
+    if init is not None:
+        teacher = load_tokenizer(init).eval().requires_grad_(False)
+    if init is not None and start is None:
+        own = tok.state_dict()
+        spatial = {f"spatial_{k}": v for k, v in teacher.state_dict().items() if k.startswith(("encoder.", "decoder."))}
+        if not spatial or any(k not in own or own[k].shape != v.shape for k, v in spatial.items()):
+            raise ValueError(f"init {str(init)!r} does not have this preset's spatial encoder and decoder shapes")
+        tok.load_state_dict(spatial, strict=False)
+    if not train_spatial:
+        tok.spatial_encoder.requires_grad_(False)
+        tok.spatial_decoder.requires_grad_(train_decoder)
+    return tok, teacher
+
+
 def train_video_tokenizer(
     data: str | os.PathLike,
     out: str | os.PathLike,
@@ -67,27 +102,7 @@ def train_video_tokenizer(
     _, world = init_distributed()
     out = Path(out)
     torch.manual_seed(seed)
-    if start is not None:
-        base = load_tokenizer(start)
-        tok = create_tokenizer("video-vq", **{**dataclasses.asdict(base.config), **config})
-        tok.load_state_dict(base.state_dict())
-    else:
-        tok = create_tokenizer("video-vq", preset=preset, **config)
-    if init is None and not tok.config.pixel_weight:
-        raise ValueError("train_video_tokenizer without init (an image tokenizer to learn latents from) needs a "
-                         "pixel loss: pass pixel_weight > 0")  # fmt: skip
-    teacher = None
-    if init is not None:
-        teacher = load_tokenizer(init).eval().requires_grad_(False)
-    if init is not None and start is None:
-        own = tok.state_dict()
-        spatial = {f"spatial_{k}": v for k, v in teacher.state_dict().items() if k.startswith(("encoder.", "decoder."))}
-        if not spatial or any(k not in own or own[k].shape != v.shape for k, v in spatial.items()):
-            raise ValueError(f"init {str(init)!r} does not have this preset's spatial encoder and decoder shapes")
-        tok.load_state_dict(spatial, strict=False)
-    if not train_spatial:
-        tok.spatial_encoder.requires_grad_(False)
-        tok.spatial_decoder.requires_grad_(train_decoder)
+    tok, teacher = _video_start(preset, init, start, train_spatial, train_decoder, config)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tok = tok.to(device)
     if teacher is not None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -34,6 +34,9 @@ from .tokenizers.base import ModalityTokenizer
 from .tokenizers.registry import load_tokenizer
 from .validate import existing_dir, integer
 from .validate import ids as check_ids
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 FORMAT = "mmgist-vocabulary"
 FORMAT_VERSION = 1
@@ -340,7 +343,7 @@ class SharedVocabulary:
         return vocab
 
     # --- models -------------------------------------------------------------------------------
-    def resize_model(self, model: Any) -> Any:
+    def resize_model(self, model: PreTrainedModel) -> PreTrainedModel:
         """Resize a Hugging Face causal LM's embeddings (and tied head) to len(self); set pad/bos/eos ids."""
         if not hasattr(model, "resize_token_embeddings") or model.get_input_embeddings() is None:
             raise TypeError(f"resize_model needs a Hugging Face PreTrainedModel, got {type(model).__name__}")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,6 +27,11 @@ from ..prompt import Prompt
 from ..train import init_distributed
 from .config import GistConfig
 from .distill import distill_gist
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..vocab import SharedVocabulary
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 
@@ -63,7 +68,11 @@ def read_prefixes(path: str | os.PathLike) -> list[tuple[str, Prompt, list[str |
 
 
 def distill_many(
-    model: Any, vocab: Any, jsonl: str | os.PathLike, out_dir: str | os.PathLike, config: GistConfig | None = None
+    model: PreTrainedModel,
+    vocab: SharedVocabulary,
+    jsonl: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config: GistConfig | None = None,
 ) -> list[Path]:
     """Distill this rank's share of the prefixes in `jsonl`; returns the gist files it wrote."""
     rank, world = init_distributed()

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..lm.scoring import to_ids
 from ..validate import positive_int
+
+if TYPE_CHECKING:
+    from ..vocab import SharedVocabulary
 
 SENTENCE_ENDS = (".", "!", "?", ":", ";")
 
@@ -81,7 +84,12 @@ def cue(pieces: list[str], chunk: Chunk, words: int = 6) -> str:
 
 
 def reconstruction_rows(
-    vocab: Any, ids: list[int], pieces: list[str], chunks: list[Chunk], ask: Callable[[str], Any], words: int = 6
+    vocab: SharedVocabulary,
+    ids: list[int],
+    pieces: list[str],
+    chunks: list[Chunk],
+    ask: Callable[[str], Any],
+    words: int = 6,
 ) -> list[ForcedRow]:
     """One row per chunk: the query `ask(cue)` (text, a Prompt or ids), the continuation `ids[chunk]`, the
     prefix's own tokens. A chunk with no words to quote (only marks) gets no row."""

@@ -28,7 +28,7 @@ import copy
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -44,6 +44,11 @@ from .config import GistConfig
 from .kv_init import rotate_keys
 from .prefix import GistPrefix, model_fingerprint
 from .report import kl, student_forward
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..vocab import SharedVocabulary
 
 FORMAT, VERSION = "mmgist-gist-compressor", 1
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")  # attention projections of Llama-style models
@@ -79,7 +84,7 @@ class PrefixStudy:
 class GistCompressor(nn.Module):
     """LoRA adapters on a frozen copy of `model` plus k gist embeddings; `compress` makes a KV gist."""
 
-    def __init__(self, model: Any, config: CompressorConfig | None = None) -> None:
+    def __init__(self, model: PreTrainedModel, config: CompressorConfig | None = None) -> None:
         from peft import LoraConfig, get_peft_model
 
         super().__init__()
@@ -134,7 +139,7 @@ class GistCompressor(nn.Module):
         return torch.stack([keys, kv[:, 1]], dim=1)
 
     @torch.no_grad()
-    def compress(self, vocab: Any, prefix: Any) -> GistPrefix:
+    def compress(self, vocab: SharedVocabulary, prefix: Any) -> GistPrefix:
         """The gist of `prefix` (a Prompt, text or ids) for the served model: one forward pass."""
         self._check_served()
         ids = context_ids(vocab, prefix)
@@ -178,7 +183,7 @@ class GistCompressor(nn.Module):
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: Any) -> GistCompressor:
+    def load(cls, path: str | os.PathLike, model: PreTrainedModel) -> GistCompressor:
         """A saved compressor (a folder, or the name of a shipped one such as "demo-photo-qa-compressor") for
         `model`, which must be the model it was trained on."""
         path = find_compressor(path)
@@ -205,8 +210,8 @@ def find_compressor(name_or_folder: str | os.PathLike) -> Path:
 
 
 def compressor_study(
-    model: Any,
-    vocab: Any,
+    model: PreTrainedModel,
+    vocab: SharedVocabulary,
     prefixes: list[Any],
     config: GistConfig | None = None,
     queries: list[Any] | None = None,
@@ -239,7 +244,7 @@ def compressor_study(
 
 def train_compressor(
     compressor: GistCompressor,
-    vocab: Any,
+    vocab: SharedVocabulary,
     study: list[PrefixStudy],
     train: TrainConfig,
     out_dir: str | os.PathLike,

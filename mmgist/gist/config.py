@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import InitVar, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..lm.model import context_length
 from ..validate import finite, fraction, non_negative_int, one_of, positive_int
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # KV only: the prefix's own keys and values (gist/kv_init.py)
 PREFIX_INITS = ("prefix_first", "prefix_even", "prefix_chunks", "prefix_salient", "prefix_attended")
@@ -113,7 +116,7 @@ TOKENS_PER_GIST = 16  # the default k: one gist position per this many prefix to
 
 
 def gist_tokens_for(
-    prefix_tokens: int, per: int = TOKENS_PER_GIST, minimum: int = 4, maximum: int = 64, model: Any = None
+    prefix_tokens: int, per: int = TOKENS_PER_GIST, minimum: int = 4, maximum: int = 64, model: PreTrainedModel = None
 ) -> int:
     """k for a prefix of `prefix_tokens` tokens after <|bos|>: ceil(prefix_tokens / per), within [minimum,
     maximum] and below the prefix's own length (a gist as long as the prefix compresses nothing). With

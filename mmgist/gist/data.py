@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,6 +24,11 @@ from ..lm.heads import pad  # noqa: F401  (re-exported: it lived here)
 from ..lm.model import cache_kwargs, output_cache
 from ..validate import positive_int
 from .config import GistConfig
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..vocab import SharedVocabulary
 
 
 @dataclass
@@ -94,8 +99,8 @@ class Continuations:
 
 
 def sample(
-    model: Any,
-    vocab: Any,
+    model: PreTrainedModel,
+    vocab: SharedVocabulary,
     prefix: list[int],
     queries: list[list[int]],
     config: GistConfig,
@@ -175,7 +180,7 @@ def cut_at(rows: list[list[int]], patterns: list[list[int]], starts: list[int] |
 
 @torch.no_grad()
 def teacher_logprobs(
-    model: Any, prefix: list[int], ids: torch.Tensor, real: torch.Tensor, top_k: int | None = None
+    model: PreTrainedModel, prefix: list[int], ids: torch.Tensor, real: torch.Tensor, top_k: int | None = None
 ) -> Teacher:
     """log P(ids[:, t] | prefix, ids[:, :t]) on the CPU, with the prefix's KV cache computed once: (n, T, V)
     dense (top_k None), else the top `top_k` per position and the rest. Rows go through the model in

@@ -41,7 +41,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -56,13 +56,18 @@ from .kv_init import attended_kv, prefix_kv
 from .prefix import GistPrefix, model_fingerprint
 from .report import Head
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..vocab import SharedVocabulary
+
 HISTORY_ROWS = 32  # training rows whose KL the history records (all of them cost a sixth of the distillation)
 HIDDEN_TARGET_BYTES = 2**29  # the hidden-state term's targets are kept for every training row up to this size;
 # beyond it (long rows, many layers) they are recomputed for each batch: about a third more time per step
 
 
 def _train(
-    model: Any,
+    model: PreTrainedModel,
     head: Callable[[torch.Tensor], Head],
     init: torch.Tensor,
     bos: torch.Tensor,
@@ -144,7 +149,7 @@ def _train(
 
 @torch.no_grad()
 def _states(
-    model: Any, full: KVHead, rows: data.Continuations, budget: int | None = None, chunk: int = 16
+    model: PreTrainedModel, full: KVHead, rows: data.Continuations, budget: int | None = None, chunk: int = 16
 ) -> tuple[torch.Tensor, ...] | None:
     """The hidden-state term's targets: every layer's output on every row after the whole prefix, one (n, T, d)
     tensor per layer in the model's dtype, on its device. None where they would take more than `budget` bytes
@@ -162,7 +167,12 @@ def _states(
 
 
 def _target(
-    model: Any, vocab: Any, bos: torch.Tensor, init: torch.Tensor, target: str, start: torch.Tensor | None = None
+    model: PreTrainedModel,
+    vocab: SharedVocabulary,
+    bos: torch.Tensor,
+    init: torch.Tensor,
+    target: str,
+    start: torch.Tensor | None = None,
 ) -> tuple[Callable[[torch.Tensor], Head], torch.Tensor]:
     """(head, start): `head(g)` is what the model sees before the query for the trained tensor g, and
     `start` (fp32) is g's starting value: the init embeddings (k, d), or for target "kv" the given `start`
@@ -179,7 +189,7 @@ def _target(
 
 
 @torch.no_grad()
-def _init(model: Any, vocab: Any, prefix: list[int], config: GistConfig) -> torch.Tensor:
+def _init(model: PreTrainedModel, vocab: SharedVocabulary, prefix: list[int], config: GistConfig) -> torch.Tensor:
     """(k, d) starting gist embeddings, in the space of the embedding module's output (what inputs_embeds
     takes: some models, such as Gemma, scale their embedding rows inside that module)."""
     emb = model.get_input_embeddings()
@@ -217,8 +227,8 @@ class _Request:
 
 
 def _request(
-    model: Any,
-    vocab: Any,
+    model: PreTrainedModel,
+    vocab: SharedVocabulary,
     prefix: Any,
     config: GistConfig,
     *,
@@ -295,7 +305,7 @@ def _request(
 
 
 def _rows(
-    model: Any, vocab: Any, request: _Request, config: GistConfig, exclude: list[Any] | None
+    model: PreTrainedModel, vocab: SharedVocabulary, request: _Request, config: GistConfig, exclude: list[Any] | None
 ) -> tuple[data.Split, int, dict[str, float]]:
     """(the split rows with the teacher's log-probs, how many self-study and forced rows train, seconds for
     sampling and the teacher). Rows are laid out [served | self-study | forced | after held-out queries]."""
@@ -338,9 +348,14 @@ def _rows(
 
 
 def _start(
-    model: Any, vocab: Any, prefix_ids: list[int], config: GistConfig, train: data.Continuations,
-    bos: torch.Tensor, start: GistPrefix | None,
-) -> tuple[Callable[[torch.Tensor], Head], torch.Tensor]:  # fmt: skip
+    model: PreTrainedModel,
+    vocab: SharedVocabulary,
+    prefix_ids: list[int],
+    config: GistConfig,
+    train: data.Continuations,
+    bos: torch.Tensor,
+    start: GistPrefix | None,
+) -> tuple[Callable[[torch.Tensor], Head], torch.Tensor]:
     """(head: gist -> what the model reads before a query, the trained tensor's start): from `start` (a
     gist to refine), else config.init; the attended start reads what the training rows attend to."""
     init = _init(model, vocab, prefix_ids, config)  # (k, d) fp32
@@ -357,8 +372,8 @@ def _start(
 
 
 def _report(
-    model: Any,
-    vocab: Any,
+    model: PreTrainedModel,
+    vocab: SharedVocabulary,
     request: _Request,
     config: GistConfig,
     *,
@@ -439,8 +454,8 @@ def _report(
 
 
 def distill_gist(
-    model: Any,
-    vocab: Any,
+    model: PreTrainedModel,
+    vocab: SharedVocabulary,
     prefix: Any,
     config: GistConfig | None = None,
     queries: list[Any] | None = None,

@@ -22,7 +22,7 @@ position and are copied as they are. Which positions:
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -30,10 +30,13 @@ from ..lm.heads import kv_cache, kv_of
 from ..lm.model import cache_kwargs, output_cache
 from ..validate import one_of, positive_int
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 HOWS = ("first", "even", "chunks", "salient", "attended")
 
 
-def _rotary(model: Any) -> Any:
+def _rotary(model: PreTrainedModel) -> Any:
     """The model's rotary embedding module (transformers' `model.model.rotary_emb`), or a clear error."""
     inner = getattr(model, "model", model)
     rotary = getattr(inner, "rotary_emb", None)
@@ -45,7 +48,7 @@ def _rotary(model: Any) -> Any:
     return rotary
 
 
-def rotate_keys(model: Any, keys: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+def rotate_keys(model: PreTrainedModel, keys: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """(..., T, head_dim) keys, each turned by the rotary rotation of `delta` (T,) positions (negative: back).
     Uses the model's own rotary frequencies and its rotate-half convention (Llama, Qwen, Mistral, SmolLM2)."""
     rotary = _rotary(model)
@@ -87,7 +90,11 @@ def positions(prefix_tokens: int, k: int, how: str, surprisal: torch.Tensor | No
 
 @torch.no_grad()
 def attention_received(
-    model: Any, prefix_ids: list[int], rows: list[list[int]], batch_size: int = 8, kv: torch.Tensor | None = None
+    model: PreTrainedModel,
+    prefix_ids: list[int],
+    rows: list[list[int]],
+    batch_size: int = 8,
+    kv: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(layers, kv_heads, N) the attention each of the N prefix positions receives from `rows` (ids read
     after the whole prefix), summed over the rows' tokens and the query heads that share each key-value head.
@@ -121,7 +128,7 @@ def attention_received(
 
 
 @torch.no_grad()
-def attended_kv(model: Any, prefix_ids: list[int], k: int, rows: list[list[int]]) -> torch.Tensor:
+def attended_kv(model: PreTrainedModel, prefix_ids: list[int], k: int, rows: list[list[int]]) -> torch.Tensor:
     """(layers, 2, kv_heads, k, head_dim) float32: per layer and key-value head, the keys and values of the k
     prefix positions (after <|bos|>) that `rows` attend to most (`attention_received`), in their order; every
     key turned by k + 1 - N so that each keeps its distance to a query that follows the gist."""
@@ -140,7 +147,7 @@ def attended_kv(model: Any, prefix_ids: list[int], k: int, rows: list[list[int]]
 
 
 @torch.no_grad()
-def prefix_kv(model: Any, prefix_ids: list[int], k: int, how: str = "even") -> torch.Tensor:
+def prefix_kv(model: PreTrainedModel, prefix_ids: list[int], k: int, how: str = "even") -> torch.Tensor:
     """(layers, 2, kv_heads, k, head_dim) float32: the keys and values the model computes on `prefix_ids`
     (<|bos|> first) at the positions `positions(...)` chooses, keys moved to slots 1..k."""
     device = model.get_input_embeddings().weight.device

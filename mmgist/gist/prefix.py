@@ -21,7 +21,7 @@ import os
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -29,6 +29,11 @@ from ..lm.heads import KVHead, bos_kv, kv_cache, kv_of  # noqa: F401  (kv_of: re
 from ..lm.model import output_cache
 from ..storage import write_bytes_atomic
 from ..validate import existing_file, is_int, writable
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..vocab import SharedVocabulary
 
 FORMAT = "mmgist-gist"
 FORMAT_VERSION = 2  # 2: a "target" field and the kv tensor; 1: embeddings only
@@ -43,7 +48,7 @@ _NOT_THE_MODEL = ("_name_or_path", "transformers_version", "_commit_hash", "dtyp
 _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (state, fingerprint)
 
 
-def model_fingerprint(model: Any) -> str:
+def model_fingerprint(model: PreTrainedModel) -> str:
     """SHA-256 of the model's config and a strided sample of every parameter (cheap even for large models).
 
     Where the model was loaded from, the transformers version and the dtype are left out, and the
@@ -131,7 +136,7 @@ class GistPrefix:
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
         return h.hexdigest()
 
-    def check(self, model: Any, vocab: Any = None) -> None:
+    def check(self, model: PreTrainedModel, vocab: SharedVocabulary = None) -> None:
         """Refuse a model (or vocabulary) other than the one this gist was distilled for."""
         if model_fingerprint(model) != self.model_fingerprint:
             raise ValueError(
@@ -161,7 +166,7 @@ class GistPrefix:
         if self.embeddings.shape[1] != d:
             raise ValueError(f"gist embeddings have width {self.embeddings.shape[1]}, the model {d}")
 
-    def head(self, model: Any) -> torch.Tensor | KVHead:
+    def head(self, model: PreTrainedModel) -> torch.Tensor | KVHead:
         """What goes before the query, in the model's dtype and device: (k + 1, d) embeddings (<|bos|>'s,
         then the gist's), or for a KV gist a KVHead of k + 1 positions (<|bos|>'s from the model)."""
         w = model.get_input_embeddings().weight
@@ -170,7 +175,7 @@ class GistPrefix:
         bos = model.get_input_embeddings()(torch.tensor([self.bos_id], device=w.device))
         return torch.cat([bos, self.embeddings.to(w)], dim=0)
 
-    def inputs_embeds(self, model: Any, query_ids: torch.Tensor) -> torch.Tensor:
+    def inputs_embeds(self, model: PreTrainedModel, query_ids: torch.Tensor) -> torch.Tensor:
         """query_ids (B, T) -> (B, k + 1 + T, d): exactly what the model sees for these queries
         (embeddings gists only: a KV gist has no embeddings; use `cache_for`)."""
         if self.kv is not None:
@@ -180,7 +185,7 @@ class GistPrefix:
         return torch.cat([self.head(model).expand(q.shape[0], -1, -1), q], dim=1)
 
     @torch.no_grad()
-    def cache(self, model: Any):
+    def cache(self, model: PreTrainedModel):
         """The KV cache of the k + 1 head positions (batch 1); copy it per use (`copy.deepcopy`)."""
         head = self.head(model)
         if isinstance(head, KVHead):
@@ -190,7 +195,7 @@ class GistPrefix:
         cache.mmgist_gist = (self.identity(), model_fingerprint(model))  # what cache_for checks
         return cache
 
-    def check_cache(self, model: Any, cache: Any) -> None:
+    def check_cache(self, model: PreTrainedModel, cache: Any) -> None:
         """Refuse a cache that this gist's `cache(model)` did not make for this model (another gist's,
         even of the same k, or one built by hand)."""
         if cache is not None:
@@ -208,7 +213,7 @@ class GistPrefix:
             if made_by[1] != model_fingerprint(model):
                 raise ValueError("gist_cache was made for another model; pass gist.cache(model) for this one")
 
-    def cache_for(self, model: Any, batch_size: int, cache: Any = None):
+    def cache_for(self, model: PreTrainedModel, batch_size: int, cache: Any = None):
         """A fresh copy of the head cache repeated for a batch; a given `cache` is checked (`check_cache`)."""
         self.check_cache(model, cache)
         c = copy.deepcopy(cache if cache is not None else self.cache(model))
@@ -246,7 +251,7 @@ class GistPrefix:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: Any = None, vocab: Any = None) -> GistPrefix:
+    def load(cls, path: str | os.PathLike, model: PreTrainedModel = None, vocab: SharedVocabulary = None) -> GistPrefix:
         """Read a gist file; with `model` (and `vocab`) it is checked against them."""
         from safetensors import safe_open
 

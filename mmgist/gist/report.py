@@ -16,7 +16,7 @@ measure runs one path per kind of head (`student_forward`), so the figures of di
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -32,6 +32,11 @@ from ..lm.heads import (  # noqa: F401  (Head, student_forward, option_logprobs:
 from ..lm.model import cache_kwargs, output_cache
 from ..lm.scoring import Question, option_kl, to_ids
 from .data import Continuations, Teacher
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..vocab import SharedVocabulary
 
 
 def hidden_error(
@@ -76,7 +81,7 @@ def kl(teacher: Teacher, student: torch.Tensor, mask: torch.Tensor, weight: torc
 
 
 @torch.no_grad()
-def kl_positions(model: Any, head: Head, data: Continuations) -> torch.Tensor:
+def kl_positions(model: PreTrainedModel, head: Head, data: Continuations) -> torch.Tensor:
     """(n, T) KL(teacher || model after `head`) at every masked position, 0 elsewhere, in chunks of 16 rows."""
     out = torch.zeros(data.ids.shape)
     for s in range(0, len(data), 16):
@@ -98,7 +103,7 @@ POSITIONS = [*map(str, range(8)), "8+"]  # the per-position breakdown: the first
 
 
 @torch.no_grad()
-def fidelity(model: Any, head: Head, data: Continuations) -> dict[str, Any]:
+def fidelity(model: PreTrainedModel, head: Head, data: Continuations) -> dict[str, Any]:
     """{"kl", "agreement", "kl_by_position", "count_by_position"} over data.mask, in chunks of 16 rows:
     the mean KL at each index within the continuation (POSITIONS; None where none has that index)
     and how many positions each mean is over."""
@@ -124,13 +129,13 @@ def fidelity(model: Any, head: Head, data: Continuations) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def greedy(model: Any, head: Head, query: list[int], n: int, eos_id: int) -> list[int]:
+def greedy(model: PreTrainedModel, head: Head, query: list[int], n: int, eos_id: int) -> list[int]:
     """The greedy continuation (up to n tokens, eos included) after `head` then `query`, with a KV cache."""
     return greedy_batch(model, head, [query], n, eos_id)[0]
 
 
 @torch.no_grad()
-def greedy_batch(model: Any, head: Head, queries: list[list[int]], n: int, eos_id: int) -> list[list[int]]:
+def greedy_batch(model: PreTrainedModel, head: Head, queries: list[list[int]], n: int, eos_id: int) -> list[list[int]]:
     """`greedy` of every query after the same head, decoded together: the head is read once (an embeddings
     head becomes its keys and values) and each new token is one forward for the whole batch. Shorter queries
     are padded on the right and masked; each row keeps its own positions, so a row decodes exactly as it
@@ -173,7 +178,7 @@ def greedy_batch(model: Any, head: Head, queries: list[list[int]], n: int, eos_i
     return seqs
 
 
-def greedy_match(model: Any, heads: dict[str, Head], queries: list[list[int]], n: int, eos_id: int) -> dict:
+def greedy_match(model: PreTrainedModel, heads: dict[str, Head], queries: list[list[int]], n: int, eos_id: int) -> dict:
     """Per head: the share of queries whose greedy continuation equals the full prefix's (heads["full_prefix"])."""
     runs = {name: greedy_batch(model, head, queries or [[]], n, eos_id) for name, head in heads.items()}
     full = runs["full_prefix"]
@@ -181,7 +186,7 @@ def greedy_match(model: Any, heads: dict[str, Head], queries: list[list[int]], n
 
 
 def table(
-    model: Any,
+    model: PreTrainedModel,
     heads: dict[str, Head],
     data: Continuations,
     queries: list[list[int]] | None,
@@ -214,7 +219,9 @@ def by_position(tables: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[
 
 
 @torch.no_grad()
-def task(model: Any, vocab: Any, heads: dict[str, Head], questions: list[Question]) -> dict[str, Any]:
+def task(
+    model: PreTrainedModel, vocab: SharedVocabulary, heads: dict[str, Head], questions: list[Question]
+) -> dict[str, Any]:
     """Per head (heads["full_prefix"] among them): accuracy where answers are known, and against the full
     prefix's option probabilities, KL over the options and agreement of the chosen option."""
     probs = {

@@ -33,6 +33,8 @@ from .chunks import Chunk, ForcedRow, chunk_prefix, reconstruction_rows
 from .config import GistConfig
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
     from ..vocab import SharedVocabulary
 
 # family -> openers of a user message; questions are spread evenly over the families, then their openers
@@ -72,7 +74,7 @@ class StudyQuestion:
 
 
 def chat_questions(
-    model: Any,
+    model: PreTrainedModel,
     vocab: SharedVocabulary,
     prefix: Any,
     count: int = CHAT_QUESTIONS,
@@ -113,7 +115,7 @@ def chat_questions(
 
 
 def chunk_questions(
-    model: Any,
+    model: PreTrainedModel,
     vocab: SharedVocabulary,
     prefix_ids: list[int],
     pieces: list[str],
@@ -189,7 +191,9 @@ class ChatStudy:
 RECONSTRUCT = 'Repeat the part of your instructions that begins "{cue}", word for word.'
 
 
-def chat_study(model: Any, vocab: SharedVocabulary, system: str, config: StudyConfig | None = None) -> ChatStudy:
+def chat_study(
+    model: PreTrainedModel, vocab: SharedVocabulary, system: str, config: StudyConfig | None = None
+) -> ChatStudy:
     """Everything `distill_gist` needs to learn the system prompt `system` (its text): see StudyConfig."""
     config = StudyConfig() if config is None else config
     t0 = time.perf_counter()

@@ -7,7 +7,7 @@ generate(model, vocab, "Q: colour? A:", stop="Q:")   # the answer only: cut wher
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,9 +19,12 @@ from .constraint import LayoutConstraint
 from .heads import ServedGist
 from .model import cache_kwargs, check_model, context_length
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 
 def _prepared(
-    model: Any,
+    model: PreTrainedModel,
     vocab: SharedVocabulary,
     prompt: Prompt | list[Any] | str,
     max_new_tokens: int,
@@ -88,7 +91,7 @@ def _prepared(
 
 
 def generate(
-    model: Any,
+    model: PreTrainedModel,
     vocab: SharedVocabulary,
     prompt: Prompt | list[Any] | str,
     max_new_tokens: int = 64,

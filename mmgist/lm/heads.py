@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import torch
 
 from .model import cache_kwargs, output_cache
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..vocab import SharedVocabulary
 
 
 def kv_of(cache: Any) -> torch.Tensor:
@@ -27,7 +32,7 @@ def kv_of(cache: Any) -> torch.Tensor:
     return torch.stack([torch.stack([k[0], v[0]]) for k, v in layers])
 
 
-def kv_cache(model: Any, kv: torch.Tensor, batch_size: int = 1) -> Any:
+def kv_cache(model: PreTrainedModel, kv: torch.Tensor, batch_size: int = 1) -> Any:
     """(layers, 2, kv_heads, T, head_dim) -> a DynamicCache of T positions for `batch_size` rows, in the
     model's dtype and device. Differentiable in `kv` (the cache concatenates onto it)."""
     from transformers import DynamicCache
@@ -41,7 +46,7 @@ def kv_cache(model: Any, kv: torch.Tensor, batch_size: int = 1) -> Any:
 
 
 @torch.no_grad()
-def bos_kv(model: Any, bos_id: int) -> torch.Tensor:
+def bos_kv(model: PreTrainedModel, bos_id: int) -> torch.Tensor:
     """(layers, 2, kv_heads, 1, head_dim): the model's own keys and values for <|bos|> at position 0."""
     device = model.get_input_embeddings().weight.device
     return kv_of(output_cache(model(input_ids=torch.tensor([[bos_id]], device=device), use_cache=True)))
@@ -61,7 +66,7 @@ Head = torch.Tensor | KVHead  # (h, d) embeddings, or keys and values of h posit
 
 
 def student_forward(
-    model: Any, head: Head, ids: torch.Tensor, real: torch.Tensor, hidden: bool = False, logits: bool = True
+    model: PreTrainedModel, head: Head, ids: torch.Tensor, real: torch.Tensor, hidden: bool = False, logits: bool = True
 ) -> tuple[torch.Tensor | None, tuple[torch.Tensor, ...] | None]:
     """(log-probs (n, T, V), hidden states) on the model's device: log-probs of each position's token given
     `head` and the tokens before (None with `logits=False`, which skips most of the output layer); with
@@ -91,12 +96,12 @@ def student_forward(
     return out.logits.float()[:, len(head) - 1 : -1].log_softmax(-1), states  # position h - 1 predicts ids[:, 0]
 
 
-def student_logprobs(model: Any, head: Head, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+def student_logprobs(model: PreTrainedModel, head: Head, ids: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """(n, T, V) on the model's device: `student_forward`'s log-probs."""
     return student_forward(model, head, ids, real)[0]
 
 
-def option_logprobs(model: Any, head: Head, query: list[int], options: list[list[int]]) -> torch.Tensor:
+def option_logprobs(model: PreTrainedModel, head: Head, query: list[int], options: list[list[int]]) -> torch.Tensor:
     """(n_options,): log P(option | head, query), the sum of its tokens' log-probs; one batch of
     `query option` rows after `head` (mmgist.scoring.option_logprobs, for either kind of head)."""
     if any(len(o) == 0 for o in options):
@@ -133,10 +138,14 @@ class ServedGist(Protocol):
     @property
     def target(self) -> str: ...  # "embeddings" or "kv"
 
-    def check(self, model: Any, vocab: Any = None) -> None: ...  # refuses another model or vocabulary
+    def check(
+        self, model: PreTrainedModel, vocab: SharedVocabulary = None
+    ) -> None: ...  # refuses another model or vocabulary
 
-    def check_cache(self, model: Any, cache: Any) -> None: ...
+    def check_cache(self, model: PreTrainedModel, cache: Any) -> None: ...
 
-    def head(self, model: Any) -> torch.Tensor | KVHead: ...  # what sits before the query
+    def head(self, model: PreTrainedModel) -> torch.Tensor | KVHead: ...  # what sits before the query
 
-    def cache_for(self, model: Any, batch_size: int, cache: Any = None) -> Any: ...  # its KV cache, batch rows
+    def cache_for(
+        self, model: PreTrainedModel, batch_size: int, cache: Any = None
+    ) -> Any: ...  # its KV cache, batch rows

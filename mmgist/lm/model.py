@@ -19,13 +19,16 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ..storage import atomic_folder, read_json, weight_files
 from ..validate import all_finite, existing_dir, positive_int
 from ..vocab import TOKENIZERS_DIR, VOCAB_FILE, SharedVocabulary
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # Config fields that size the network: each must be a positive int (not a bool, not a string).
 SIZE_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
@@ -67,7 +70,7 @@ def build_lm(vocab: SharedVocabulary, preset: str = "small", **overrides: Any):
     return model
 
 
-def extend_lm(model: Any, vocab: SharedVocabulary):
+def extend_lm(model: PreTrainedModel, vocab: SharedVocabulary):
     """Grow a pretrained causal LM's embeddings to the whole vocabulary; text behaviour is kept.
 
     The model's embedding rows must be exactly the vocabulary's text ids (the text tokenizer is the
@@ -92,7 +95,7 @@ def extend_lm(model: Any, vocab: SharedVocabulary):
     return vocab.resize_model(model)
 
 
-def cache_kwargs(model: Any, cache: Any) -> dict[str, Any]:
+def cache_kwargs(model: PreTrainedModel, cache: Any) -> dict[str, Any]:
     """The forward keyword for a KV cache: `cache` in recent transformers 5.x, `past_key_values` before."""
     name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     return {name: cache, "use_cache": True}
@@ -117,7 +120,7 @@ def check_sizes(config: dict[str, Any], where: str) -> None:
         raise ValueError(f"{where}: num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}")
 
 
-def check_model(model: Any, vocab: SharedVocabulary) -> None:
+def check_model(model: PreTrainedModel, vocab: SharedVocabulary) -> None:
     """Refuse a model that is not a Hugging Face LM, or whose embedding size does not match the vocabulary."""
     if not isinstance(vocab, SharedVocabulary):
         raise TypeError(f"expected a SharedVocabulary, got {type(vocab).__name__}")
@@ -131,7 +134,7 @@ def check_model(model: Any, vocab: SharedVocabulary) -> None:
         )
 
 
-def context_length(model: Any) -> int:
+def context_length(model: PreTrainedModel) -> int:
     return int(getattr(model.config, "max_position_embeddings", 0) or 2**31)
 
 
@@ -142,7 +145,7 @@ def _model_owns(name: str) -> bool:
     return name.startswith(("model.", "model-", "pytorch_model")) and name.endswith((".safetensors", ".bin", ".json"))
 
 
-def save_model(model: Any, vocab: SharedVocabulary, folder: str | os.PathLike) -> Path:
+def save_model(model: PreTrainedModel, vocab: SharedVocabulary, folder: str | os.PathLike) -> Path:
     """Model (safetensors, HF layout) and vocabulary into one folder.
 
     The folder is written beside the old one and swapped in whole (`mmgist.storage.atomic_folder`):
@@ -241,7 +244,7 @@ def load_model(folder: str | os.PathLike, dtype: torch.dtype | None = None) -> t
 
 
 @contextmanager
-def frozen(model: Any) -> Iterator[None]:
+def frozen(model: PreTrainedModel) -> Iterator[None]:
     """The model in eval mode with no parameter requiring a gradient; its flags and mode restored after."""
     flags, was_training = [p.requires_grad for p in model.parameters()], model.training
     model.eval().requires_grad_(False)

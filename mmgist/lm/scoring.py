@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -28,6 +28,11 @@ from ..validate import is_int
 from . import heads
 from .heads import KVHead, kv_of
 from .model import output_cache
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from ..vocab import SharedVocabulary
 
 
 @dataclass
@@ -57,7 +62,7 @@ class OptionScores:
         return int(self.logprobs.argmax())
 
 
-def to_ids(vocab: Any, x: Any, add_bos: bool = False, what: str = "ids") -> list[int]:
+def to_ids(vocab: SharedVocabulary, x: Any, add_bos: bool = False, what: str = "ids") -> list[int]:
     """A Prompt, a string, a list of segments, a list of ids or an id tensor -> ids.
 
     Ids are checked against the vocabulary: a float, a bool or an id out of range is refused by name."""
@@ -68,7 +73,7 @@ def to_ids(vocab: Any, x: Any, add_bos: bool = False, what: str = "ids") -> list
     return vocab.encode(x if isinstance(x, Prompt) else Prompt(x), add_bos=add_bos)
 
 
-def context_ids(vocab: Any, prefix: Any) -> list[int]:
+def context_ids(vocab: SharedVocabulary, prefix: Any) -> list[int]:
     """<|bos|> + the prefix's ids (<|bos|> added where the prefix does not start with it). Ids must parse as
     a prompt: a stray marker (a <|/image|> that closes nothing, an unclosed <|audio|>) is refused."""
     ids = to_ids(vocab, prefix, add_bos=True, what="the prefix")
@@ -79,7 +84,7 @@ def context_ids(vocab: Any, prefix: Any) -> list[int]:
     return ids if ids[0] == vocab.bos_id else [vocab.bos_id, *ids]
 
 
-def head_embeddings(model: Any, vocab: Any, prefix: Any = None, gist: Any = None) -> Any:
+def head_embeddings(model: PreTrainedModel, vocab: SharedVocabulary, prefix: Any = None, gist: Any = None) -> Any:
     """What the model sees before the query: (h, d) embeddings of <|bos|> + prefix, <|bos|> + gist, or
     <|bos|> alone; for a KV gist, its keys and values (a KVHead)."""
     if prefix is not None and gist is not None:
@@ -93,7 +98,7 @@ def head_embeddings(model: Any, vocab: Any, prefix: Any = None, gist: Any = None
 
 
 @torch.no_grad()
-def prefix_head(model: Any, vocab: Any, prefix: Any) -> Any:
+def prefix_head(model: PreTrainedModel, vocab: SharedVocabulary, prefix: Any) -> Any:
     """<|bos|> + `prefix` read once, as every layer's keys and values (a KVHead of len(prefix) + 1 positions).
     Scoring after it equals scoring after the prefix, float rounding aside, without re-reading the prefix
     for every question; the query must not be empty (the head holds no prediction for its first token)."""
@@ -103,7 +108,7 @@ def prefix_head(model: Any, vocab: Any, prefix: Any) -> Any:
 
 
 @torch.no_grad()
-def option_logprobs(model: Any, head: Any, query: list[int], options: list[list[int]]) -> torch.Tensor:
+def option_logprobs(model: PreTrainedModel, head: Any, query: list[int], options: list[list[int]]) -> torch.Tensor:
     """(n_options,): log P(option | head, query), one batch of `head query option` rows, right-padded.
     `head`: (h, d) embeddings, or the keys and values of a KV gist (a `KVHead`)."""
     return heads.option_logprobs(model, head, query, options)  # one path for both kinds of head, as the report
@@ -118,7 +123,14 @@ def option_kl(reference: list[torch.Tensor], probs: list[torch.Tensor]) -> float
 
 
 def score_options(
-    model: Any, vocab: Any, query: Any, options: list[Any], *, prefix: Any = None, gist: Any = None, head: Any = None
+    model: PreTrainedModel,
+    vocab: SharedVocabulary,
+    query: Any,
+    options: list[Any],
+    *,
+    prefix: Any = None,
+    gist: Any = None,
+    head: Any = None,
 ) -> OptionScores:
     """Score each option after `prefix` (or `gist`, or a `head` from `prefix_head`, or none) and `query`."""
     if not isinstance(options, (list, tuple)) or len(options) < 1:
@@ -135,7 +147,9 @@ def score_options(
     return OptionScores(logprobs, logprobs.softmax(0))
 
 
-def accuracy(model: Any, vocab: Any, questions: list[Question], *, prefix: Any = None, gist: Any = None) -> float:
+def accuracy(
+    model: PreTrainedModel, vocab: SharedVocabulary, questions: list[Question], *, prefix: Any = None, gist: Any = None
+) -> float:
     """Share of the questions with a known answer whose best option is that answer."""
     known = [q for q in questions if q.answer is not None]
     if not known:

@@ -251,7 +251,6 @@ def _print_done(train) -> None:
 
 
 def _train_audio(args: argparse.Namespace, out: Path, extra: dict) -> None:
-
     if args.num_codebooks:
         extra["num_codebooks"] = args.num_codebooks
     weights = None
@@ -276,7 +275,6 @@ def _train_audio(args: argparse.Namespace, out: Path, extra: dict) -> None:
 
 
 def _train_video(args: argparse.Namespace, out: Path) -> None:
-
     result = train_video_tokenizer(
         args.data,
         out,
@@ -319,7 +317,6 @@ def cmd_train_lm(args: argparse.Namespace) -> None:
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
-
     names = ("target", "self_study", "stopping", "steps", "lr", "hidden_weight")
     chosen = {name: getattr(args, name) for name in names}
     extra = {name: value for name, value in chosen.items() if value is not None}  # else the config's defaults
@@ -386,7 +383,6 @@ def cmd_distill(args: argparse.Namespace) -> None:
 
 
 def cmd_train_compressor(args: argparse.Namespace) -> None:
-
     existing_file(args.prefixes, "prefixes file")
     out = writable(args.out, "--out", folder=True)
     if (out / "compressor.json").exists() and not args.force:
@@ -405,7 +401,6 @@ def cmd_train_compressor(args: argparse.Namespace) -> None:
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
-
     prompt_file = existing_file(args.prompt, "prompt file")
     out = writable(args.out, "--out")
     if out.exists() and not args.force:
@@ -417,7 +412,6 @@ def cmd_compress(args: argparse.Namespace) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-
     if args.gist:
         existing_file(args.gist, "--gist")
     if args.system and not args.chat:

@@ -141,9 +141,7 @@ class ServedGist(Protocol):
     def check(
         self, model: PreTrainedModel, vocab: SharedVocabulary = None
     ) -> None: ...  # refuses another model or vocabulary
-
     def check_cache(self, model: PreTrainedModel, cache: Any) -> None: ...
-
     def head(self, model: PreTrainedModel) -> torch.Tensor | KVHead: ...  # what sits before the query
 
     def cache_for(

@@ -111,5 +111,4 @@ class VideoKeyframeTokenizer(VideoTokenizer):
         return {**dataclasses.asdict(self.config), "image": self.image.fingerprint()}
 
     def fingerprint(self) -> str:
-
         return sha256_json([self.name, self.fingerprint_config()])

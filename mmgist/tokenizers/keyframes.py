@@ -4,13 +4,13 @@
     codes = tok.encode(frames)                       # (T, 3, H, W) -> (1 + (T - 1) / 4, H / 8, W / 8), as video-vq
     clip = tok.decode(codes)                         # the frames between keyframes blended linearly
 
-The simple alternative to video-vq that the video issue asked to measure. At the same number of tokens
-it is the better of the two on the benchmark's held-out clips (23.19 dB against 21.02; see
-tokenizers/video-vq/README.md), so it is kept as an option with the same code shapes: a vocabulary,
-prompt or LM built for one takes the other. It has no weights of its own: `image` names the image
-tokenizer (a zoo name or folder), and the fingerprint covers that tokenizer's, so a saved vocabulary
-refuses a changed one. What it cannot do: anything that moves between keyframes is blended, not
-moved (a fast object doubles), and its codes carry no information shared across frames.
+The simple alternative to video-vq that the video issue asked to measure. At the same number of tokens it is
+the better of the two on the benchmark's held-out clips (the figures: tokenizers/video-vq/README.md), so it is
+kept as an option with the same code shapes: a vocabulary, prompt or LM built for one takes the other. It has
+no weights of its own: `image` names the image tokenizer (a zoo name or folder), and the fingerprint covers
+that tokenizer's, so a saved vocabulary refuses a changed one. What it cannot do: anything that moves between
+keyframes is blended, not moved (a fast object doubles), and its codes carry no information shared across
+frames.
 """
 
 from __future__ import annotations

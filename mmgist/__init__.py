@@ -2,7 +2,7 @@
 
 from .chat import system_turn, user_turn
 from .generate import LayoutConstraint, generate
-from .gist import GistConfig, GistPrefix, distill_gist
+from .gist import GistCompressor, GistConfig, GistPrefix, compress, compress_many, distill_gist
 from .layout import IdLayout
 from .lm import build_lm, extend_lm, load_model, save_model
 from .pretrained import load_pretrained_lm
@@ -31,6 +31,7 @@ __all__ = [
     "Audio",
     "AudioTokenizer",
     "ByteTokenizer",
+    "GistCompressor",
     "GistConfig",
     "GistPrefix",
     "HFTextTokenizer",
@@ -49,6 +50,8 @@ __all__ = [
     "Video",
     "VideoTokenizer",
     "build_lm",
+    "compress",
+    "compress_many",
     "create_tokenizer",
     "distill_gist",
     "extend_lm",

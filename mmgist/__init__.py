@@ -3,7 +3,7 @@
 import importlib as _importlib
 import sys as _sys
 
-from .gist import GistConfig, GistPrefix, distill_gist
+from .gist import GistCompressor, GistConfig, GistPrefix, compress, compress_many, distill_gist
 from .layout import IdLayout
 from .lm.chat import system_turn, user_turn
 from .lm.generate import LayoutConstraint, generate
@@ -52,6 +52,7 @@ __all__ = [
     "Audio",
     "AudioTokenizer",
     "ByteTokenizer",
+    "GistCompressor",
     "GistConfig",
     "GistPrefix",
     "HFTextTokenizer",
@@ -70,6 +71,8 @@ __all__ = [
     "Video",
     "VideoTokenizer",
     "build_lm",
+    "compress",
+    "compress_many",
     "create_tokenizer",
     "distill_gist",
     "extend_lm",

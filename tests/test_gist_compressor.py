@@ -166,3 +166,52 @@ def test_the_shipped_compressor_loads_by_name_and_its_gist_stands_in_for_a_held_
     data = gist_data.Continuations(ids, real, mask, teacher)
     compressed, none = (fidelity(model, h, data)["kl"] for h in (gist.head(model), head_embeddings(model, vocab)))
     assert compressed < 0.5 * none, (compressed, none)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_prefixes_compressed_together_get_the_gists_they_get_alone(tiny_lm, compressor, batch_size):
+    """Left-padded rows of different lengths, each at its own positions: the same gist as one at a time."""
+    _, vocab = tiny_lm
+    with torch.no_grad():
+        for p in compressor.trainable().values():
+            p.add_(0.05 * torch.randn_like(p))  # adapters that do something
+    prefixes = [*PREFIXES, "six"]  # three lengths
+    together = compressor.compress_many(vocab, prefixes, batch_size=batch_size)
+    for prefix, gist in zip(prefixes, together):
+        alone = compressor.compress(vocab, prefix)
+        assert gist.prefix_length == alone.prefix_length
+        torch.testing.assert_close(gist.kv, alone.kv, atol=1e-5, rtol=1e-4)
+
+
+def test_a_query_after_a_compressed_gist_reads_the_same_from_its_cache_as_from_its_keys_and_values(tiny_lm, compressor):
+    from mmgist.lm.heads import student_logprobs
+
+    model, vocab = tiny_lm
+    gist = compressor.compress(vocab, PREFIXES[0])
+    query = torch.tensor([vocab.encode(" Q: fee? A:")])
+    with torch.no_grad():
+        out = model(input_ids=query, past_key_values=gist.cache(model), use_cache=True)
+    cached = out.logits[0, :-1].log_softmax(-1)
+    direct = student_logprobs(model, gist.head(model), query, torch.ones_like(query, dtype=torch.bool))[0, 1:]
+    torch.testing.assert_close(cached, direct, atol=1e-5, rtol=1e-4)
+
+
+def test_compress_by_name_or_object_and_its_refusals(tiny_lm, compressor, tmp_path):
+    from mmgist import compress, compress_many
+
+    model, vocab = tiny_lm
+    compressor.longest_prefix = len(vocab.encode(PREFIXES[0], add_bos=True))
+    compressor.save(tmp_path / "c")
+    a = compress(model, vocab, PREFIXES[0], compressor)
+    b = compress(model, vocab, PREFIXES[0], tmp_path / "c")  # a folder: loaded for this model
+    torch.testing.assert_close(a.kv, b.kv)
+    assert len(compress_many(model, vocab, PREFIXES, compressor)) == 2
+    with pytest.warns(UserWarning, match=r"longer than any the compressor was trained on \(\d+\)"):
+        compress(model, vocab, PREFIXES[0] + " and more words after it", compressor)
+    with pytest.raises(ValueError, match="exceed the model's context of 512"):
+        compress(model, vocab, [vocab.bos_id] + [5] * 600, compressor)
+    with pytest.raises(TypeError, match="prefixes must be a list"):
+        compressor.compress_many(vocab, PREFIXES[0])
+    other = type(model)(model.config)  # same shapes, other weights
+    with pytest.raises(ValueError, match="trained for another model"):
+        compress(other, vocab, PREFIXES[0], compressor)

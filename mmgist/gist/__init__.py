@@ -1,7 +1,15 @@
 """Gist compression: a long prefix replaced by k learned positions, distilled per prompt or made in one pass by a
 trained compressor."""
 
-from .compressor import CompressorConfig, GistCompressor, PrefixStudy, compressor_study, train_compressor
+from .compressor import (
+    CompressorConfig,
+    GistCompressor,
+    PrefixStudy,
+    compress,
+    compress_many,
+    compressor_study,
+    train_compressor,
+)
 from .config import GistConfig, gist_tokens_for
 from .distill import distill_gist
 from .prefix import GistPrefix, model_fingerprint
@@ -20,6 +28,8 @@ __all__ = [
     "chat_config",
     "chat_questions",
     "chat_study",
+    "compress",
+    "compress_many",
     "compressor_study",
     "distill_gist",
     "gist_tokens_for",

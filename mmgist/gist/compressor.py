@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..lm.heads import KVHead, bos_kv, kv_of
-from ..lm.model import frozen, model_dirs, output_cache
+from ..lm.heads import KVHead, bos_kv
+from ..lm.model import context_length, frozen, model_dirs, output_cache
 from ..lm.scoring import context_ids, to_ids
 from ..storage import load_tensors, read_versioned_json, save_tensors_atomic, versioned, write_json_atomic
 from ..train import StepOutput, TrainConfig, TrainResult, fit
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
 
     from ..vocab import SharedVocabulary
 
-FORMAT, VERSION = "mmgist-gist-compressor", 1
+FORMAT, VERSION = "mmgist-gist-compressor", 2  # 2: the longest prefix trained on
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")  # attention projections of Llama-style models
 
 
@@ -102,6 +103,7 @@ class GistCompressor(nn.Module):
         self.gist = nn.Parameter(start.to(emb.device))  # (k, d) fp32
         self.fingerprint = model_fingerprint(model)
         self.bos_id: int | None = None  # the vocabulary's <|bos|>: set by `train_compressor` (or `load`)
+        self.longest_prefix: int | None = None  # the longest prefix trained on (tokens, <|bos|> included)
 
     def trainable(self) -> dict[str, torch.Tensor]:
         """name -> tensor of what training changes: the adapters and the gist embeddings."""
@@ -128,32 +130,67 @@ class GistCompressor(nn.Module):
     def kv(self, prefix_ids: list[int]) -> torch.Tensor:
         """(layers, 2, kv_heads, k, head_dim): the gist of `prefix_ids` (<|bos|> first), differentiable in the
         adapters and gist embeddings; keys turned from positions N .. N + k - 1 to the slots 1 .. k."""
+        return self.kv_batch([prefix_ids])[0]
+
+    def kv_batch(self, prefixes: list[list[int]]) -> list[torch.Tensor]:
+        """`kv` of several prefixes in one forward pass: rows left-padded (masked), each at its own positions
+        0 .. N + k - 1, so every row's gist equals its own `kv` up to float summation order."""
         emb = self.encoder.get_input_embeddings()
-        device = emb.weight.device
-        n = len(prefix_ids)
-        x = torch.cat([emb(torch.tensor(prefix_ids, device=device)), self.gist.to(emb.weight.dtype)])  # (N + k, d)
-        out = self.encoder(inputs_embeds=x[None], use_cache=True)
-        kv = kv_of(output_cache(out))[:, :, :, n:].float()  # (layers, 2, kv_heads, k, head_dim)
-        k = kv.shape[3]
-        keys = rotate_keys(self.served, kv[:, 0], torch.full((k,), 1 - n))
-        return torch.stack([keys, kv[:, 1]], dim=1)
+        device, k = emb.weight.device, self.config.num_gist_tokens
+        lengths = [len(p) for p in prefixes]
+        width = max(lengths) + k
+        gist = self.gist.to(emb.weight.dtype)
+        x = torch.zeros(len(prefixes), width, gist.shape[1], dtype=gist.dtype, device=device)  # (B, width, d)
+        mask = torch.zeros(len(prefixes), width, dtype=torch.long)
+        positions = torch.zeros(len(prefixes), width, dtype=torch.long)
+        for b, ids in enumerate(prefixes):
+            pad = width - len(ids) - k
+            x[b, pad:] = torch.cat([emb(torch.tensor(ids, device=device)), gist])
+            mask[b, pad:] = 1
+            positions[b, pad:] = torch.arange(len(ids) + k)
+        out = self.encoder(inputs_embeds=x, attention_mask=mask.to(device), position_ids=positions.to(device),
+                           use_cache=True)  # fmt: skip
+        cache = output_cache(out)
+        keys = torch.stack([layer.keys[:, :, -k:] for layer in cache.layers], 1).float()  # (B, layers, heads, k, hd)
+        values = torch.stack([layer.values[:, :, -k:] for layer in cache.layers], 1).float()
+        return [
+            torch.stack([rotate_keys(self.served, keys[b], torch.full((k,), 1 - n)), values[b]], dim=1)
+            for b, n in enumerate(lengths)
+        ]  # each (layers, 2, kv_heads, k, head_dim)
 
     @torch.no_grad()
     def compress(self, vocab: SharedVocabulary, prefix: Any) -> GistPrefix:
         """The gist of `prefix` (a Prompt, text or ids) for the served model: one forward pass."""
+        return self.compress_many(vocab, [prefix])[0]
+
+    @torch.no_grad()
+    def compress_many(self, vocab: SharedVocabulary, prefixes: list[Any], batch_size: int = 8) -> list[GistPrefix]:
+        """The gists of `prefixes` (each a Prompt, text or ids), `batch_size` to a forward pass. A prefix longer
+        than any the compressor was trained on is compressed with a warning: its quality is unmeasured."""
         self._check_served()
-        ids = context_ids(vocab, prefix)
-        if len(ids) < 2:
-            raise ValueError("cannot compress an empty prefix")
+        positive_int(batch_size, "batch_size")
+        if not isinstance(prefixes, (list, tuple)):
+            raise TypeError(f"prefixes must be a list of prefixes, got {type(prefixes).__name__}")
+        ids = [context_ids(vocab, p) for p in prefixes]
+        for n, one in enumerate(ids):
+            if len(one) < 2:
+                raise ValueError(f"cannot compress an empty prefix (prefix {n})")
+            if len(one) + self.config.num_gist_tokens > context_length(self.served):
+                raise ValueError(f"prefix {n} ({len(one)} tokens) and the {self.config.num_gist_tokens} gist "
+                                 f"positions exceed the model's context of {context_length(self.served)}")  # fmt: skip
+        if self.longest_prefix is not None and (longest := max(map(len, ids))) > self.longest_prefix:
+            warnings.warn(f"a prefix of {longest} tokens is longer than any the compressor was trained on "
+                          f"({self.longest_prefix}): its gist's quality is unmeasured", stacklevel=2)  # fmt: skip
         was = self.training
         self.eval()
         try:
-            kv = self.kv(ids)
+            kvs = [kv for s in range(0, len(ids), batch_size) for kv in self.kv_batch(ids[s : s + batch_size])]
         finally:
             self.train(was)
         w = self.served.get_input_embeddings().weight
         report = {"method": "compressor", "compressor": asdict(self.config)}
-        return GistPrefix(None, self.fingerprint, vocab.fingerprint(), len(ids), vocab.bos_id, report, kv=kv.to(w))
+        return [GistPrefix(None, self.fingerprint, vocab.fingerprint(), len(one), vocab.bos_id, dict(report),
+                           kv=kv.to(w)) for one, kv in zip(ids, kvs)]  # fmt: skip
 
     def forward(self, batch: list[tuple[list[int], data.Continuations]]) -> StepOutput:
         """The mean KL(teacher || served model after the compressed gist) over the batch's prefixes."""
@@ -161,8 +198,8 @@ class GistCompressor(nn.Module):
         if self.bos_id is None:
             raise ValueError("the compressor does not know the vocabulary's <|bos|>: train it with train_compressor")
         bos = bos_kv(self.served, self.bos_id)  # (layers, 2, kv_heads, 1, head_dim)
-        for prefix_ids, rows in batch:
-            head = KVHead(torch.cat([bos, self.kv(prefix_ids).to(bos.dtype)], dim=3))
+        for kv, (_, rows) in zip(self.kv_batch([prefix for prefix, _ in batch]), batch):
+            head = KVHead(torch.cat([bos, kv.to(bos.dtype)], dim=3))
             student, _ = student_forward(self.served, head, rows.ids, rows.real)
             losses.append(kl(rows.teacher, student, rows.mask))
         loss = torch.stack(losses).mean()
@@ -178,7 +215,7 @@ class GistCompressor(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         sha = save_tensors_atomic(self.state_dict(), path / "compressor.safetensors")
         header = versioned(FORMAT, VERSION, config=asdict(self.config), model_fingerprint=self.fingerprint,
-                           bos_id=self.bos_id, tensors_sha256=sha)  # fmt: skip
+                           bos_id=self.bos_id, longest_prefix=self.longest_prefix, tensors_sha256=sha)  # fmt: skip
         write_json_atomic(path / "compressor.json", header)
         return path
 
@@ -187,13 +224,14 @@ class GistCompressor(nn.Module):
         """A saved compressor (a folder, or the name of a shipped one such as "demo-photo-qa-compressor") for
         `model`, which must be the model it was trained on."""
         path = find_compressor(path)
-        header = read_versioned_json(path / "compressor.json", FORMAT, (VERSION,))
+        header = read_versioned_json(path / "compressor.json", FORMAT, (1, VERSION))  # 1: no longest_prefix
         compressor = cls(model, CompressorConfig(**header["config"]))
         if compressor.fingerprint != header["model_fingerprint"]:
             raise ValueError(f"{str(path)!r} was trained for another model (fingerprint {header['model_fingerprint']}"
                              f" against this model's {compressor.fingerprint})")  # fmt: skip
         compressor.load_state_dict(load_tensors(path / "compressor.safetensors", header["tensors_sha256"]))
         compressor.bos_id = header["bos_id"]
+        compressor.longest_prefix = header.get("longest_prefix")
         return compressor.eval()
 
 
@@ -255,6 +293,7 @@ def train_compressor(
     if not study:
         raise ValueError("train_compressor needs at least one PrefixStudy")
     compressor.bos_id = vocab.bos_id
+    compressor.longest_prefix = max(len(s.prefix) for s in study)
     cfg = compressor.config
 
     def batches(step: int, rank: int) -> list[tuple[list[int], data.Continuations]]:
@@ -271,3 +310,27 @@ def train_compressor(
     served = compressor.served
     with frozen(served):  # gradients pass through the served model to the gist, never into it
         return fit(compressor, batches, train, out_dir, progress=progress, description="compressor", run=run)
+
+
+def compress(
+    model: PreTrainedModel, vocab: SharedVocabulary, prefix: Any, compressor: GistCompressor | str | os.PathLike
+) -> GistPrefix:
+    """The gist of `prefix` (a Prompt, text or ids) for `model`, made by `compressor` in one forward pass: a
+    GistCompressor, or a folder or shipped name (`GistCompressor.load`) of one trained for this model."""
+    return compress_many(model, vocab, [prefix], compressor)[0]
+
+
+def compress_many(
+    model: PreTrainedModel,
+    vocab: SharedVocabulary,
+    prefixes: list[Any],
+    compressor: GistCompressor | str | os.PathLike,
+    batch_size: int = 8,
+) -> list[GistPrefix]:
+    """`compress` of every prefix, `batch_size` prefixes to a forward pass."""
+    if not isinstance(compressor, GistCompressor):
+        compressor = GistCompressor.load(compressor, model)
+    if (fingerprint := model_fingerprint(model)) != compressor.fingerprint:
+        raise ValueError(f"the compressor was trained for another model (fingerprint {compressor.fingerprint} "
+                         f"against this model's {fingerprint})")  # fmt: skip
+    return compressor.compress_many(vocab, prefixes, batch_size)

@@ -46,7 +46,7 @@ class GistConfig:
     hidden_weight: float = 1.0  # weight of the term pulling the student's hidden states (every layer, every row
     # position) toward the full prefix's; 0 leaves the KL alone (the seed's objective; best for embeddings)
     divergence_weight: float = 0.0  # each trained position's KL weighs 1 + this x its KL(full || no prefix) / the
-    # mean: the tokens the prompt decides (its facts, not its phrasing) count more; 0 weighs every position alike
+    # mean (the tokens the prompt decides count more); 0, as it lowered facts and G where measured (docs/gists.md)
     temperature: float = 1.0  # teacher sampling temperature
     teacher_top_k: int | None = 32  # teacher log-probs kept per position, plus the rest mass; None keeps all V
     # (dense: small vocabularies, and the reference in tests)

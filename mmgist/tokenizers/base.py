@@ -22,6 +22,7 @@ import hashlib
 import inspect
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -56,6 +57,8 @@ class ModalityTokenizer(nn.Module):
     """Base of all tokenizers. See the module docstring for the code shapes."""
 
     name: ClassVar[str] = ""  # set by @register_tokenizer
+    # name -> the registered class: installed by tokenizers/registry.py, which sits above this module
+    class_named: ClassVar[Callable[[str], type[ModalityTokenizer]] | None] = None
     modality: ClassVar[str] = ""
     code_ndim: ClassVar[int] = 1  # dimensions of one item's codes
     config_class: ClassVar[type] = NoConfig
@@ -199,11 +202,11 @@ class ModalityTokenizer(nn.Module):
         """Load a saved tokenizer. On the base class the registered type in config.json is used.
         `overrides`: config fields to change on load, only those the class's `reopen_options` allows
         (a wrapped pretrained model's path and device)."""
-        from .registry import get_tokenizer_class
-
         directory = existing_dir(directory, "tokenizer folder")
         header = read_versioned_json(directory / CONFIG_FILE, FORMAT, (FORMAT_VERSION,))
-        klass = get_tokenizer_class(header.get("tokenizer", ""))
+        if ModalityTokenizer.class_named is None:
+            raise RuntimeError("no tokenizer registry: import mmgist.tokenizers before loading a tokenizer folder")
+        klass = ModalityTokenizer.class_named(header.get("tokenizer", ""))
         if cls is not ModalityTokenizer and not issubclass(klass, cls):
             raise ValueError(f"{str(directory)!r} holds a {header['tokenizer']!r} tokenizer, not a {cls.__name__}")
         saved = header.get("config", {})

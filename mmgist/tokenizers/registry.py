@@ -38,10 +38,10 @@ import sys
 import warnings
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .base import ModalityTokenizer
+from .base import ModalityTokenizer
+from .hf_folder import read_model_config
 
 ENTRY_POINT_GROUP = "mmgist.tokenizers"
 _REGISTRY: dict[str, type[ModalityTokenizer]] = {}
@@ -55,7 +55,6 @@ def register_tokenizer(name: str):
         raise ValueError(f"tokenizer name must be a non-empty string without surrounding spaces, got {name!r}")
 
     def decorator(cls: type[ModalityTokenizer]) -> type[ModalityTokenizer]:
-        from .base import ModalityTokenizer
 
         if not (isinstance(cls, type) and issubclass(cls, ModalityTokenizer)):
             raise TypeError(f"@register_tokenizer({name!r}) needs a ModalityTokenizer subclass, got {cls!r}")
@@ -90,7 +89,6 @@ def _load_plugins() -> None:
     if _plugins_loaded:
         return
     _plugins_loaded = True
-    from .base import ModalityTokenizer
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
@@ -139,7 +137,6 @@ def list_zoo() -> list[str]:
 def load_tokenizer(name_or_path: str | os.PathLike[str], **options: Any) -> ModalityTokenizer:
     """Load a tokenizer from a folder path, a zoo name, an alias, or a registered name: one that needs no
     saved files, or a wrapper of pretrained models given `path=` and its options (see the module docstring)."""
-    from .base import ModalityTokenizer
 
     if not isinstance(name_or_path, (str, os.PathLike)) or str(name_or_path) == "":
         raise TypeError(f"load_tokenizer takes a tokenizer name or a folder path, got {name_or_path!r:.60}")
@@ -190,7 +187,6 @@ def _is_transformers_folder(path: Path) -> bool:
 
 def _wrapper_for(path: Path) -> type[ModalityTokenizer]:
     """The registered wrapper whose `model_types` include the folder's model_type."""
-    from .hf_folder import read_model_config
 
     model_type, _ = read_model_config(path)
     for cls in _REGISTRY.values():
@@ -201,3 +197,6 @@ def _wrapper_for(path: Path) -> type[ModalityTokenizer]:
         f"{str(path)!r} holds a transformers {model_type!r} model, which no tokenizer wraps; supported model "
         f"types: {supported}"
     )
+
+
+ModalityTokenizer.class_named = staticmethod(get_tokenizer_class)  # what from_pretrained on the base class uses

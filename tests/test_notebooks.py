@@ -15,6 +15,12 @@ TABLES = {
 }
 
 
+# run by `make test-slow` and `make notebooks`, not `make test`: the gist notebook's quick run distils five gists
+# (about 3 minutes on 2 cores), the largest share of the fast suite; its code is still compiled below
+SLOW = {"gist_benchmark.ipynb"}
+RUNS = [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW else p for p in NOTEBOOKS]
+
+
 def test_there_are_notebooks():
     assert NOTEBOOKS, "notebooks/ holds no .ipynb"
 
@@ -29,6 +35,14 @@ def test_notebook_is_committed_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_code_cell_compiles(path):
+    nb = nbformat.read(path, as_version=4)
+    for n, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
+        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        compile(source, f"{path.name} code cell {n}", "exec")
+
+
+@pytest.mark.parametrize("path", RUNS, ids=lambda p: p.name)
 def test_notebook_runs(path, monkeypatch):
     from nbclient import NotebookClient
 

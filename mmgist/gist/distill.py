@@ -318,13 +318,14 @@ def _rows(
         if study
         else []
     )
+    served_starts = [len(q) for q in (request.queries or [[]]) for _ in range(n)]  # each row's query length
     if exclude:
         patterns = [to_ids(vocab, x, what="self_study_exclude") for x in exclude]
-        rows = data.cut_at(rows, patterns, [len(q) for q in (request.queries or [[]]) for _ in range(n)])
+        rows = data.cut_at(rows, patterns, served_starts)
         study_rows = [r for r in data.cut_at(study_rows, patterns) if r]
         study = len(study_rows)
     unseen_rows = data.sample(model, vocab, prefix, request.heldout, config, seed=1) if request.heldout else []
-    starts = [len(q) for q in (request.queries or [[]]) for _ in range(n)] + [0] * study
+    starts = served_starts + [0] * study
     starts += [len(r.query) for r in request.forced]
     study_rows += [r.query + r.continuation for r in request.forced]  # trained on, like self-study
     study += len(request.forced)
@@ -378,6 +379,7 @@ def _report(
     config: GistConfig,
     *,
     split: data.Split,
+    parts: dict[str, data.Continuations],
     study: int,
     heads: dict[str, Head],
     history: list[dict[str, Any]],
@@ -388,8 +390,6 @@ def _report(
     """The distillation's report (the module docstring's step 4), on the held-out rows only: each head's
     fidelity, G and G_content, the curve, where the time went and what the figures cannot say (notes)."""
     held, unseen_part = split.heldout, split.unseen
-    parts = {name: p for name, p in {"heldout": held, "unseen_queries": unseen_part}.items()
-             if p is not None and p.mask.any()}  # fmt: skip
     if request.control is not None:
         heads = {**heads, "control": head_embeddings(model, vocab, prefix=request.control).detach()}
     everyone = {"full_prefix": head_embeddings(model, vocab, prefix=request.prefix).detach(), **heads}
@@ -506,8 +506,8 @@ def distill_gist(
             "truncated": head_embeddings(model, vocab, prefix=request.prefix[-k:]).detach(),
             "no_prefix": bos,
         }
-        result = _report(model, vocab, request, config, split=split, study=study, heads=heads, history=history,
-                         steps=(steps_done, best_step), seconds=seconds, start=start)  # fmt: skip
+        result = _report(model, vocab, request, config, split=split, parts=parts, study=study, heads=heads,
+                         history=history, steps=(steps_done, best_step), seconds=seconds, start=start)  # fmt: skip
         trained = gist.detach().to(model.get_input_embeddings().weight.dtype).cpu()
         kv, embeddings = (trained, None) if config.target == "kv" else (None, trained)
         fingerprints = (model_fingerprint(model), vocab.fingerprint())

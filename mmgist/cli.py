@@ -222,6 +222,10 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
                 f"--channels must be comma-separated ints such as 48,96,128, got {args.channels!r}"
             ) from None
     if args.modality == "audio":
+        if args.lookup:
+            extra["lookup"] = args.lookup
+        if args.latent_weight is not None:
+            extra["latent_weight"] = args.latent_weight
         _train_audio(args, out, extra)
         return
 
@@ -504,6 +508,8 @@ def _train_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codebook-size", type=POSITIVE_INT, help="codes per codebook (default: the preset's)")
     p.add_argument("--code-dim", type=POSITIVE_INT, help="lookup dimension of the 'vq' quantizer (default 8)")
     p.add_argument("--channels", help="encoder/decoder widths per level, comma-separated (default: the preset's)")
+    p.add_argument("--lookup", choices=["cosine", "euclidean"], help="audio 'rvq': how a residual finds its code")
+    p.add_argument("--latent-weight", type=float, help="audio 'rvq': weight of each codebook's error on its residual")
     p.add_argument(
         "--augment",
         choices=["colour", "natural", "scale", "none"],

@@ -10,12 +10,15 @@ from mmgist import create_tokenizer, load_tokenizer
 from mmgist.io import load_audio, save_audio
 from mmgist.tokenizers.audio import AudioRVQTokenizer
 
-QUANTIZERS = ["rvq", "rfsq", "plain-rvq"]
+QUANTIZERS = ["rvq", "rvq-euclidean", "rfsq", "plain-rvq"]
+# a variant name -> AudioRVQConfig fields
+VARIANTS = {"rvq-euclidean": {"quantizer": "rvq", "lookup": "euclidean", "latent_weight": 1.0}}
 
 
 def tiny(quantizer="rvq", **kw) -> AudioRVQTokenizer:
     torch.manual_seed(0)
-    tok = create_tokenizer("audio-rvq", preset="tiny", quantizer=quantizer, **kw)
+    fields = VARIANTS.get(quantizer, {"quantizer": quantizer})
+    tok = create_tokenizer("audio-rvq", preset="tiny", **{**fields, **kw})
     tok.train()
     with torch.no_grad():  # one training-mode pass: k-means initializes the codebooks from real latents
         tok(sound(tok.sample_rate, 0.5)[None].repeat(4, 1, 1)[..., : 4000 // tok.hop * tok.hop])
@@ -82,7 +85,7 @@ def test_decode_from_indices_equals_decode_from_quantized_vectors(quantizer):
     x = tok.preprocess(sound(8000, 0.1), 8000)
     for n in (1, 3):
         with torch.no_grad():
-            zq, codes, _ = tok.quantize(x, n)
+            zq, codes, *_ = tok.quantize(x, n)
             from_vectors = tok.decoder(zq)
         assert torch.allclose(tok.codes_to_latents(codes), zq, atol=1e-5)
         assert torch.allclose(tok.decode(codes), from_vectors, atol=1e-5)
@@ -141,6 +144,42 @@ def test_a_few_training_steps_lower_the_loss(tmp_path):
     result = fit(tok, lambda s, r: data, TrainConfig(steps=40, lr=3e-3, warmup_steps=0, log_every=5), tmp_path,
                  progress=False)  # fmt: skip
     assert result.history[-1]["mel"] < 0.8 * result.history[0]["mel"]
+
+
+@torch.no_grad()
+def latent_errors(tok: AudioRVQTokenizer, x: torch.Tensor) -> list[float]:
+    """|quantized latents - encoder output|^2 / |encoder output|^2 with 1..N codebooks."""
+    z = tok.encoder(x)
+    return [((tok.quantize(x, n).latents - z).pow(2).sum() / z.pow(2).sum()).item() for n in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("lookup, weight", [("cosine", 0.0), ("euclidean", 1.0)])
+def test_with_the_latent_term_every_codebook_lowers_the_latent_error(lookup, weight, tmp_path):
+    """The v1 failure (#30): cosine codes with nothing training the output towards the residual keep nothing
+    of the latent (here the error grows with codebooks). Euclidean codes with the latent term keep more with
+    every codebook, and the term falls in training."""
+    from mmgist.train import TrainConfig, fit
+
+    data = torch.stack([sound(8000, 0.128, seed=s) * (0.3 + 0.1 * s) for s in range(4)])  # (4, 1, 1024)
+    torch.manual_seed(0)
+    tok = create_tokenizer("audio-rvq", preset="tiny", lookup=lookup, latent_weight=weight, code_dim=4)
+    result = fit(tok, lambda s, r: data, TrainConfig(steps=40, lr=3e-3, warmup_steps=0, log_every=5), tmp_path,
+                 progress=False)  # fmt: skip
+    errors = latent_errors(tok.eval(), data)
+    if weight == 0:  # v1's recipe: the first codebook is the best the codes do
+        assert errors[2] >= errors[0], errors
+        return
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.7 * errors[0], errors
+    assert result.history[-1]["latent"] < result.history[0]["latent"]
+
+
+def test_the_latent_term_is_zero_without_rvq_and_refuses_bad_lookups():
+    tok = tiny("plain-rvq")
+    assert tok.quantize(tok.preprocess(sound(8000, 0.1), 8000)).latent.item() == 0.0
+    with pytest.raises(ValueError, match=r"lookup 'dot'.*cosine"):
+        create_tokenizer("audio-rvq", preset="tiny", lookup="dot")
+    with pytest.raises(ValueError, match=r"latent_weight must be >= 0"):
+        create_tokenizer("audio-rvq", preset="tiny", latent_weight=-1.0)
 
 
 def test_training_from_a_folder_saves_a_loadable_tokenizer(tmp_path):
@@ -258,3 +297,23 @@ def _video_without_audio(path):
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
     return path
+
+
+def test_loudness_normalization_makes_codes_level_free_and_is_not_undone():
+    """With `loudness`, every input is scaled to that RMS level before the encoder: the same sound 10 dB quieter
+    gets the same codes, silence stays silence, and decoding gives the normalized level back, not the input's
+    (the codes carry no gain: documented in AudioRVQConfig)."""
+    from mmgist.tokenizers.audio import level
+
+    x = sound(8000, 0.2)[None]  # (1, 1, S)
+    scaled = level(torch.cat([x, 0.3 * x, torch.zeros_like(x)]), -20.0)
+    rms = scaled.pow(2).mean(dim=(1, 2)).sqrt()
+    assert torch.allclose(rms[:2], torch.full((2,), 0.1), rtol=1e-4) and rms[2] == 0
+    tok = tiny(loudness=-20.0)
+    assert torch.allclose(tok.preprocess(x[0], 8000), tok.preprocess(0.3 * x[0], 8000), atol=1e-6)
+    same = (tok.encode(x[0], 8000) == tok.encode(0.3 * x[0], 8000)).float().mean()
+    assert same >= 0.99  # a code at a float tie may flip
+    plain = tiny()
+    assert (plain.encode(x[0], 8000) == plain.encode(0.3 * x[0], 8000)).float().mean() < 0.9
+    with pytest.raises(ValueError, match=r"loudness must be a level in dBFS within \(-60, 0\) or None, got 3"):
+        create_tokenizer("audio-rvq", preset="tiny", loudness=3.0)

@@ -51,6 +51,7 @@ from .inputs import is_batch, waveform_batch
 from .registry import register_tokenizer
 
 QUANTIZERS = ("rvq", "rfsq", "plain-rvq")
+LOOKUPS = ("cosine", "euclidean")  # "rvq": how a residual finds its code (AudioRVQConfig.lookup)
 CHUNK_SECONDS = 20.0  # default length processed at once by encode/decode
 PRESETS: dict[str, dict[str, Any]] = {
     # 16 kHz, hop 320 = 50 Hz. Sized for 2 CPU cores: ~1 M weights, encode + decode ~50x real time.
@@ -66,6 +67,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "fsq_levels": (4, 4),
     },
 }
+# fields added since v1, at v1's values: a config saved without them loads as v1, and its fingerprint holds
+LEGACY: dict[str, Any] = {"lookup": "cosine", "latent_weight": 0.0, "loudness": None}
 DEFAULTS: dict[str, Any] = {"z_dim": 64, "num_codebooks": 8, "codebook_size": 1024, "fsq_levels": (4, 4, 4, 4, 4)}
 
 
@@ -82,7 +85,11 @@ class AudioRVQConfig:
     quantizer: str = "rvq"  # see the module docstring
     num_codebooks: int | None = None  # N: the most codebooks an encoding can use
     codebook_size: int | None = None  # per codebook ("rvq", "plain-rvq"); "rfsq" uses prod(fsq_levels)
-    code_dim: int = 8  # "rvq": lookup dimension
+    code_dim: int = 8  # "rvq": lookup dimension (code_dim = z_dim: no projection)
+    lookup: str = "cosine"  # "rvq": cosine (v1: unit codes, which cannot carry the residual's size) or euclidean
+    latent_weight: float = 0.0  # "rvq": weight of the latent term, each codebook's output against its residual
+    loudness: float | None = None  # dBFS RMS every input is scaled to before encoding (and in training); None:
+    # as given. Not undone on decode (the codes carry no gain): decoded audio comes back at this level
     fsq_levels: tuple[int, ...] | None = None  # "rfsq": levels per dimension of each codebook
     commitment_weight: float = 0.25
     ema_decay: float = 0.99
@@ -110,28 +117,50 @@ class AudioRVQConfig:
             positive_int(getattr(self, name), f"AudioRVQConfig.{name}")
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"unknown quantizer {self.quantizer!r}; choose one of {list(QUANTIZERS)}")
+        if self.lookup not in LOOKUPS:
+            raise ValueError(f"unknown AudioRVQConfig.lookup {self.lookup!r}; choose one of {list(LOOKUPS)}")
         if self.quantizer == "rfsq":
             if any(level < 2 for level in self.fsq_levels):
                 raise ValueError(f"AudioRVQConfig.fsq_levels must each be at least 2, got {self.fsq_levels}")
             self.codebook_size = math.prod(self.fsq_levels)  # the levels define the codebook
         if integer(self.codebook_size, "AudioRVQConfig.codebook_size") < 2:
             raise ValueError(f"AudioRVQConfig.codebook_size must be at least 2, got {self.codebook_size}")
-        for name in ("commitment_weight", "dead_code_threshold", "mel_weight", "waveform_weight"):
+        for name in ("commitment_weight", "dead_code_threshold", "mel_weight", "waveform_weight", "latent_weight"):
             if finite(getattr(self, name), f"AudioRVQConfig.{name}") < 0:
                 raise ValueError(f"AudioRVQConfig.{name} must be >= 0, got {getattr(self, name)}")
         fraction(self.ema_decay, "AudioRVQConfig.ema_decay")
+        if self.loudness is not None and not -60 < finite(self.loudness, "AudioRVQConfig.loudness") < 0:
+            raise ValueError(
+                f"AudioRVQConfig.loudness must be a level in dBFS within (-60, 0) or None, got {self.loudness}"
+            )
         if not 0 <= finite(self.dropout, "AudioRVQConfig.dropout") <= 1:
             raise ValueError(f"AudioRVQConfig.dropout must lie in [0, 1], got {self.dropout}")
+
+
+SILENCE_DB = -60.0  # items quieter than this (RMS, dBFS) are left as they are by `level`: silence stays silence
+
+
+def level(x: torch.Tensor, target_db: float) -> torch.Tensor:
+    """x (B, 1, S) with each item scaled so its RMS is `target_db` dBFS (items under SILENCE_DB unchanged)."""
+    rms = x.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
+    loud = rms > 10 ** (SILENCE_DB / 20)
+    return torch.where(loud, x * (10 ** (target_db / 20) / rms.clamp_min(1e-12)), x)
 
 
 class Quantized(NamedTuple):
     latents: torch.Tensor  # (B, z, F) quantized latents, what the decoder reads
     codes: torch.Tensor  # (B, n, F) long
     commitment: torch.Tensor  # scalar loss
+    latent: torch.Tensor  # scalar: each codebook's squared error against its residual / |encoder output|^2 ("rvq")
 
 
 class _ResidualLowDimVQ(torch.nn.Module):
-    """N VectorQuantize layers on successive residuals, each with its own low-dimensional cosine lookup (DAC)."""
+    """N VectorQuantize layers on successive residuals, each with its own low-dimensional lookup (DAC's
+    factorized codes): cosine (v1) or Euclidean. The library's layer trains its input projection through the
+    commitment loss but nothing trains its output projection towards the residual it stands for; with
+    unit-norm cosine codes the quantized latents kept nothing of the encoder's output (latent error 1.02 at
+    every codebook count, the v1 card). The latent term (`latent_weight`) trains each layer's output on its
+    residual, so every codebook removes part of what the ones before it left."""
 
     def __init__(self, cfg: AudioRVQConfig) -> None:
         super().__init__()
@@ -142,7 +171,7 @@ class _ResidualLowDimVQ(torch.nn.Module):
                 dim=cfg.z_dim,
                 codebook_size=cfg.codebook_size,
                 codebook_dim=cfg.code_dim,
-                use_cosine_sim=True,
+                use_cosine_sim=cfg.lookup == "cosine",
                 kmeans_init=True,
                 kmeans_iters=10,
                 threshold_ema_dead_code=cfg.dead_code_threshold,
@@ -152,9 +181,13 @@ class _ResidualLowDimVQ(torch.nn.Module):
             for _ in range(cfg.num_codebooks)
         )
 
-    def forward(self, z: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """z (B, F, z), keep (B,) codebooks per item -> quantized (B, F, z), codes (B, F, N), commitment loss."""
+    def forward(
+        self, z: torch.Tensor, keep: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """z (B, F, z), keep (B,) codebooks per item -> quantized (B, F, z), codes (B, F, N), commitment loss,
+        latent term (the mean over kept layers of |residual - output|^2, over |z|^2; the residual detached)."""
         out, residual, codes, loss = torch.zeros_like(z), z, [], z.new_zeros(())
+        latent, scale = z.new_zeros(()), z.detach().pow(2).mean().clamp_min(1e-8)
         # training runs every layer (under DDP each one all-reduces its EMA statistics, on every rank alike)
         layers = self.layers if self.training else self.layers[: int(keep.max())]
         for i, layer in enumerate(layers):
@@ -165,9 +198,11 @@ class _ResidualLowDimVQ(torch.nn.Module):
             use = (keep > i).to(z.dtype)[:, None, None]  # as DAC: every item's residual moves on, the output is masked
             out = out + q * use
             loss = loss + commit.sum()
+            error = ((residual.detach() - q) ** 2 * use).mean() / use.mean().clamp_min(1e-8)
+            latent = latent + error / scale / len(layers)
             residual = residual - q.detach()
             codes.append(idx)
-        return out, torch.stack(codes, -1), loss
+        return out, torch.stack(codes, -1), loss, latent
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, F, n) -> quantized latents (B, F, z)."""
@@ -185,6 +220,10 @@ class AudioRVQTokenizer(AudioTokenizer):
         self.encoder = Encoder(cfg.channels, cfg.strides, cfg.units, cfg.z_dim)
         self.decoder = Decoder(cfg.channels, cfg.strides, cfg.units, cfg.z_dim)
         self.quantizer = _make_quantizer(cfg)
+
+    def fingerprint_config(self) -> dict[str, Any]:
+        """Fields added since v1 count only when they differ from v1's value: v1 fingerprints stay valid."""
+        return {k: v for k, v in dataclasses.asdict(self.config).items() if not (k in LEGACY and v == LEGACY[k])}
 
     # --- sizes ----------------------------------------------------------------------------------
     @property
@@ -218,8 +257,10 @@ class AudioRVQTokenizer(AudioTokenizer):
     # --- input handling ---------------------------------------------------------------------------
     def preprocess(self, waveform: Any, sample_rate: int | None) -> torch.Tensor:
         """(samples,), (channels, samples), (B, channels, samples) or a list of equal-length waveforms ->
-        float (B, 1, S) at the codec's rate, S a whole number of frames (padded with silence)."""
-        return waveform_batch(waveform, sample_rate, self.sample_rate, self.hop, self.name)
+        float (B, 1, S) at the codec's rate, S a whole number of frames (padded with silence); with
+        `config.loudness`, each item scaled to that level."""
+        x = waveform_batch(waveform, sample_rate, self.sample_rate, self.hop, self.name)
+        return x if self.config.loudness is None else level(x, self.config.loudness)
 
     # --- the model ----------------------------------------------------------------------------
     def quantize(
@@ -233,16 +274,17 @@ class AudioRVQTokenizer(AudioTokenizer):
         if self.config.quantizer == "rvq":
             if keep is None:
                 keep = torch.full((x.shape[0],), n, device=x.device)
-            zq, codes, commit = self.quantizer(z, keep)
+            zq, codes, commit, latent = self.quantizer(z, keep)
             codes = codes[..., :n]
         else:
             if keep is not None:
                 raise ValueError(f"keep (per-item codebooks) needs quantizer='rvq', not {self.config.quantizer!r}")
             zq, codes, commit = self._library_quantize(z)
+            latent = z.new_zeros(())
             if n < self.num_codebooks:  # the first n codes, and the latents they alone decode to
                 codes = codes[..., :n]
                 zq = rearrange(self.codes_to_latents(rearrange(codes, "b f n -> b n f")), "b z f -> b f z")
-        return Quantized(rearrange(zq, "b f z -> b z f"), rearrange(codes.long(), "b f n -> b n f"), commit)
+        return Quantized(rearrange(zq, "b f z -> b z f"), rearrange(codes.long(), "b f n -> b n f"), commit, latent)
 
     def _library_quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """ResidualVQ / ResidualFSQ on z (B, F, z). In training, with probability `dropout` the whole batch
@@ -276,21 +318,23 @@ class AudioRVQTokenizer(AudioTokenizer):
         """One training step's loss on waveforms (B, 1, S) at the codec's rate, S a whole number of frames."""
         cfg = self.config
         B = x.shape[0]
+        if cfg.loudness is not None:  # as `preprocess` does on encode
+            x = level(x, cfg.loudness)
         keep = None
         if cfg.quantizer == "rvq":  # per-item quantizer dropout (the library's quantizers drop per batch)
             drop = torch.rand(B, device=x.device) < cfg.dropout
             all_n = torch.full((B,), self.num_codebooks, device=x.device)
             keep = torch.where(drop, torch.randint(1, self.num_codebooks + 1, (B,), device=x.device), all_n)
-        zq, codes, commit = self.quantize(x, keep=keep)
+        zq, codes, commit, latent = self.quantize(x, keep=keep)
         if keep is None:  # a library quantizer marks the codebooks it dropped with code -1
             keep = (codes >= 0).sum(1).amin(-1)
         drop = keep < self.num_codebooks
         recon = self.decoder(zq)
         mel = multiscale_mel_l1(recon, x, self.sample_rate)
         wave = (recon - x).abs().mean()
-        loss = cfg.mel_weight * mel + cfg.waveform_weight * wave + commit
+        loss = cfg.mel_weight * mel + cfg.waveform_weight * wave + commit + cfg.latent_weight * latent
         full = ~drop
-        metrics = {"mel": mel.item(), "wave_l1": wave.item(), "commit": commit.item()}
+        metrics = {"mel": mel.item(), "wave_l1": wave.item(), "commit": commit.item(), "latent": latent.item()}
         if full.any():
             metrics["si_snr_all"] = si_snr(recon[full].detach(), x[full]).mean().item()
         metrics["codes_c0"] = torch.unique(codes[:, 0]).numel()  # distinct first-codebook codes in the batch

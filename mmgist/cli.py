@@ -221,13 +221,15 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"--channels must be comma-separated ints such as 48,96,128, got {args.channels!r}"
             ) from None
+    if args.lookup:
+        extra["lookup"] = args.lookup
+    if args.latent_weight is not None:
+        extra["latent_weight"] = args.latent_weight
     if args.modality == "audio":
-        if args.lookup:
-            extra["lookup"] = args.lookup
-        if args.latent_weight is not None:
-            extra["latent_weight"] = args.latent_weight
         _train_audio(args, out, extra)
         return
+    if args.lab_weight is not None:
+        extra["lab_weight"] = args.lab_weight
 
     if args.loss == "mse":
         extra.update(l1_weight=0.0, colour_weight=0.0, edge_weight=0.0, mse_weight=1.0)
@@ -244,6 +246,7 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
         seed=args.seed,
         augment=augment,
         init=args.init,
+        min_live_dims=args.min_live_dims,
         **extra,
     )
     _print_done(result.train)
@@ -508,8 +511,10 @@ def _train_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--codebook-size", type=POSITIVE_INT, help="codes per codebook (default: the preset's)")
     p.add_argument("--code-dim", type=POSITIVE_INT, help="lookup dimension of the 'vq' quantizer (default 8)")
     p.add_argument("--channels", help="encoder/decoder widths per level, comma-separated (default: the preset's)")
-    p.add_argument("--lookup", choices=["cosine", "euclidean"], help="audio 'rvq': how a residual finds its code")
-    p.add_argument("--latent-weight", type=float, help="audio 'rvq': weight of each codebook's error on its residual")
+    p.add_argument("--lookup", choices=["cosine", "euclidean"], help="'vq' and 'rvq': how a latent finds its code")
+    p.add_argument("--latent-weight", type=float, help="'vq' and 'rvq': weight of a code's error on what it stands for")
+    p.add_argument("--lab-weight", type=float, help="image: weight of the CIELAB a*b* term on 4x4 local means")
+    p.add_argument("--min-live-dims", type=POSITIVE_INT, help="image: stop once fewer lookup dimensions are live")
     p.add_argument(
         "--augment",
         choices=["colour", "natural", "scale", "none"],

@@ -223,6 +223,7 @@ def fit(
     stop_at: int | None = None,
     description: str = "train",
     run: dict[str, Any] | None = None,
+    monitor: Callable[[int], dict[str, float]] | None = None,
 ) -> TrainResult:
     """Train `model` for `config.steps` steps (see the module docstring).
 
@@ -230,6 +231,8 @@ def fit(
     (a job split across time limits); running `fit` again resumes from the checkpoint.
     `run`: what identifies the run beyond `config` (data, model settings), JSON-able; a checkpoint
     made with a different `config` or `run` is refused rather than silently resumed.
+    `monitor(steps_done)`: called at every log step on every rank (it must agree across ranks); its figures join
+    the logged row, and an exception it raises stops training with the last checkpoint kept.
     """
     from tqdm.auto import tqdm
 
@@ -284,6 +287,8 @@ def fit(
         done = step + 1
         if done % config.log_every == 0 or done == end:
             means = {k: v / counts[k] for k, v in sums.items()}
+            if monitor is not None:
+                means.update(monitor(done))
             sums, counts = {}, {}
             bar.set_postfix({k: f"{v:.4g}" for k, v in means.items()})
             history.append({"step": done, "lr": optimizer.param_groups[0]["lr"], **means})
@@ -320,6 +325,7 @@ def train_and_save(
     stop_at: int | None = None,
     description: str = "train",
     run: dict[str, Any] | None = None,
+    monitor: Callable[[int], dict[str, float]] | None = None,
 ) -> TrainResult:
     """The skeleton every training entry point shares: `fit` (checkpoints in `run_dir`, by default
     out/../.<name>-run, so `out` only ever holds a finished result; rerunning resumes), then on rank 0, once
@@ -328,7 +334,8 @@ def train_and_save(
     out = Path(out)
     t0 = time.perf_counter()
     run_dir = Path(run_dir) if run_dir else out.parent / f".{out.name}-run"
-    result = fit(model, batches, config, run_dir, progress=progress, stop_at=stop_at, description=description, run=run)
+    result = fit(model, batches, config, run_dir, progress=progress, stop_at=stop_at, description=description,
+                 run=run, monitor=monitor)  # fmt: skip
     if rank_and_world()[0] == 0 and result.steps == config.steps:
         device = next(model.parameters()).device
         save(out)

@@ -37,7 +37,7 @@ def test_decode_from_indices_equals_decode_from_quantized_vectors(quantizer):
     tok = tiny(quantizer)
     x = torch.rand(2, 3, 8, 8)
     with torch.no_grad():
-        zq, codes, _ = tok.quantize(x)
+        zq, codes, *_ = tok.quantize(x)
         from_vectors = tok.decode_latents(zq).clamp(0, 1)
     assert torch.allclose(tok.decode(codes), from_vectors, atol=1e-5)
     assert torch.allclose(tok.codes_to_latents(codes), zq, atol=1e-5)

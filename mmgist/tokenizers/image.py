@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -50,10 +50,20 @@ from .inputs import FITS, fit_images, fitted_size, images_batch, is_batch
 from .registry import register_tokenizer
 
 DEFAULTS = {"codebook_size": 4096, "fsq_levels": (8, 8, 8, 8)}  # unless a preset says otherwise
-LEGACY = {"padding": "zeros", "l1_weight": 0.0, "colour_weight": 0.0, "edge_weight": 0.0, "mse_weight": 1.0}  # v1
+LEGACY = {
+    "padding": "zeros",
+    "l1_weight": 0.0,
+    "colour_weight": 0.0,
+    "edge_weight": 0.0,
+    "mse_weight": 1.0,  # v1
+    "lookup": "cosine",
+    "latent_weight": 0.0,
+    "lab_weight": 0.0,
+}  # v1 and v2
 CHUNK_PIXELS = 2 * 256 * 256  # encode/decode this many input pixels at a time (see the module docstring)
 USAGE_WINDOW = 50  # training steps over which the progress bar's codebook usage is counted
 QUANTIZERS = ("vq", "fsq", "plain-vq")
+LOOKUPS = ("cosine", "euclidean")  # "vq": how a latent finds its code (ImageVQConfig.lookup)
 PRESETS: dict[str, dict[str, Any]] = {
     # f = 2 ** (len(channels) - 1). Widths sized so a 2-core CPU trains one in about an hour.
     "f8": {"channels": (48, 96, 128, 192), "blocks": 1, "z_dim": 64},
@@ -73,6 +83,10 @@ class ImageVQConfig:
     quantizer: str = "vq"  # see the module docstring
     codebook_size: int | None = None  # "vq" and "plain-vq" (default 4096); "fsq" uses prod(fsq_levels)
     code_dim: int = 8  # "vq": lookup dimension (low-dim codes are what keep usage high)
+    lookup: str = "cosine"  # "vq": cosine (v1, v2: unit codes; their space collapsed to 3 live dimensions) or
+    # euclidean (codes keep their length), best with latent_weight
+    latent_weight: float = 0.0  # "vq": weight of |z - its code's output|^2 / |z|^2 (z detached): trains the
+    # lookup's output projection on what it stands for, which nothing else does
     fsq_levels: tuple[int, ...] | None = None  # "fsq" (default (8, 8, 8, 8): 4096 codes)
     commitment_weight: float = 0.25
     ema_decay: float = 0.99
@@ -84,6 +98,7 @@ class ImageVQConfig:
     colour_weight: float = 1.0
     edge_weight: float = 0.5
     mse_weight: float = 0.0
+    lab_weight: float = 0.0  # L1 of the CIELAB a*, b* of 4x4 local means, / 100 (mmgist.metrics.lab_terms)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -108,6 +123,8 @@ class ImageVQConfig:
             positive_int(getattr(self, name), f"ImageVQConfig.{name}")
         if self.quantizer not in QUANTIZERS:
             raise ValueError(f"unknown quantizer {self.quantizer!r}; choose one of {list(QUANTIZERS)}")
+        if self.lookup not in LOOKUPS:
+            raise ValueError(f"unknown ImageVQConfig.lookup {self.lookup!r}; choose one of {list(LOOKUPS)}")
         if self.fit not in FITS:
             raise ValueError(f"unknown fit {self.fit!r}; choose one of {list(FITS)}")
         if self.quantizer == "fsq":
@@ -117,7 +134,7 @@ class ImageVQConfig:
         if integer(self.codebook_size, "ImageVQConfig.codebook_size") < 2:
             raise ValueError(f"ImageVQConfig.codebook_size must be at least 2, got {self.codebook_size}")
         for name in ("commitment_weight", "dead_code_threshold", "l1_weight", "colour_weight", "edge_weight",
-                     "mse_weight"):  # fmt: skip
+                     "mse_weight", "latent_weight", "lab_weight"):  # fmt: skip
             if finite(getattr(self, name), f"ImageVQConfig.{name}") < 0:
                 raise ValueError(f"ImageVQConfig.{name} must be >= 0, got {getattr(self, name)}")
         fraction(self.ema_decay, "ImageVQConfig.ema_decay")
@@ -140,11 +157,18 @@ def _make_quantizer(cfg: ImageVQConfig) -> torch.nn.Module:
     return VectorQuantize(
         **common,
         codebook_dim=cfg.code_dim,
-        use_cosine_sim=True,
+        use_cosine_sim=cfg.lookup == "cosine",
         kmeans_init=True,
         kmeans_iters=10,
         threshold_ema_dead_code=cfg.dead_code_threshold,
     )
+
+
+class Quantized(NamedTuple):
+    latents: torch.Tensor  # (B, z, h, w) quantized latents, what the decoder reads
+    codes: torch.Tensor  # (B, h, w) long
+    commitment: torch.Tensor  # scalar loss
+    latent: torch.Tensor  # scalar: |z - latents|^2 / |z|^2, z the encoder's output (detached)
 
 
 @register_tokenizer("image-vq")
@@ -189,14 +213,28 @@ class ImageVQTokenizer(ImageTokenizer):
         return fit_images(images_batch(images), self.factor, fit or self.config.fit)
 
     # --- the model ----------------------------------------------------------------------------
-    def quantize(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, 3, H, W) in [0, 1] -> quantized latents (B, z, h, w), codes (B, h, w), commitment loss."""
+    def quantize(self, x: torch.Tensor) -> Quantized:
+        """x (B, 3, H, W) in [0, 1] -> quantized latents (B, z, h, w), codes (B, h, w), commitment loss, and
+        the latent term |z - zq|^2 / |z|^2 (z detached: it trains the lookup's projections, not the encoder)."""
         z = self.encoder(x * 2 - 1)
         if self.config.quantizer == "fsq":
             zq, codes = self.quantizer(z)
-            return zq, codes.long(), z.new_zeros(())
-        zq, codes, commit = self.quantizer(z)
-        return zq, codes.long(), commit.sum()
+            commit = z.new_zeros(())
+        else:
+            zq, codes, commit = self.quantizer(z)
+            commit = commit.sum()
+        target = z.detach()
+        latent = (target - zq).pow(2).mean() / target.pow(2).mean().clamp_min(1e-8)
+        return Quantized(zq, codes.long(), commit, latent)
+
+    def lookup_latents(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, H, W) in [0, 1] -> (B * h * w, d): each patch's vector where the codebook lookup happens
+        (the projected latent, unit length for a cosine lookup; FSQ's before rounding; plain-vq's latent)."""
+        z = rearrange(self.encoder(x * 2 - 1), "b z h w -> (b h w) z")
+        v = self.quantizer.project_in(z)
+        if self.config.quantizer == "vq" and self.config.lookup == "cosine":
+            v = F.normalize(v, dim=-1)
+        return v
 
     def codes_to_latents(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, h, w) -> quantized latents (B, z, h, w): the inverse of the lookup in `quantize`."""
@@ -212,9 +250,13 @@ class ImageVQTokenizer(ImageTokenizer):
     def forward(self, images: torch.Tensor) -> StepOutput:
         """One training step's loss on images (B, 3, H, W) in [0, 1]: reconstruction terms + commitment."""
         cfg = self.config
-        zq, codes, commit = self.quantize(images)
+        zq, codes, commit, latent = self.quantize(images)
         recon = self.decode_latents(zq)
         terms = reconstruction_terms(recon, images)
+        if cfg.lab_weight > 0:
+            terms["lab"] = lab_term(recon, images)
+        if cfg.latent_weight > 0:
+            terms["latent"] = latent
         loss = commit + sum(getattr(cfg, f"{name}_weight") * value for name, value in terms.items())
         return StepOutput(
             loss,
@@ -255,6 +297,15 @@ class ImageVQTokenizer(ImageTokenizer):
         """Like `decode`, as PIL images (one, or a list for a batch)."""
         images = self.decode(codes)
         return tensor_to_image(images) if images.ndim == 3 else [tensor_to_image(im) for im in images]
+
+
+def lab_term(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 between the CIELAB a*, b* of 4x4 local means of images (B, 3, H, W) in [0, 1], over 100 (a* and b*
+    span about -100..100): the red-green and blue-yellow of each small area, which RGB losses let drift."""
+    from kornia.color import rgb_to_lab
+
+    local = F.avg_pool2d(recon.clamp(0, 1), 4, ceil_mode=True), F.avg_pool2d(target, 4, ceil_mode=True)
+    return (rgb_to_lab(local[0])[:, 1:] - rgb_to_lab(local[1])[:, 1:]).abs().mean() / 100
 
 
 def _chunks(batch: torch.Tensor, image_size: tuple[int, int]) -> tuple[torch.Tensor, ...]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,12 @@ import torch
 from ..data.images import CropAugment, RandomCrops, image_files
 from ..train import TrainResult, init_distributed, schedule, train_and_save
 from ..validate import positive_int
+from .code_space import check_code_space, code_space
 from .image import ImageVQTokenizer
 from .registry import create_tokenizer, load_tokenizer
+
+WATCHED_CROPS = 8  # crops of the fixed batch whose code space every log step records
+WATCH_FROM = 50  # steps before `min_live_dims` is enforced (k-means has just placed the codes)
 
 
 @dataclasses.dataclass
@@ -46,6 +51,7 @@ def train_image_tokenizer(
     stop_at: int | None = None,
     augment: CropAugment | None = None,
     init: str | os.PathLike | None = None,
+    min_live_dims: int | None = None,
     **config: Any,
 ) -> ImageTrainResult:
     """Train an `image-vq` tokenizer on the images in `data`; save it to `out` (on rank 0).
@@ -55,6 +61,9 @@ def train_image_tokenizer(
     shape match is copied (the encoder and decoder always; the codebook when the quantizer is the same).
     Checkpoints go to `checkpoint_dir` (default: out/../.<name>-run) so `out` only ever holds a
     finished tokenizer; rerunning the same call after a kill resumes.
+    Every log step records the code space on a fixed batch (`code_space`: live dimensions, variance shares, the
+    R^2 of L*, a*, b*); with `min_live_dims`, training stops with CodeSpaceCollapsedError once fewer are live (from
+    step WATCH_FROM on).
     """
     positive_int(batch_size, "train_image_tokenizer batch_size")
     positive_int(crop_size, "train_image_tokenizer crop_size")
@@ -99,8 +108,23 @@ def train_image_tokenizer(
         stop_at=stop_at,
         description=f"image-vq {preset}",
         run=run,
+        monitor=_code_space_monitor(tok, crops.crops(0, 0, WATCHED_CROPS).to(device), min_live_dims),
     )
     return ImageTrainResult(tok, result, out)
+
+
+def _code_space_monitor(
+    tok: ImageVQTokenizer, watched: torch.Tensor, min_live_dims: int | None
+) -> Callable[[int], dict[str, float]]:
+    """fit's monitor: the code space of the fixed batch `watched` (the same on every rank), checked from WATCH_FROM."""
+
+    def monitor(done: int) -> dict[str, float]:
+        space = code_space(tok, watched)
+        if min_live_dims is not None and done >= WATCH_FROM:
+            check_code_space(space, min_live_dims, done)
+        return space.metrics()
+
+    return monitor
 
 
 def _init_from(tok: ImageVQTokenizer, source: str | os.PathLike) -> list[str]:

@@ -172,7 +172,7 @@ FORMATS = {"PSNR dB": "{:.2f}", "SSIM": "{:.4f}", "ΔE2000": "{:.2f}", "chroma r
            "grey cast /255": "{:.2f}", "border/inner": "{:.2f}", "bpp": "{:.3f}", "usage": "{:.3f}",
            "uniform usage": "{:.3f}", "perplexity": "{:.0f}", "1 vs N threads: codes changed": "{:.4f}",
            "decodes agree dB": "{:.1f}", "encode img/s": "{:.1f}", "encode img/s, one at a time": "{:.1f}",
-           "decode img/s": "{:.1f}", "s/step": "{:.2f}"}  # fmt: skip
+           "decode img/s": "{:.1f}", "s/step": "{:.2f}", "R² a*": "{:.2f}", "R² b*": "{:.2f}"}  # fmt: skip
 
 
 def table(rows: list[dict], columns: tuple[str, ...] | None = None) -> str:

@@ -6,7 +6,9 @@ Every variant starts from the v2 recipe (64px crops, batch 16, colour augmentati
 + edge loss, widths 48-96-128-192, 8-d cosine codes) and changes one thing. Runs go through
 `mmgist train-tokenizer` with one CPU thread each, `--jobs` at a time, into --out (a finished run
 is reused). Held-out figures: `--max-per-photo` 256px crops of each held-out photo. Short runs rank
-choices by how fast they learn, not where they end: read the table as a guide, not a verdict.
+choices by how fast they learn, not where they end: read the table as a guide, not a verdict. The code
+space (`mmgist.tokenizers.code_space` on 16 held-out crops): live dimensions of the lookup and the R² of each
+patch's a* and b* from its lookup vector (#31: v2 keeps 3 and a* 0.24).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from image_tokenizer import heldout_crops, measure, table
 
 from mmgist import load_tokenizer
 from mmgist.data.images import gather_photos
+from mmgist.tokenizers.code_space import code_space
 
 VARIANTS: dict[str, list[str]] = {
     "v2": [],
@@ -35,6 +38,10 @@ VARIANTS: dict[str, list[str]] = {
     "plain VQ": ["--quantizer", "plain-vq"],
     "FSQ 8-8-8-8": ["--quantizer", "fsq"],
     "no augmentation": ["--augment", "none"],
+    # v3 (#31): a code space that stays alive
+    "euclidean 8 + latent": ["--lookup", "euclidean", "--latent-weight", "1"],
+    "euclidean 16 + latent": ["--lookup", "euclidean", "--code-dim", "16", "--latent-weight", "1"],
+    "euclidean 8 + latent + LAB": ["--lookup", "euclidean", "--latent-weight", "1", "--lab-weight", "1"],
 }
 
 
@@ -104,11 +111,15 @@ def main(argv: list[str] | None = None) -> int:
             name, load_tokenizer(folder), crops, torch.ones(len(crops), dtype=torch.bool)
         )
         keep = ("PSNR dB", "SSIM", "ΔE2000", "chroma ratio", "grey cast /255")
+        space = code_space(load_tokenizer(folder), crops[:16])
         rows.append(
             {
                 "variant": name,
                 **{k: quality_row[k] for k in keep},
                 **{k: code_row[k] for k in ("usage", "perplexity")},
+                "live dims": space.live_dims,
+                "R² a*": space.r2["a*"],
+                "R² b*": space.r2["b*"],
                 "s/step": info["wall_seconds_this_run"] / args.steps,
             }
         )

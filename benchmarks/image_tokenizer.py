@@ -37,7 +37,8 @@ from timing import best_of
 from mmgist import load_tokenizer
 from mmgist.data.images import HELDOUT_PHOTOGRAPHS, gather_photos, image_files
 from mmgist.io import image_to_tensor, load_image, tensor_to_image
-from mmgist.metrics import CodeUsage, chroma_ratio, ciede2000, grey_cast, psnr, ssim
+from mmgist.metrics import HUES, CodeUsage, chroma_ratio, ciede2000, grey_cast, hue_fidelity, psnr, ssim
+from mmgist.tokenizers.code_space import code_space
 
 CROP = 256
 BORDER = 8  # the ring whose error is compared with the interior's
@@ -123,6 +124,59 @@ def measure(name: str, tok, crops: torch.Tensor, kinds: torch.Tensor) -> tuple[l
     }
 
 
+# flat patches: pure sRGB hues at full and half saturation, and mid-grey (what a tint shows on)
+FLAT = {"red": (1, 0, 0), "orange": (1, 0.5, 0), "yellow": (1, 1, 0), "green": (0, 0.7, 0), "cyan": (0, 1, 1),
+        "blue": (0, 0, 1), "purple": (0.5, 0, 0.8), "magenta": (1, 0, 1), "mid-grey": (0.5, 0.5, 0.5)}  # fmt: skip
+
+
+def colour_rows(name: str, tok, crops: torch.Tensor) -> tuple[dict, dict]:
+    """(per-hue row: hue shift and chroma ratio per hue bin over the crops' saturated pixels; flat-patch row: ΔE2000
+    of each FLAT colour as a 64x64 patch, and mid-grey's cast in 1/255) for one tokenizer (or None: WebP)."""
+    recon = tok.decode(tok.encode(crops))
+    hues = {"method": name}
+    for r in hue_fidelity(recon, crops):
+        hues[f"{r['hue']} shift °"] = r["hue shift °"]
+        hues[f"{r['hue']} chroma"] = r["chroma ratio"]
+    patches = torch.tensor(list(FLAT.values()), dtype=torch.float32)[:, :, None, None].expand(-1, 3, 64, 64)
+    decoded = tok.decode(tok.encode(patches.contiguous()))
+    flat = {"method": name, **{k: v.item() for k, v in zip(FLAT, ciede2000(decoded, patches))}}
+    flat["mid-grey cast /255"] = grey_cast(decoded[-1:]).item() * 255
+    return hues, flat
+
+
+def code_space_row(name: str, tok, crops: torch.Tensor) -> dict:
+    """Live dimensions of the lookup and the R² of L*, a*, b* from it, on the first 16 crops."""
+    space = code_space(tok, crops[:16])
+    shares = [v / sum(space.eigenvalues) for v in space.eigenvalues[:5]]
+    return {"method": name, "lookup dims": len(space.eigenvalues), "live dims": space.live_dims,
+            "variance shares": " ".join(f"{v:.3f}" for v in shares), "R² L*": space.r2["L*"],
+            "R² a*": space.r2["a*"], "R² b*": space.r2["b*"]}  # fmt: skip
+
+
+def gamut(tokenizers: list, names: list[str], path: Path) -> None:
+    """A PNG: each tokenizer's codebook in the CIELAB a*b* plane (every code decoded alone, as one patch, drawn
+    in its own colour) over the sRGB gamut's a*b* extent (grey)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from skimage.color import rgb2lab
+
+    grid = torch.stack(torch.meshgrid(*[torch.linspace(0, 1, 24)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    srgb = rgb2lab(grid.numpy()[None])[0]
+    fig, axes = plt.subplots(1, len(tokenizers), figsize=(4 * len(tokenizers), 4), squeeze=False)
+    for ax, tok, name in zip(axes[0], tokenizers, names):
+        patches = tok.decode(torch.arange(tok.codebook_size)[:, None, None])  # (K, 3, f, f)
+        rgb = patches.mean((2, 3)).clamp(0, 1)
+        lab = rgb2lab(rgb.numpy()[None])[0]
+        ax.scatter(srgb[:, 1], srgb[:, 2], s=2, c="0.88")
+        ax.scatter(lab[:, 1], lab[:, 2], s=3, c=rgb.numpy())
+        ax.set(title=name, xlabel="a* (green - red)", ylabel="b* (blue - yellow)", xlim=(-90, 100), ylim=(-110, 100))
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def thread_agreement(tok, crops: torch.Tensor, codes: torch.Tensor) -> tuple[float, float]:
     """(share of codes that differ when encoded on 1 thread, PSNR in dB between the two decodes)."""
     threads = torch.get_num_threads()
@@ -172,7 +226,10 @@ FORMATS = {"PSNR dB": "{:.2f}", "SSIM": "{:.4f}", "ΔE2000": "{:.2f}", "chroma r
            "grey cast /255": "{:.2f}", "border/inner": "{:.2f}", "bpp": "{:.3f}", "usage": "{:.3f}",
            "uniform usage": "{:.3f}", "perplexity": "{:.0f}", "1 vs N threads: codes changed": "{:.4f}",
            "decodes agree dB": "{:.1f}", "encode img/s": "{:.1f}", "encode img/s, one at a time": "{:.1f}",
-           "decode img/s": "{:.1f}", "s/step": "{:.2f}", "R² a*": "{:.2f}", "R² b*": "{:.2f}"}  # fmt: skip
+           "decode img/s": "{:.1f}", "s/step": "{:.2f}", "R² a*": "{:.2f}", "R² b*": "{:.2f}", "R² L*": "{:.2f}",
+           **{f"{h} {w}": f for h in HUES for w, f in (("shift °", "{:+.0f}"), ("chroma", "{:.2f}"))},
+           **{c: "{:.1f}" for c in ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta",
+                                    "mid-grey", "mid-grey cast /255")}}  # fmt: skip
 
 
 def table(rows: list[dict], columns: tuple[str, ...] | None = None) -> str:
@@ -193,13 +250,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-per-photo", type=int, default=4, help="at most this many crops per image (0: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--side-by-side", help="write a PNG of 4 held-out crops: original | each tokenizer")
+    ap.add_argument("--gamut", help="write a PNG of each codebook's colours in the CIELAB a*b* plane")
     ap.add_argument("--update-card", help="rewrite the measured table between the markers in this README")
     ap.add_argument("--hf", action="append", default=[], metavar="PATH", help="add a pretrained VQ-VAE (see above)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     folder = Path(args.heldout) if args.heldout else gather_photos(args.photos).heldout
     crops, kinds = heldout_crops(folder, args.max_per_photo)
-    rows, code_rows, toks = [], [], []
+    rows, code_rows, toks, hue_rows, flat_rows, space_rows = [], [], [], [], [], []
     for where in args.tokenizers + args.hf:
         tok = (load_tokenizer(where, image_size=0) if where in args.hf else load_tokenizer(where)).eval()
         try:
@@ -210,12 +268,24 @@ def main(argv: list[str] | None = None) -> int:
         toks.append(tok)
         rows += quality_rows
         code_rows.append(code_row)
+        photo_crops = crops[kinds] if kinds.any() else crops
+        hue_row, flat_row = colour_rows(Path(str(where)).name, tok, photo_crops)
+        hue_rows.append(hue_row)
+        flat_rows.append(flat_row)
+        if hasattr(tok, "lookup_latents"):
+            space_rows.append(code_space_row(Path(str(where)).name, tok, photo_crops))
     rows += measure_webp(crops, kinds, rows[0]["bpp"])
     names = ", ".join(p.stem for p in image_files(folder))
     out = (
         f"held-out: {len(image_files(folder))} photos ({names}); {len(crops)} crops of {CROP}x{CROP}; "
         f"{args.threads} CPU threads\n\n{table(rows, QUALITY)}\n\n{table(code_rows, CODES)}"
     )
+    hue_columns = ("method", *(f"{h} {what}" for h in HUES for what in ("shift °", "chroma")))
+    out += "\n\nPer hue on the photographs' pixels of chroma >= 15 (hue shift in degrees; chroma ratio, 1 = kept):"
+    out += f"\n\n{table(hue_rows, hue_columns)}"
+    out += f"\n\nFlat 64x64 patches decoded: CIEDE2000 per colour, and mid-grey's cast:\n\n{table(flat_rows)}"
+    if space_rows:
+        out += f"\n\nThe code space on 16 photograph crops (live: >= 1% of the variance):\n\n{table(space_rows)}"
     photos = [r for r in rows if r["method"].endswith("· photos")]
     if len(args.tokenizers) > 1 and "plain" in photos[1]["method"]:
         out += f"\n\nPSNR gain of {args.tokenizers[0]} over the plain-VQ baseline on the photographs: "
@@ -226,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
         picks = photo_idx[torch.linspace(0, len(photo_idx) - 1, 4).round().long()]
         side_by_side(toks, crops[picks], Path(args.side_by_side))
         print(f"wrote {args.side_by_side}: original | {' | '.join(args.tokenizers)}")
+    if args.gamut:
+        gamut(toks[: len(args.tokenizers)], args.tokenizers, Path(args.gamut))
+        print(f"wrote {args.gamut}: each codebook in the a*b* plane")
     if args.update_card:
         tables.update_card(Path(args.update_card), out, "python benchmarks/image_tokenizer.py")
         print(f"updated {args.update_card}")

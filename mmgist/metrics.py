@@ -88,6 +88,36 @@ def chroma_ratio(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return chroma(a) / chroma(b).clamp_min(1e-6)
 
 
+HUES = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "magenta")
+HUE_EDGES = (0, 45, 75, 100, 165, 215, 265, 305, 345)  # CIELAB hue angle h_ab in degrees, bins of HUES (red wraps)
+
+
+def hue_bins(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, 3, H, W) in [0, 1] -> per pixel (N,): CIELAB chroma, hue angle in degrees, bin in HUES."""
+    lab = torch.from_numpy(_lab(x)).reshape(-1, 3).double()
+    c = lab[:, 1:].pow(2).sum(-1).sqrt()
+    h = torch.rad2deg(torch.atan2(lab[:, 2], lab[:, 1])) % 360
+    edges = torch.tensor(HUE_EDGES[1:-1], dtype=h.dtype)
+    bins = torch.bucketize(h, edges, right=True)  # 0 .. 7 for h in [0, 345); 8 for [345, 360): red again
+    return c, h, torch.where(bins == len(HUES), 0, bins)
+
+
+def hue_fidelity(recon: torch.Tensor, target: torch.Tensor, min_chroma: float = 15.0) -> list[dict]:
+    """Per hue of HUES, over the target's pixels of at least `min_chroma`: the pixels counted, the mean hue shift
+    in degrees (recon's hue minus the target's, wrapped to [-180, 180]) and the chroma ratio (mean recon chroma /
+    mean target chroma; below 1 washed out). A hue with no such pixel gets None."""
+    c_t, h_t, bins = hue_bins(target)
+    c_r, h_r, _ = hue_bins(recon)
+    rows = []
+    for i, name in enumerate(HUES):
+        m = (bins == i) & (c_t >= min_chroma)
+        n = int(m.sum())
+        shift = ((h_r[m] - h_t[m] + 180) % 360 - 180).mean().item() if n else None
+        ratio = (c_r[m].mean() / c_t[m].mean()).item() if n else None
+        rows.append({"hue": name, "pixels": n, "hue shift °": shift, "chroma ratio": ratio})
+    return rows
+
+
 def grey_cast(x: torch.Tensor) -> torch.Tensor:
     """Mean |R - G| + |G - B| per image, in [0, 2] for images in [0, 1]: how far from grey."""
     return ((x[:, 0] - x[:, 1]).abs() + (x[:, 1] - x[:, 2]).abs()).flatten(1).mean(1)

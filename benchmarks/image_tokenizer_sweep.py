@@ -39,6 +39,7 @@ VARIANTS: dict[str, list[str]] = {
     "FSQ 8-8-8-8": ["--quantizer", "fsq"],
     "no augmentation": ["--augment", "none"],
     # v3 (#31): a code space that stays alive
+    "euclidean 64": ["--lookup", "euclidean", "--code-dim", "64"],  # the full latent: no projection
     "euclidean 8 + latent": ["--lookup", "euclidean", "--latent-weight", "1"],
     "euclidean 16 + latent": ["--lookup", "euclidean", "--code-dim", "16", "--latent-weight", "1"],
     "euclidean 8 + latent + LAB": ["--lookup", "euclidean", "--latent-weight", "1", "--lab-weight", "1"],

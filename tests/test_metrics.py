@@ -69,3 +69,22 @@ def test_rouge_l_worked_examples_and_symmetry():
     # precision 2/2, recall 2/4: F1 = 2/3; F1 is symmetric in its arguments
     assert rouge_l("a c", "a b c d") == pytest.approx(2 / 3) == rouge_l("a b c d", "a c")
     assert rouge_l("b a", "a b") == pytest.approx(0.5)  # order matters: a subsequence, not a bag of words
+
+
+def test_hue_fidelity_sees_a_hue_rotation_and_a_washed_out_hue():
+    import colorsys
+
+    from mmgist.metrics import HUES, hue_fidelity
+
+    # one saturated patch per hue bin's middle, as sRGB (hue angles in HSV are close enough to pick a bin)
+    colours = [colorsys.hsv_to_rgb(h / 360, 0.9, 0.9) for h in range(0, 360, 15)]
+    x = torch.tensor(colours, dtype=torch.float32)[:, :, None, None].expand(-1, 3, 8, 8).contiguous()
+    same = hue_fidelity(x, x)
+    assert [r["hue"] for r in same] == list(HUES)
+    seen = [r for r in same if r["pixels"]]
+    assert len(seen) >= 6 and all(abs(r["hue shift °"]) < 1e-6 and abs(r["chroma ratio"] - 1) < 1e-6 for r in seen)
+    grey = x.mean(1, keepdim=True)
+    washed = hue_fidelity(0.5 * x + 0.5 * grey, x)  # halfway to grey: chroma falls, hue stays about the same
+    assert all(r["chroma ratio"] < 0.75 for r in washed if r["pixels"])
+    shifted = hue_fidelity(x.roll(1, dims=0), x)  # every patch replaced by the one 15 HSV degrees before it
+    assert all(r["hue shift °"] < 0 for r in shifted if r["pixels"])

@@ -159,8 +159,9 @@ class _ResidualLowDimVQ(torch.nn.Module):
     factorized codes): cosine (v1) or Euclidean. The library's layer trains its input projection through the
     commitment loss but nothing trains its output projection towards the residual it stands for; with
     unit-norm cosine codes the quantized latents kept nothing of the encoder's output (latent error 1.02 at
-    every codebook count, the v1 card). The latent term (`latent_weight`) trains each layer's output on its
-    residual, so every codebook removes part of what the ones before it left."""
+    every codebook count, the v1 card). A Euclidean lookup in the full latent (code_dim = z_dim, no projection)
+    lowers the latent error with every codebook; projected to 8 dimensions with the latent term (`latent_weight`:
+    each layer's output trained on its residual) the encoder collapsed instead (docs/tokenizers.md)."""
 
     def __init__(self, cfg: AudioRVQConfig) -> None:
         super().__init__()
@@ -212,6 +213,7 @@ class _ResidualLowDimVQ(torch.nn.Module):
 @register_tokenizer("audio-rvq")
 class AudioRVQTokenizer(AudioTokenizer):
     config_class = AudioRVQConfig
+    legacy_config = LEGACY  # v1's configs lack these fields: they load, and fingerprint, as before
     requires_pretrained = True  # untrained weights encode noise: load a trained one, e.g. "audio-rvq"
 
     def __init__(self, config: AudioRVQConfig | None = None) -> None:
@@ -220,10 +222,6 @@ class AudioRVQTokenizer(AudioTokenizer):
         self.encoder = Encoder(cfg.channels, cfg.strides, cfg.units, cfg.z_dim)
         self.decoder = Decoder(cfg.channels, cfg.strides, cfg.units, cfg.z_dim)
         self.quantizer = _make_quantizer(cfg)
-
-    def fingerprint_config(self) -> dict[str, Any]:
-        """Fields added since v1 count only when they differ from v1's value: v1 fingerprints stay valid."""
-        return {k: v for k, v in dataclasses.asdict(self.config).items() if not (k in LEGACY and v == LEGACY[k])}
 
     # --- sizes ----------------------------------------------------------------------------------
     @property

@@ -62,6 +62,8 @@ class ModalityTokenizer(nn.Module):
     modality: ClassVar[str] = ""
     code_ndim: ClassVar[int] = 1  # dimensions of one item's codes
     config_class: ClassVar[type] = NoConfig
+    legacy_config: ClassVar[dict[str, Any]] = {}  # fields added to the config since its first saved version, at the
+    # value a config saved without them means: left out of the fingerprint at that value (`fingerprint_config`)
     requires_pretrained: ClassVar[bool] = (
         False  # True: no usable defaults (trained weights, files): load a saved folder
     )
@@ -260,8 +262,10 @@ class ModalityTokenizer(nn.Module):
         return h.hexdigest()
 
     def fingerprint_config(self) -> dict[str, Any]:
-        """The config as the fingerprint sees it; override to keep old fingerprints valid when fields are added."""
-        return dataclasses.asdict(self.config)
+        """The config as the fingerprint sees it: fields at their `legacy_config` value (what a config saved before
+        the field existed means) are left out, so old fingerprints stay valid when fields are added."""
+        legacy = self.legacy_config
+        return {k: v for k, v in dataclasses.asdict(self.config).items() if not (k in legacy and v == legacy[k])}
 
     def _extra_fingerprint(self) -> str:
         return ""

@@ -2,8 +2,8 @@
 colours a patch's code can still tell apart.
 
     space = code_space(tok, images)        # images (B, 3, H, W) in [0, 1]
-    space.live_dims, space.eigenvalues     # 3, [0.25, 0.086, 0.051, 6e-05, ...] for image-vq-f8 v2
-    space.r2["a*"]                         # red-green kept: 0.26 from v2's lookup vectors
+    space.live_dims, space.eigenvalues     # 3, [0.25, 0.043, 0.031, 1e-04, ...] for image-vq-f8 v2
+    space.r2["a*"]                         # red-green kept: 0.24 from v2's lookup vectors (8 held-out crops)
     check_code_space(space, min_live_dims=4)   # raises CodeSpaceCollapsedError
 
 v1 and v2 of image-vq-f8 collapsed early in training: 99.9% of the lookup latents' variance sat in 1-3
@@ -97,5 +97,5 @@ def check_code_space(space: CodeSpace, min_live_dims: int, step: int | None = No
     raise CodeSpaceCollapsedError(
         f"the code space collapsed{when}: {space.live_dims} live dimension(s) of the lookup, {min_live_dims} asked "
         f"for (variance shares {shares}; red-green R^2 {space.r2['a*']:.2f}). Its codes cannot keep every hue: try "
-        "lookup='euclidean' with latent_weight, or FSQ, and see docs/tokenizers.md"
+        "lookup='euclidean' with code_dim equal to z_dim, or FSQ, and see docs/tokenizers.md"
     )

@@ -174,6 +174,7 @@ class Quantized(NamedTuple):
 @register_tokenizer("image-vq")
 class ImageVQTokenizer(ImageTokenizer):
     config_class = ImageVQConfig
+    legacy_config = LEGACY  # v1's and v2's configs lack some fields: they load, and fingerprint, as before
     requires_pretrained = True  # untrained weights encode noise: load a trained one, e.g. "image-vq-f8"
 
     def __init__(self, config: ImageVQConfig | None = None) -> None:
@@ -188,10 +189,6 @@ class ImageVQTokenizer(ImageTokenizer):
     def upgrade_config(cls, saved: dict[str, Any]) -> dict[str, Any]:
         """A saved config without the fields added since v1 gets v1's values (LEGACY)."""
         return {**LEGACY, **saved}
-
-    def fingerprint_config(self) -> dict[str, Any]:
-        """Fields added since v1 count only when they differ from v1's value: v1 fingerprints stay valid."""
-        return {k: v for k, v in dataclasses.asdict(self.config).items() if not (k in LEGACY and v == LEGACY[k])}
 
     @property
     def codebook_size(self) -> int:

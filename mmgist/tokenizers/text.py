@@ -14,7 +14,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -73,6 +73,8 @@ class HFTextTokenizer(TextTokenizer):
     """
 
     config_class = HFTextConfig
+    # specials is left out of the fingerprint when empty: tokenizers saved before the field keep theirs
+    legacy_config: ClassVar[dict[str, Any]] = {"specials": {}}
     requires_pretrained = True  # no default: it must wrap a saved Hugging Face tokenizer
     HF_SUBDIR = "hf_tokenizer"
     extra_files = (HF_SUBDIR,)
@@ -151,12 +153,6 @@ class HFTextTokenizer(TextTokenizer):
         from transformers import AutoTokenizer
 
         return cls(config, AutoTokenizer.from_pretrained(directory / cls.HF_SUBDIR, local_files_only=True))
-
-    def fingerprint_config(self) -> dict[str, Any]:
-        config = dataclasses.asdict(self.config)
-        if not config["specials"]:  # absent rather than empty: tokenizers saved before it keep their fingerprint
-            del config["specials"]
-        return config
 
     def _extra_fingerprint(self) -> str:
         return json.dumps(sorted(self.hf.get_vocab().items()))

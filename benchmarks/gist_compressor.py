@@ -50,6 +50,50 @@ def unseen_rows(model, vocab, sample, seed: int = 1) -> gist_data.Continuations:
     return gist_data.Continuations(padded, real, mask, teacher, torch.tensor(starts))
 
 
+def measure(model, vocab, compressor: GistCompressor, pairs, config: GistConfig, refine_steps: list[int]) -> list[dict]:
+    """Rows (gist, G, G_content, agreement, seconds per gist) over held-out (sample, control) `pairs`, pooled over
+    their tokens: the compressed gist, it refined by each of `refine_steps`, the distilled gist (`config`), the
+    control and no prefix."""
+    refined_names = {n: f"compressed + {n} steps" for n in refine_steps}
+    kl = {h: 0.0 for h in ("compressed", *refined_names.values(), "distilled", "control", "no prefix")}
+    agree = dict.fromkeys(kl, 0.0)
+    seconds = {"compressed": 0.0, **dict.fromkeys(refined_names.values(), 0.0), "distilled": 0.0}
+    for sample, control in pairs:
+        rows = unseen_rows(model, vocab, sample)
+        t0 = time.perf_counter()
+        compressed = compressor.compress(vocab, sample.prefix())
+        compress_s = time.perf_counter() - t0
+        seconds["compressed"] += compress_s
+        t0 = time.perf_counter()
+        distilled = distill(model, vocab, sample, control, config)
+        seconds["distilled"] += time.perf_counter() - t0
+        served, _ = gist_questions(sample, SERVED_PER_PREFIX, UNSEEN_PER_PREFIX)
+        heads = {"compressed": compressed.head(model)}
+        for steps, name in refined_names.items():
+            t0 = time.perf_counter()
+            refined = distill_gist(model, vocab, sample.prefix(), replace(config, steps=steps), queries=served,
+                                   self_study_exclude=list(GIST_HELDOUT_MARKERS), start=compressed)  # fmt: skip
+            seconds[name] += time.perf_counter() - t0 + compress_s
+            heads[name] = refined.head(model)
+        heads["distilled"] = distilled.head(model)
+        heads["control"] = head_embeddings(model, vocab, prefix=control.prefix())
+        heads["no prefix"] = head_embeddings(model, vocab)
+        n = int(rows.mask.sum())
+        for name, head in heads.items():
+            f = fidelity(model, head, rows)
+            kl[name] += f["kl"] * n
+            agree[name] += f["agreement"] * n
+        agree = {**agree, "_n": agree.get("_n", 0) + n}
+    table = []
+    for name in kl:
+        row = {"gist": name, "G": 1 - kl[name] / kl["no prefix"], "G_content": 1 - kl[name] / kl["control"],
+               "agreement": agree[name] / agree["_n"]}  # fmt: skip
+        if name in seconds:
+            row["seconds per gist"] = seconds[name] / len(pairs)
+        table.append(row)
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="models/demo-photo-qa")
@@ -96,46 +140,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{result.steps} steps ({result.wall_seconds:.0f} s this run), k={args.k}, LoRA rank {args.lora_rank}; "
           f"final KL {result.history[-1]['kl']:.3f}")  # fmt: skip
 
-    refined_names = {n: f"compressed + {n} steps" for n in args.refine_steps}
-    kl = {h: 0.0 for h in ("compressed", *refined_names.values(), "distilled", "control", "no prefix")}
-    agree = dict.fromkeys(kl, 0.0)
-    seconds = {"compressed": 0.0, **dict.fromkeys(refined_names.values(), 0.0), "distilled": 0.0}
-    for sample, control in benchmark_samples(photos / "heldout", args.samples):
-        rows = unseen_rows(model, vocab, sample)
-        t0 = time.perf_counter()
-        compressed = compressor.compress(vocab, sample.prefix())
-        compress_s = time.perf_counter() - t0
-        seconds["compressed"] += compress_s
-        t0 = time.perf_counter()
-        config = GistConfig(num_gist_tokens=args.k, num_continuations=8)
-        distilled = distill(model, vocab, sample, control, config)
-        seconds["distilled"] += time.perf_counter() - t0
-        served, _ = gist_questions(sample, SERVED_PER_PREFIX, UNSEEN_PER_PREFIX)
-        heads = {"compressed": compressed.head(model)}
-        for steps, name in refined_names.items():
-            t0 = time.perf_counter()
-            refined = distill_gist(model, vocab, sample.prefix(), replace(config, steps=steps), queries=served,
-                                   self_study_exclude=list(GIST_HELDOUT_MARKERS), start=compressed)  # fmt: skip
-            seconds[name] += time.perf_counter() - t0 + compress_s
-            heads[name] = refined.head(model)
-        heads["distilled"] = distilled.head(model)
-        heads["control"] = head_embeddings(model, vocab, prefix=control.prefix())
-        heads["no prefix"] = head_embeddings(model, vocab)
-        n = int(rows.mask.sum())
-        for name, head in heads.items():
-            f = fidelity(model, head, rows)
-            kl[name] += f["kl"] * n
-            agree[name] += f["agreement"] * n
-        agree = {**agree, "_n": agree.get("_n", 0) + n}
-    table = []
-    for name in kl:
-        row = {"gist": name, "G": 1 - kl[name] / kl["no prefix"], "G_content": 1 - kl[name] / kl["control"],
-               "agreement": agree[name] / agree["_n"]}  # fmt: skip
-        if name in seconds:
-            row["seconds per gist"] = seconds[name] / args.samples
-        table.append(row)
+    pairs = benchmark_samples(photos / "heldout", args.samples)
+    table = measure(model, vocab, compressor, pairs, GistConfig(num_gist_tokens=args.k, num_continuations=8),
+                    args.refine_steps)  # fmt: skip
     print(f"\n{args.samples} held-out photo prefixes, rows after questions of types never trained on\n")
     print(markdown(table, COLUMNS))
+    seconds = {r["gist"]: r.get("seconds per gist") for r in table}
     print(f"\ncompressed / distilled time per gist: {seconds['compressed'] / seconds['distilled']:.4f}")
     return 0
 

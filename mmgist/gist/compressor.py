@@ -37,7 +37,14 @@ from torch import nn
 from ..lm.heads import KVHead, bos_kv
 from ..lm.model import context_length, frozen, model_dirs, output_cache
 from ..lm.scoring import context_ids, to_ids
-from ..storage import load_tensors, read_versioned_json, save_tensors_atomic, versioned, write_json_atomic
+from ..storage import (
+    load_tensors,
+    read_versioned_json,
+    save_tensors_atomic,
+    sha256_json,
+    versioned,
+    write_json_atomic,
+)
 from ..train import StepOutput, TrainConfig, TrainResult, fit
 from ..validate import non_negative_int, positive_int
 from . import data
@@ -45,6 +52,7 @@ from .config import GistConfig
 from .kv_init import rotate_keys
 from .prefix import GistPrefix, model_fingerprint
 from .report import kl, student_forward
+from .self_study import StudyConfig, chat_config, chat_study
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -53,6 +61,9 @@ if TYPE_CHECKING:
 
 FORMAT, VERSION = "mmgist-gist-compressor", 2  # 2: the longest prefix trained on
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")  # attention projections of Llama-style models
+# a chat prompt's study for a compressor: fewer questions than one gist's (many prompts share the training),
+# the specifics family kept (numbers, names), no chunk questions or reconstruction rows
+COMPRESSOR_STUDY = StudyConfig(questions=16, specifics=True, chunk_questions=0, reconstruction=False)
 
 
 @dataclass
@@ -80,6 +91,34 @@ class PrefixStudy:
 
     prefix: list[int]  # <|bos|> + the prefix's ids
     rows: data.Continuations  # query + continuation rows, the teacher's top-k log-probs after the full prefix
+
+
+STUDY_FORMAT, STUDY_VERSION = "mmgist-prefix-study", 1
+
+
+def save_study(study: PrefixStudy, path: str | os.PathLike) -> None:
+    """One prefix's study as safetensors (atomic): the prefix ids, the rows and the teacher's top-k."""
+    r, t = study.rows, study.rows.teacher
+    if t.ids is None or r.start is None:
+        raise ValueError("save_study keeps top-k teachers with row starts only (compressor_study's form)")
+    tensors = {"prefix": torch.tensor(study.prefix), "ids": r.ids, "real": r.real, "mask": r.mask,
+               "start": r.start, "logp": t.logp, "top": t.ids, "rest": t.rest}  # fmt: skip
+    save_tensors_atomic(tensors, path, {"format": STUDY_FORMAT, "version": str(STUDY_VERSION)})
+
+
+def load_study(path: str | os.PathLike) -> PrefixStudy:
+    """A study written by `save_study`; a clear error for another file or a missing tensor."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if meta.get("format") != STUDY_FORMAT or meta.get("version") != str(STUDY_VERSION):
+        raise ValueError(f"{str(path)!r} is not a {STUDY_FORMAT} v{STUDY_VERSION} file (metadata {meta})")
+    x = load_tensors(path)
+    if missing := {"prefix", "ids", "real", "mask", "start", "logp", "top", "rest"} - set(x):
+        raise ValueError(f"{str(path)!r} lacks the tensors {sorted(missing)}")
+    teacher = data.Teacher(x["logp"], x["top"], x["rest"])
+    return PrefixStudy(x["prefix"].tolist(), data.Continuations(x["ids"], x["real"], x["mask"], teacher, x["start"]))
 
 
 class GistCompressor(nn.Module):
@@ -255,21 +294,29 @@ def compressor_study(
     queries: list[Any] | None = None,
     exclude: list[Any] | None = None,
     progress: bool = False,
+    per_prefix: list[list[Any]] | None = None,
 ) -> list[PrefixStudy]:
     """For each prefix, the teacher's rows as `distill_gist` makes them: `config.self_study` samples straight
-    after the prefix plus `config.num_continuations` after each of `queries`, with their top-k log-probs after
-    the full prefix; every row cut where one of `exclude` (strings or ids) first occurs, as distill_gist's
-    `self_study_exclude`. Made once; training then needs no sampling."""
+    after the prefix plus `config.num_continuations` after each of `queries` (shared by every prefix) and of
+    `per_prefix[n]` (prefix n's own, such as the questions `chat_study` writes), with their top-k log-probs
+    after the full prefix; every row cut where one of `exclude` (strings or ids) first occurs, as
+    distill_gist's `self_study_exclude`. Made once; training then needs no sampling."""
     from tqdm.auto import tqdm
 
     config = GistConfig() if config is None else config
-    query_ids = [to_ids(vocab, q, what=f"query {n}") for n, q in enumerate(queries or [])]
+    shared = [to_ids(vocab, q, what=f"query {n}") for n, q in enumerate(queries or [])]
     patterns = [to_ids(vocab, x, what="exclude") for x in exclude or []]
+    if per_prefix is not None and len(per_prefix) != len(prefixes):
+        raise ValueError(f"per_prefix holds queries for {len(per_prefix)} prefixes, expected one list per prefix "
+                         f"({len(prefixes)})")  # fmt: skip
     out = []
     for n, prefix in enumerate(tqdm(prefixes, desc="teacher rows", unit="prefix", disable=not progress)):
         ids = context_ids(vocab, prefix)
+        own = per_prefix[n] if per_prefix is not None else []
+        query_ids = shared + [to_ids(vocab, q, what=f"prefix {n}'s query {i}") for i, q in enumerate(own)]
         rows = data.sample(model, vocab, ids, query_ids, config, seed=n) if query_ids else []
-        study = data.sample(model, vocab, ids, [], config, 2 + n, config.self_study, config.self_study_length)
+        study = data.sample(model, vocab, ids, [], config, 2 + n, config.self_study, config.self_study_length) \
+            if config.self_study else []  # fmt: skip
         if patterns:
             rows = data.cut_at(rows, patterns, [len(q) for q in query_ids for _ in range(config.num_continuations)])
             study = [r for r in data.cut_at(study, patterns) if len(r) > 1]
@@ -277,6 +324,41 @@ def compressor_study(
         padded, real, mask = data.pad(rows + study, starts)  # a KV head predicts no first token: count from 1
         teacher = data.teacher_logprobs(model, ids, padded, real, config.teacher_top_k)
         out.append(PrefixStudy(ids, data.Continuations(padded, real, mask, teacher, torch.tensor(starts))))
+    return out
+
+
+def chat_compressor_study(
+    model: PreTrainedModel,
+    vocab: SharedVocabulary,
+    systems: list[str],
+    study: StudyConfig | None = None,
+    config: GistConfig | None = None,
+    progress: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> list[PrefixStudy]:
+    """`compressor_study` of chat system prompts (their texts): each prompt's own questions written by the
+    model (`chat_study` with `study`, default COMPRESSOR_STUDY; reconstruction rows are not used) and the
+    teacher's answers after them (`config`, default chat_config). With `cache_dir`, each prompt's study is
+    kept there (`save_study`), named by a hash of the model, prompt and settings, and read back instead of
+    made again: a long study resumes where it stopped."""
+    from tqdm.auto import tqdm
+
+    study = COMPRESSOR_STUDY if study is None else study
+    config = chat_config() if config is None else config
+    settings = {"model": model_fingerprint(model), "study": asdict(study), "config": asdict(config)}
+    out = []
+    for system in tqdm(systems, desc="prompts studied", unit="prompt", disable=not progress):
+        path = None
+        if cache_dir is not None:
+            path = Path(cache_dir) / f"{sha256_json({**settings, 'system': system})[:24]}.safetensors"
+            if path.is_file():
+                out.append(load_study(path))
+                continue
+        s = chat_study(model, vocab, system, study)
+        out += compressor_study(model, vocab, [s.prefix], config, per_prefix=[s.queries])
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_study(out[-1], path)
     return out
 
 

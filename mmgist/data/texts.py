@@ -1,0 +1,198 @@
+"""Real text that installs offline, cut into documents for system prompts: what a gist compressor trains on.
+
+    texts = gather_texts(heldout=[doc["system"] for doc in benchmark_docs])   # list[Text], sorted, deterministic
+    train, held = split_texts(texts)                                           # by the SHA-256 of each key
+    system = texts[0].system()      # "Answer the user's questions using this document.\n\n" + the text
+
+Sources (each Text names its own, so a card can count them):
+    docstring   module, class and function docstrings of Python's standard library, read with `ast` from the
+                source files (never imported: some stdlib modules act on import)
+    readme      README files of Debian packages under /usr/share/doc (plain or gzipped)
+    manpage     section-1 man pages rendered by `man` at 80 columns (when man is installed)
+
+A text is cut at paragraph breaks to at most `max_words` words and kept if it has at least `min_words`.
+Texts that share more than `OVERLAP` of their word 8-grams with any of `heldout` are left out, so a benchmark's
+documents (a Debian README, a man page, a docstring) are never trained on, excerpts included.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sysconfig
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..validate import positive_int
+
+FRAMING = "Answer the user's questions using this document.\n\n"  # the benchmark's framing of a document
+SOURCES = ("docstring", "readme", "manpage")
+OVERLAP = 0.05  # share of a text's word 8-grams found in a held-out text above which the text is left out
+SHINGLE = 8  # words per n-gram of the overlap test
+HELDOUT_EVERY = 10  # split_texts: a text is held out when its key's SHA-256, as a number, divides by this
+
+
+@dataclass(frozen=True)
+class Text:
+    source: str  # one of SOURCES
+    key: str  # where it came from: "docstring:json/decoder.py:JSONDecoder", "readme:gzip", "manpage:ls"
+    text: str
+
+    def system(self, framing: str = FRAMING) -> str:
+        """The text as a system prompt: `framing` then the text."""
+        return framing + self.text
+
+    @property
+    def words(self) -> int:
+        return len(self.text.split())
+
+
+def gather_texts(
+    sources: tuple[str, ...] = SOURCES,
+    heldout: list[str] = (),
+    min_words: int = 120,
+    max_words: int = 400,
+    limit: int | None = None,
+    stdlib: str | os.PathLike | None = None,
+    doc_root: str | os.PathLike = "/usr/share/doc",
+) -> list[Text]:
+    """Texts of `sources` (see the module's docstring), each cut to `max_words` at a paragraph break and kept
+    with at least `min_words`, none overlapping `heldout`; in the order of their files' sorted paths, at most
+    `limit` per source (reading stops there: rendering every man page takes long). `stdlib` is the standard
+    library's folder (default this Python's)."""
+    positive_int(min_words, "min_words")
+    positive_int(max_words, "max_words")
+    if min_words > max_words:
+        raise ValueError(f"min_words ({min_words}) must not exceed max_words ({max_words})")
+    if unknown := [s for s in sources if s not in SOURCES]:
+        raise ValueError(f"unknown text sources {unknown}; expected some of {SOURCES}")
+    readers = {
+        "docstring": lambda: stdlib_docstrings(stdlib or sysconfig.get_paths()["stdlib"]),
+        "readme": lambda: debian_readmes(doc_root),
+        "manpage": man_pages,
+    }
+    held = set().union(*(shingles(h) for h in heldout)) if heldout else set()
+    out = []
+    for source in sources:
+        kept = []
+        for key, raw in readers[source]():
+            text = cut_words(tidy(raw), max_words)
+            if len(text.split()) < min_words or (held and overlap(text, held) > OVERLAP):
+                continue
+            kept.append(Text(source, key, text))
+            if limit is not None and len(kept) >= limit:
+                break
+        out += kept
+    return out
+
+
+def split_texts(texts: list[Text], every: int = HELDOUT_EVERY) -> tuple[list[Text], list[Text]]:
+    """(train, held out): a text is held out when the SHA-256 of its key, read as a number, divides by
+    `every`, the same on every machine."""
+    positive_int(every, "every")
+    held = lambda t: int(hashlib.sha256(t.key.encode()).hexdigest(), 16) % every == 0  # noqa: E731
+    return [t for t in texts if not held(t)], [t for t in texts if held(t)]
+
+
+def stdlib_docstrings(root: str | os.PathLike) -> Iterator[tuple[str, str]]:
+    """(key, docstring) of every module, class and function in the .py files under `root` (tests, idlelib
+    and site-packages skipped), parsed with `ast`, never imported; files in sorted order."""
+    root = Path(root)
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if re.search(r"(^|/)(tests?|idlelib|site-packages|lib2to3)/", rel) or "/test_" in rel:
+            continue
+        try:
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        if doc := ast.get_docstring(tree):
+            yield f"docstring:{rel}", doc
+        for node in ast.walk(tree):
+            named = isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            if named and (doc := ast.get_docstring(node)):
+                yield f"docstring:{rel}:{node.name}", doc
+
+
+def debian_readmes(root: str | os.PathLike = "/usr/share/doc") -> Iterator[tuple[str, str]]:
+    """(key, text) of each package's README under `root` (README, README.md, README.txt, gzipped or not)."""
+    for folder in sorted(Path(root).glob("*")):
+        for name in ("README", "README.md", "README.txt", "README.gz", "README.md.gz", "README.txt.gz"):
+            path = folder / name
+            if not path.is_file():
+                continue
+            try:
+                data = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
+                text = data.decode("utf-8")
+            except (OSError, EOFError, UnicodeDecodeError):
+                break  # unreadable or not UTF-8: skipped
+            yield f"readme:{folder.name}", text
+            break
+
+
+def man_pages(section: str = "/usr/share/man/man1") -> Iterator[tuple[str, str]]:
+    """(key, text) of each man page in `section`, rendered by `man` at 80 columns; none without `man`."""
+    man = shutil.which("man")
+    if man is None or not Path(section).is_dir():
+        return
+    env = {**os.environ, "MANWIDTH": "80", "MAN_KEEP_FORMATTING": "0"}
+    for path in sorted(Path(section).glob("*.1*")):
+        try:
+            done = subprocess.run([man, "-P", "cat", "-l", str(path)], capture_output=True, env=env, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if done.returncode == 0:
+            text = re.sub(r".\x08", "", done.stdout.decode("utf-8", "replace"))  # overstrike bold and underline
+            text = "\n".join(_unjustify(line) for line in text.split("\n"))
+            yield f"manpage:{path.name.split('.')[0]}", text
+
+
+def _unjustify(line: str) -> str:
+    """A rendered man page's line with its 7-space margin made 2 and its justification spaces made one."""
+    body = line.lstrip(" ")
+    return " " * max(0, len(line) - len(body) - 5) + re.sub(r"(?<=\S) {2,}(?=\S)", " ", body)
+
+
+def tidy(text: str) -> str:
+    """Lines stripped of trailing space, runs of blank lines made one, doctest lines dropped."""
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    lines = [line for line in lines if not line.lstrip().startswith((">>>", "..."))]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def cut_words(text: str, max_words: int) -> str:
+    """The longest run of whole paragraphs from the start with at most `max_words` words (the first paragraph
+    cut at a line, then a word, when it alone is longer)."""
+    out, words = [], 0
+    for para in text.split("\n\n"):
+        n = len(para.split())
+        if words + n > max_words:
+            if not out:  # one long paragraph: keep whole lines, then words
+                for line in para.split("\n"):
+                    if words + len(line.split()) > max_words:
+                        break
+                    out.append(line)
+                    words += len(line.split())
+                return "\n".join(out) if out else " ".join(para.split()[:max_words])
+            break
+        out.append(para)
+        words += n
+    return "\n\n".join(out)
+
+
+def shingles(text: str, n: int = SHINGLE) -> set[tuple[str, ...]]:
+    """The text's word n-grams, lower-cased, punctuation kept."""
+    words = text.lower().split()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def overlap(text: str, held: set[tuple[str, ...]]) -> float:
+    """The share of `text`'s word n-grams that are in `held` (0 for a text shorter than one n-gram)."""
+    mine = shingles(text)
+    return len(mine & held) / len(mine) if mine else 0.0

@@ -109,11 +109,11 @@ def measure(
         for set_name, items in clips.items():
             mel, snr, st, pq, lat, enc_s, dec_s, first_s, audio_s = [], [], [], [], [], 0.0, 0.0, 0.0, 0.0
             for _, wave in items:
-                if hasattr(tok, "quantize"):
-                    lat.append(latent_error(tok, wave, n))
                 t0 = time.perf_counter()
                 tok.decode(tok.encode(wave, rate, num_codebooks=n))  # the first pass, timed apart (docstring)
                 first_s += time.perf_counter() - t0
+                if hasattr(tok, "quantize"):
+                    lat.append(latent_error(tok, wave, n))
                 t0 = time.perf_counter()
                 codes = tok.encode(wave, rate, num_codebooks=n)
                 t1 = time.perf_counter()

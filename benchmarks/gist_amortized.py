@@ -32,6 +32,7 @@ import json
 import sys
 import time
 from dataclasses import replace
+from itertools import zip_longest
 from pathlib import Path
 
 import torch
@@ -52,17 +53,20 @@ TEST_DOCS = ("ferncliff-pool-hours", "tern-weather-station-spec", "alderbrook-li
 
 
 def training_texts(limit: int, max_words: int) -> list[str]:
-    """The first `limit` training prompts: gather_texts' train split, taken in turn from each source."""
+    """The first `limit` training prompts: gather_texts' train split, taken in turn from each source that has
+    texts on this machine (a source may be missing: no man, no /usr/share/doc)."""
     docs = json.loads(DOCS.read_text())["documents"]
-    every = gather_texts(SOURCES, heldout=[d["system"] for d in docs], max_words=max_words, limit=limit)
+    margin = limit // len(SOURCES) + limit // 5 + 1  # per source, enough for split_texts' tenth and a missing source
+    every = gather_texts(SOURCES, heldout=[d["system"] for d in docs], max_words=max_words, limit=margin)
     texts, _ = split_texts(every)
     by_source = [[t for t in texts if t.source == s] for s in SOURCES]
-    mixed = [t for group in zip(*by_source) for t in group] if all(by_source) else texts
-    mixed += [t for t in texts if t not in set(mixed)]  # the rest of the longer sources, in order
+    mixed = [t for group in zip_longest(*by_source) for t in group if t is not None]
+    if len(mixed) < limit:
+        raise SystemExit(f"only {len(mixed)} training texts on this machine, asked for {limit}")
     return [t.system() for t in mixed[:limit]]
 
 
-def train(model, vocab, args) -> GistCompressor:
+def train(model, vocab, args) -> GistCompressor | None:
     out = Path(args.out)
     systems = training_texts(args.texts, args.max_words)
     t0 = time.perf_counter()
@@ -102,8 +106,8 @@ def evaluate_all(model, vocab, compressor: GistCompressor, args) -> None:
           f"gist at {args.refine}% of {steps} steps\n")  # fmt: skip
     print(markdown([], COLUMNS))
     for doc in docs:
-        d = Document(model, vocab, doc, control[doc["id"]], answer_tokens=args.answer_tokens,
-                     heldout_study=args.heldout_study)  # fmt: skip
+        d = Document(model, vocab, doc, control[doc["id"]], questions=args.eval_questions,
+                     answer_tokens=args.answer_tokens, heldout_study=args.heldout_study)  # fmt: skip
         t0 = time.perf_counter()
         compressed = compressor.compress(vocab, d.prefix)
         compress_s = time.perf_counter() - t0
@@ -159,15 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refine", nargs="*", type=int, default=[25], help="refinement rows: %% of chat_config's steps")
     ap.add_argument("--distill", action="store_true", help="add per-prompt distillation at its defaults")
     ap.add_argument("--heldout-study", type=int, default=8)
+    ap.add_argument("--eval-questions", type=int, help="the facts study's questions for refinement and "
+                    "distillation (default: gist_pretrained's)")  # fmt: skip
     ap.add_argument("--answer-tokens", type=int, default=48)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", help="write every measurement here")
-    ap.add_argument("--quick", action="store_true", help="4 texts of 4 questions, 3 steps at k=4, the shortest "
-                    "document, refine 5%%: a smoke run of every phase")  # fmt: skip
+    ap.add_argument("--quick", action="store_true", help="4 texts of 4 questions, 3 steps at k=4, the library "
+                    "rules, 4 study questions, refine 5%%: a smoke run of every phase")  # fmt: skip
     args = ap.parse_args(argv)
     if args.quick:
         args.texts, args.questions, args.steps, args.k, args.max_words, args.refine = 4, 4, 3, 4, 150, [5]
         args.docs, args.heldout_study, args.answer_tokens, args.checkpoint_every = [TEST_DOCS[2]], 2, 8, 2
+        args.eval_questions = 4
     known = {d["id"] for d in json.loads(DOCS.read_text())["documents"]}
     if unknown := sorted(set(args.docs) - known):
         ap.error(f"unknown document ids {unknown}; known: {sorted(known)}")

@@ -8,14 +8,14 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 # What each notebook's quick run must display: (number of markdown tables, text each of them contains).
 TABLES = {
-    "gist_benchmark.ipynb": (4, ("| G gist |", "setup")),
+    "gist_benchmark.ipynb": (5, ("| G gist |", "setup", "| seconds per gist |")),
     "audio_benchmark.ipynb": (1, ("| STOI |",)),
     "video_benchmark.ipynb": (1, ("| flicker /255 |",)),
     "image_benchmark.ipynb": (2, ("ΔE2000", "CIEDE2000 per hue")),
 }
 
 
-# run by `make test-slow` and `make notebooks`, not `make test`: the gist notebook's quick run distils five gists
+# run by `make test-slow` and `make notebooks`, not `make test`: the gist notebook's quick run distils seven gists
 # (about 3 minutes on 2 cores), the largest share of the fast suite; its code is still compiled below
 SLOW = {"gist_benchmark.ipynb"}
 RUNS = [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW else p for p in NOTEBOOKS]

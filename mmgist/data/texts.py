@@ -25,7 +25,8 @@ import re
 import shutil
 import subprocess
 import sysconfig
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +64,14 @@ def gather_texts(
     doc_root: str | os.PathLike = "/usr/share/doc",
 ) -> list[Text]:
     """Texts of `sources` (see the module's docstring), each cut to `max_words` at a paragraph break and kept
-    with at least `min_words`, none overlapping `heldout`; in the order of their files' sorted paths, at most
-    `limit` per source (reading stops there: rendering every man page takes long). `stdlib` is the standard
-    library's folder (default this Python's)."""
+    with at least `min_words`, none overlapping `heldout` and no text twice; per source, in the order of the
+    SHA-256 of their keys (a spread over modules, packages and pages, the same on every machine) and at most
+    `limit` of them (man pages are rendered only until then: all of them take long). `stdlib` is the
+    standard library's folder (default this Python's)."""
     positive_int(min_words, "min_words")
     positive_int(max_words, "max_words")
+    if limit is not None:
+        positive_int(limit, "limit")
     if min_words > max_words:
         raise ValueError(f"min_words ({min_words}) must not exceed max_words ({max_words})")
     if unknown := [s for s in sources if s not in SOURCES]:
@@ -75,21 +79,29 @@ def gather_texts(
     readers = {
         "docstring": lambda: stdlib_docstrings(stdlib or sysconfig.get_paths()["stdlib"]),
         "readme": lambda: debian_readmes(doc_root),
-        "manpage": man_pages,
+        "manpage": lambda: man_pages(order=_by_hash),
     }
     held = set().union(*(shingles(h) for h in heldout)) if heldout else set()
-    out = []
+    out, seen = [], set()
     for source in sources:
         kept = []
-        for key, raw in readers[source]():
+        items = readers[source]()
+        if source != "manpage":  # man pages come in hash order already, rendered lazily
+            items = sorted(items, key=lambda kv: _by_hash(kv[0]))
+        for key, raw in items:
             text = cut_words(tidy(raw), max_words)
-            if len(text.split()) < min_words or (held and overlap(text, held) > OVERLAP):
+            if len(text.split()) < min_words or text in seen or (held and overlap(text, held) > OVERLAP):
                 continue
+            seen.add(text)
             kept.append(Text(source, key, text))
             if limit is not None and len(kept) >= limit:
                 break
         out += kept
     return out
+
+
+def _by_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def split_texts(texts: list[Text], every: int = HELDOUT_EVERY) -> tuple[list[Text], list[Text]]:
@@ -114,15 +126,24 @@ def stdlib_docstrings(root: str | os.PathLike) -> Iterator[tuple[str, str]]:
             continue
         if doc := ast.get_docstring(tree):
             yield f"docstring:{rel}", doc
-        for node in ast.walk(tree):
-            named = isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-            if named and (doc := ast.get_docstring(node)):
-                yield f"docstring:{rel}:{node.name}", doc
+        yield from _nested_docstrings(tree, f"docstring:{rel}:")
+
+
+def _nested_docstrings(node: ast.AST, prefix: str) -> Iterator[tuple[str, str]]:
+    """(prefix + qualified name, docstring) of the classes and functions inside `node`, depth first."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            if doc := ast.get_docstring(child):
+                yield prefix + child.name, doc
+            yield from _nested_docstrings(child, prefix + child.name + ".")
 
 
 def debian_readmes(root: str | os.PathLike = "/usr/share/doc") -> Iterator[tuple[str, str]]:
-    """(key, text) of each package's README under `root` (README, README.md, README.txt, gzipped or not)."""
+    """(key, text) of each package's README under `root` (README, README.md, README.txt, gzipped or not); a
+    package folder that is a link to another is skipped (its README is the other's)."""
     for folder in sorted(Path(root).glob("*")):
+        if folder.is_symlink():
+            continue
         for name in ("README", "README.md", "README.txt", "README.gz", "README.md.gz", "README.txt.gz"):
             path = folder / name
             if not path.is_file():
@@ -130,27 +151,33 @@ def debian_readmes(root: str | os.PathLike = "/usr/share/doc") -> Iterator[tuple
             try:
                 data = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
                 text = data.decode("utf-8")
-            except (OSError, EOFError, UnicodeDecodeError):
-                break  # unreadable or not UTF-8: skipped
+            except (OSError, EOFError, UnicodeDecodeError, zlib.error):
+                break  # unreadable, corrupt or not UTF-8: skipped
             yield f"readme:{folder.name}", text
             break
 
 
-def man_pages(section: str = "/usr/share/man/man1") -> Iterator[tuple[str, str]]:
-    """(key, text) of each man page in `section`, rendered by `man` at 80 columns; none without `man`."""
+def man_pages(
+    section: str = "/usr/share/man/man1", order: Callable[[str], str] | None = None
+) -> Iterator[tuple[str, str]]:
+    """(key, text) of each man page in `section` (links to other pages skipped), rendered lazily by `man` at 80
+    columns in the C.UTF-8 locale; keys sorted by `order` (default: by name); none without `man`."""
     man = shutil.which("man")
     if man is None or not Path(section).is_dir():
         return
-    env = {**os.environ, "MANWIDTH": "80", "MAN_KEEP_FORMATTING": "0"}
-    for path in sorted(Path(section).glob("*.1*")):
+    env = {**os.environ, "MANWIDTH": "80", "LC_ALL": "C.UTF-8"}
+    pages = {f"manpage:{p.name.split('.')[0]}": p for p in sorted(Path(section).glob("*.1*")) if not p.is_symlink()}
+    for key in sorted(pages, key=order):
         try:
-            done = subprocess.run([man, "-P", "cat", "-l", str(path)], capture_output=True, env=env, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
+            done = subprocess.run([man, "-P", "cat", "-l", str(pages[key])], capture_output=True, env=env, timeout=60)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"man took over 60 s to render {str(pages[key])!r}") from None
+        except OSError:
             continue
         if done.returncode == 0:
             text = re.sub(r".\x08", "", done.stdout.decode("utf-8", "replace"))  # overstrike bold and underline
             text = "\n".join(_unjustify(line) for line in text.split("\n"))
-            yield f"manpage:{path.name.split('.')[0]}", text
+            yield key, text
 
 
 def _unjustify(line: str) -> str:

@@ -25,6 +25,7 @@ weights in memory (0.5 GB for SmolLM2-135M in float32) and keeps the served mode
 from __future__ import annotations
 
 import copy
+import json
 import os
 import warnings
 from dataclasses import asdict, dataclass
@@ -103,18 +104,22 @@ def save_study(study: PrefixStudy, path: str | os.PathLike) -> None:
         raise ValueError("save_study keeps top-k teachers with row starts only (compressor_study's form)")
     tensors = {"prefix": torch.tensor(study.prefix), "ids": r.ids, "real": r.real, "mask": r.mask,
                "start": r.start, "logp": t.logp, "top": t.ids, "rest": t.rest}  # fmt: skip
-    save_tensors_atomic(tensors, path, {"format": STUDY_FORMAT, "version": str(STUDY_VERSION)})
+    save_tensors_atomic(tensors, path, {"mmgist": json.dumps(versioned(STUDY_FORMAT, STUDY_VERSION))})
 
 
 def load_study(path: str | os.PathLike) -> PrefixStudy:
-    """A study written by `save_study`; a clear error for another file or a missing tensor."""
+    """A study written by `save_study`; a clear error for another, corrupt or truncated file or a missing tensor."""
     from safetensors import safe_open
 
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    if meta.get("format") != STUDY_FORMAT or meta.get("version") != str(STUDY_VERSION):
-        raise ValueError(f"{str(path)!r} is not a {STUDY_FORMAT} v{STUDY_VERSION} file (metadata {meta})")
-    x = load_tensors(path)
+    try:
+        with safe_open(str(path), "pt") as f:
+            header = json.loads((f.metadata() or {}).get("mmgist", "{}"))
+        x = load_tensors(path)
+    except Exception as e:
+        raise ValueError(f"{str(path)!r} is not a readable study file: {type(e).__name__}: {e}") from e
+    kind = (header.get("format"), header.get("format_version")) if isinstance(header, dict) else None
+    if kind != (STUDY_FORMAT, STUDY_VERSION):
+        raise ValueError(f"{str(path)!r} is not a {STUDY_FORMAT} v{STUDY_VERSION} file (header {header})")
     if missing := {"prefix", "ids", "real", "mask", "start", "logp", "top", "rest"} - set(x):
         raise ValueError(f"{str(path)!r} lacks the tensors {sorted(missing)}")
     teacher = data.Teacher(x["logp"], x["top"], x["rest"])
@@ -315,11 +320,15 @@ def compressor_study(
         own = per_prefix[n] if per_prefix is not None else []
         query_ids = shared + [to_ids(vocab, q, what=f"prefix {n}'s query {i}") for i, q in enumerate(own)]
         rows = data.sample(model, vocab, ids, query_ids, config, seed=n) if query_ids else []
-        study = data.sample(model, vocab, ids, [], config, 2 + n, config.self_study, config.self_study_length) \
-            if config.self_study else []  # fmt: skip
+        study = []
+        if config.self_study:
+            study = data.sample(model, vocab, ids, [], config, seed=2 + n, count=config.self_study,
+                                length=config.self_study_length)  # fmt: skip
         if patterns:
             rows = data.cut_at(rows, patterns, [len(q) for q in query_ids for _ in range(config.num_continuations)])
             study = [r for r in data.cut_at(study, patterns) if len(r) > 1]
+        if not rows + study:
+            raise ValueError(f"prefix {n} has no rows to learn from: give queries or config.self_study > 0")
         starts = [len(q) for q in query_ids for _ in range(config.num_continuations)] + [1] * len(study)
         padded, real, mask = data.pad(rows + study, starts)  # a KV head predicts no first token: count from 1
         teacher = data.teacher_logprobs(model, ids, padded, real, config.teacher_top_k)
@@ -345,7 +354,10 @@ def chat_compressor_study(
 
     study = COMPRESSOR_STUDY if study is None else study
     config = chat_config() if config is None else config
-    settings = {"model": model_fingerprint(model), "study": asdict(study), "config": asdict(config)}
+    rows = ("num_continuations", "continuation_length", "self_study", "self_study_length", "temperature",
+            "teacher_top_k", "seed")  # the GistConfig fields the rows depend on  # fmt: skip
+    settings = {"version": STUDY_VERSION, "model": model_fingerprint(model), "vocab": vocab.fingerprint(),
+                "study": asdict(study), "rows": {name: getattr(config, name) for name in rows}}  # fmt: skip
     out = []
     for system in tqdm(systems, desc="prompts studied", unit="prompt", disable=not progress):
         path = None
@@ -388,7 +400,8 @@ def train_compressor(
             out.append((study[p].prefix, study[p].rows.subset(rows).trimmed()))
         return out
 
-    run = {"compressor": asdict(cfg), "prefixes": len(study), "model": compressor.fingerprint}
+    digest = sha256_json([[s.prefix, s.rows.ids.shape[0], float(s.rows.teacher.logp.sum())] for s in study])
+    run = {"compressor": asdict(cfg), "prefixes": len(study), "study": digest, "model": compressor.fingerprint}
     served = compressor.served
     with frozen(served):  # gradients pass through the served model to the gist, never into it
         return fit(compressor, batches, train, out_dir, progress=progress, description="compressor", run=run)

@@ -247,6 +247,7 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
         augment=augment,
         init=args.init,
         min_live_dims=args.min_live_dims,
+        min_colour_r2=args.min_colour_r2,
         **extra,
     )
     _print_done(result.train)
@@ -515,6 +516,8 @@ def _train_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latent-weight", type=float, help="'vq' and 'rvq': weight of a code's error on what it stands for")
     p.add_argument("--lab-weight", type=float, help="image: weight of the CIELAB a*b* term on 4x4 local means")
     p.add_argument("--min-live-dims", type=POSITIVE_INT, help="image: stop once fewer lookup dimensions are live")
+    p.add_argument("--min-colour-r2", type=float, help="image: stop once the lookup keeps less of a* or b* (R^2 on a "
+                   "fixed batch, e.g. 0.3)")  # fmt: skip
     p.add_argument(
         "--augment",
         choices=["colour", "natural", "scale", "none"],

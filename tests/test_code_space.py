@@ -48,6 +48,14 @@ def test_the_collapse_check_fires_on_a_collapsed_model_and_not_on_a_healthy_one(
     assert space.live_dims == 1
     with pytest.raises(CodeSpaceCollapsedError, match=r"collapsed at step 120: 1 live dimension\(s\) of the lookup, 4"):
         check_code_space(space, min_live_dims=4, step=120)
+    assert min(space.r2["a*"], space.r2["b*"]) < 0.5  # one channel cannot carry both colour axes
+    with pytest.raises(CodeSpaceCollapsedError, match=r"colour R\^2 0\.\d\d \(a\* 0\.\d\d, b\* 0\.\d\d\), 0.5 asked"):
+        check_code_space(space, min_colour_r2=0.5)
+    check_code_space(space)  # nothing asked: quiet
+    healthy_r2 = code_space(healthy, photos(8)).r2
+    check_code_space(code_space(healthy, photos(8)), min_colour_r2=min(healthy_r2["a*"], healthy_r2["b*"]) * 0.99)
+    with pytest.raises(ValueError, match=r"min_colour_r2 must be in \(0, 1\), got 1.5"):
+        check_code_space(space, min_colour_r2=1.5)
 
 
 def test_training_stops_with_the_figures_once_the_code_space_collapses(tmp_path, monkeypatch):
@@ -63,6 +71,10 @@ def test_training_stops_with_the_figures_once_the_code_space_collapses(tmp_path,
     with pytest.raises(CodeSpaceCollapsedError, match="live dimension"):  # 9 of an 8-d lookup: never met
         train_image.train_image_tokenizer(tmp_path / "data", tmp_path / "no", min_live_dims=9, **kw)
     assert not (tmp_path / "no").exists()
+    with pytest.raises(CodeSpaceCollapsedError, match="colour R"):  # 0.999 of a* and b* from a 4-step model: not met
+        train_image.train_image_tokenizer(tmp_path / "data", tmp_path / "grey", min_colour_r2=0.999, **kw)
+    with pytest.raises(ValueError, match="min_colour_r2"):
+        train_image.train_image_tokenizer(tmp_path / "data", tmp_path / "bad", min_colour_r2=0, **kw)
 
 
 def test_r_squared_is_one_for_a_linear_target_and_near_zero_for_noise():

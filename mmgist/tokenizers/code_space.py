@@ -4,11 +4,12 @@ colours a patch's code can still tell apart.
     space = code_space(tok, images)        # images (B, 3, H, W) in [0, 1]
     space.live_dims, space.eigenvalues     # 3, [0.25, 0.043, 0.031, 1e-04, ...] for image-vq-f8 v2
     space.r2["a*"]                         # red-green kept: 0.24 from v2's lookup vectors (8 held-out crops)
-    check_code_space(space, min_live_dims=4)   # raises CodeSpaceCollapsedError
+    check_code_space(space, min_live_dims=4, min_colour_r2=0.3)   # raises CodeSpaceCollapsedError
 
 v1 and v2 of image-vq-f8 collapsed early in training: 99.9% of the lookup latents' variance sat in 1-3
 dimensions by step 100, and the red-green axis of colour was lost with them (#31). `train_image_tokenizer`
-checks this at every log step with `min_live_dims`, on a fixed batch, and stops with the figures.
+checks this at every log step with `min_live_dims` and `min_colour_r2`, on a fixed batch, and stops with the
+figures.
 
 Shapes: lookup latents (N, d), N = B * h * w patches, d the lookup's width (code_dim, or z_dim for plain-vq).
 """
@@ -88,14 +89,25 @@ def code_space(tok: ImageVQTokenizer, images: torch.Tensor) -> CodeSpace:
     return CodeSpace(eigenvalues.tolist(), live, dict(zip(("L*", "a*", "b*"), r2.tolist())))
 
 
-def check_code_space(space: CodeSpace, min_live_dims: int, step: int | None = None) -> None:
-    """Raise CodeSpaceCollapsedError when `space` has fewer than `min_live_dims` live dimensions."""
-    if space.live_dims >= min_live_dims:
+def check_code_space(
+    space: CodeSpace, min_live_dims: int | None = None, step: int | None = None, min_colour_r2: float | None = None
+) -> None:
+    """Raise CodeSpaceCollapsedError when `space` has fewer than `min_live_dims` live dimensions, or when the
+    lookup keeps less than `min_colour_r2` of red-green or of blue-yellow (the R^2 of a* or b*). The colour test
+    is the sharper one: runs whose spectra look alike can keep four times as much red-green (docs/tokenizers.md)."""
+    if min_colour_r2 is not None and not 0 < min_colour_r2 < 1:
+        raise ValueError(f"min_colour_r2 must be in (0, 1), got {min_colour_r2!r}")
+    failed = []
+    if min_live_dims is not None and space.live_dims < min_live_dims:
+        failed.append(f"{space.live_dims} live dimension(s) of the lookup, {min_live_dims} asked for")
+    if min_colour_r2 is not None and (worst := min(space.r2["a*"], space.r2["b*"])) < min_colour_r2:
+        failed.append(f"colour R^2 {worst:.2f} (a* {space.r2['a*']:.2f}, b* {space.r2['b*']:.2f}), {min_colour_r2} "
+                      "asked for")  # fmt: skip
+    if not failed:
         return
     when = f" at step {step}" if step is not None else ""
     shares = ", ".join(f"{v / (sum(space.eigenvalues) or 1):.4f}" for v in space.eigenvalues[:6])
     raise CodeSpaceCollapsedError(
-        f"the code space collapsed{when}: {space.live_dims} live dimension(s) of the lookup, {min_live_dims} asked "
-        f"for (variance shares {shares}; red-green R^2 {space.r2['a*']:.2f}). Its codes cannot keep every hue: try "
-        "lookup='euclidean' with code_dim equal to z_dim, or FSQ, and see docs/tokenizers.md"
+        f"the code space collapsed{when}: {'; '.join(failed)} (variance shares {shares}). Its codes cannot keep "
+        "every hue: try lookup='euclidean' with code_dim equal to z_dim, or FSQ, and see docs/tokenizers.md"
     )

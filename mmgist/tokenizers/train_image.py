@@ -52,6 +52,7 @@ def train_image_tokenizer(
     augment: CropAugment | None = None,
     init: str | os.PathLike | None = None,
     min_live_dims: int | None = None,
+    min_colour_r2: float | None = None,
     **config: Any,
 ) -> ImageTrainResult:
     """Train an `image-vq` tokenizer on the images in `data`; save it to `out` (on rank 0).
@@ -62,11 +63,13 @@ def train_image_tokenizer(
     Checkpoints go to `checkpoint_dir` (default: out/../.<name>-run) so `out` only ever holds a
     finished tokenizer; rerunning the same call after a kill resumes.
     Every log step records the code space on a fixed batch (`code_space`: live dimensions, variance shares, the
-    R^2 of L*, a*, b*); with `min_live_dims`, training stops with CodeSpaceCollapsedError once fewer are live (from
-    step WATCH_FROM on).
+    R^2 of L*, a*, b*); with `min_live_dims` or `min_colour_r2`, training stops with CodeSpaceCollapsedError once
+    fewer dimensions are live or the lookup keeps less of a* or b* (from step WATCH_FROM on).
     """
     positive_int(batch_size, "train_image_tokenizer batch_size")
     positive_int(crop_size, "train_image_tokenizer crop_size")
+    if min_colour_r2 is not None and not 0 < min_colour_r2 < 1:
+        raise ValueError(f"min_colour_r2 must be in (0, 1), got {min_colour_r2!r}")
     _, world = init_distributed()
     out = Path(out)
     files = image_files(data)
@@ -108,20 +111,20 @@ def train_image_tokenizer(
         stop_at=stop_at,
         description=f"image-vq {preset}",
         run=run,
-        monitor=_code_space_monitor(tok, crops.crops(0, 0, WATCHED_CROPS).to(device), min_live_dims),
+        monitor=_code_space_monitor(tok, crops.crops(0, 0, WATCHED_CROPS).to(device), min_live_dims, min_colour_r2),
     )
     return ImageTrainResult(tok, result, out)
 
 
 def _code_space_monitor(
-    tok: ImageVQTokenizer, watched: torch.Tensor, min_live_dims: int | None
+    tok: ImageVQTokenizer, watched: torch.Tensor, min_live_dims: int | None, min_colour_r2: float | None = None
 ) -> Callable[[int], dict[str, float]]:
     """fit's monitor: the code space of the fixed batch `watched` (the same on every rank), checked from WATCH_FROM."""
 
     def monitor(done: int) -> dict[str, float]:
         space = code_space(tok, watched)
-        if min_live_dims is not None and done >= WATCH_FROM:
-            check_code_space(space, min_live_dims, done)
+        if done >= WATCH_FROM:
+            check_code_space(space, min_live_dims, done, min_colour_r2)
         return space.metrics()
 
     return monitor

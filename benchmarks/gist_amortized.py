@@ -56,7 +56,7 @@ def training_texts(limit: int, max_words: int) -> list[str]:
     """The first `limit` training prompts: gather_texts' train split, taken in turn from each source that has
     texts on this machine (a source may be missing: no man, no /usr/share/doc)."""
     docs = json.loads(DOCS.read_text())["documents"]
-    margin = limit // len(SOURCES) + limit // 5 + 1  # per source, enough for split_texts' tenth and a missing source
+    margin = limit // 2 + limit // 5 + 4  # per source: enough for split_texts' tenth and a source missing here
     every = gather_texts(SOURCES, heldout=[d["system"] for d in docs], max_words=max_words, limit=margin)
     texts, _ = split_texts(every)
     by_source = [[t for t in texts if t.source == s] for s in SOURCES]

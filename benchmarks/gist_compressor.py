@@ -30,6 +30,7 @@ from mmgist.data.images import split_photos
 from mmgist.demo_task import GIST_HELDOUT_MARKERS, gist_questions, make_samples
 from mmgist.gist import CompressorConfig, GistCompressor, GistConfig, compressor_study, train_compressor
 from mmgist.gist import data as gist_data
+from mmgist.gist.compressor import POSITIONS
 from mmgist.gist.report import fidelity
 from mmgist.lm.scoring import context_ids, head_embeddings, to_ids
 from mmgist.train import TrainConfig
@@ -50,23 +51,27 @@ def unseen_rows(model, vocab, sample, seed: int = 1) -> gist_data.Continuations:
     return gist_data.Continuations(padded, real, mask, teacher, torch.tensor(starts))
 
 
-def measure(model, vocab, compressor: GistCompressor, pairs, config: GistConfig, refine_steps: list[int]) -> list[dict]:
+def measure(
+    model, vocab, compressor: GistCompressor, pairs, config: GistConfig, refine_steps: list[int], distilled: bool = True
+) -> list[dict]:
     """Rows (gist, G, G_content, agreement, seconds per gist) over held-out (sample, control) `pairs`, pooled over
-    their tokens: the compressed gist, it refined by each of `refine_steps`, the distilled gist (`config`), the
-    control and no prefix."""
+    their tokens: the compressed gist, it refined by each of `refine_steps`, the distilled gist (`config`; unless
+    `distilled` is False), the control and no prefix."""
     refined_names = {n: f"compressed + {n} steps" for n in refine_steps}
-    kl = {h: 0.0 for h in ("compressed", *refined_names.values(), "distilled", "control", "no prefix")}
+    done = ("distilled",) if distilled else ()
+    kl = {h: 0.0 for h in ("compressed", *refined_names.values(), *done, "control", "no prefix")}
     agree = dict.fromkeys(kl, 0.0)
-    seconds = {"compressed": 0.0, **dict.fromkeys(refined_names.values(), 0.0), "distilled": 0.0}
+    seconds = {"compressed": 0.0, **dict.fromkeys(refined_names.values(), 0.0), **dict.fromkeys(done, 0.0)}
     for sample, control in pairs:
         rows = unseen_rows(model, vocab, sample)
         t0 = time.perf_counter()
         compressed = compressor.compress(vocab, sample.prefix())
         compress_s = time.perf_counter() - t0
         seconds["compressed"] += compress_s
-        t0 = time.perf_counter()
-        distilled = distill(model, vocab, sample, control, config)
-        seconds["distilled"] += time.perf_counter() - t0
+        if distilled:
+            t0 = time.perf_counter()
+            heads_distilled = distill(model, vocab, sample, control, config).head(model)
+            seconds["distilled"] += time.perf_counter() - t0
         served, _ = gist_questions(sample, SERVED_PER_PREFIX, UNSEEN_PER_PREFIX)
         heads = {"compressed": compressed.head(model)}
         for steps, name in refined_names.items():
@@ -75,7 +80,8 @@ def measure(model, vocab, compressor: GistCompressor, pairs, config: GistConfig,
                                    self_study_exclude=list(GIST_HELDOUT_MARKERS), start=compressed)  # fmt: skip
             seconds[name] += time.perf_counter() - t0 + compress_s
             heads[name] = refined.head(model)
-        heads["distilled"] = distilled.head(model)
+        if distilled:
+            heads["distilled"] = heads_distilled
         heads["control"] = head_embeddings(model, vocab, prefix=control.prefix())
         heads["no prefix"] = head_embeddings(model, vocab)
         n = int(rows.mask.sum())
@@ -115,6 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--out", default="out/gist_compressor", help="the trained compressor and its checkpoint")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--positions",
+        nargs="+",
+        choices=POSITIONS,
+        default=["rotate"],
+        help="the gist keys' rotary "
+        "positions (CompressorConfig.positions); several: one compressor each, measured in turn",
+    )
+    ap.add_argument("--no-distilled", action="store_true", help="leave out the per-prefix distillation row")
     ap.add_argument("--quick", action="store_true", help="8 prefixes, 20 steps, 1 held-out prefix: a smoke run")
     args = ap.parse_args(argv)
     if args.quick:
@@ -131,22 +146,25 @@ def main(argv: list[str] | None = None) -> int:
     study = compressor_study(model, vocab, [s.prefix() for s in train], study_config,
                              exclude=list(GIST_HELDOUT_MARKERS), progress=True)  # fmt: skip
     study_s = time.perf_counter() - t0
-    compressor = GistCompressor(model, CompressorConfig(num_gist_tokens=args.k, lora_rank=args.lora_rank))
-    t0 = time.perf_counter()
-    result = train_compressor(compressor, vocab, study, TrainConfig(steps=args.steps, lr=args.lr, warmup_steps=20,
-                              checkpoint_every=50), Path(args.out) / "run")  # fmt: skip
-    compressor.save(Path(args.out) / "compressor")
-    print(f"compressor: {args.train_prefixes} training prefixes x {args.self_study} rows ({study_s:.0f} s), "
-          f"{result.steps} steps ({result.wall_seconds:.0f} s this run), k={args.k}, LoRA rank {args.lora_rank}; "
-          f"final KL {result.history[-1]['kl']:.3f}")  # fmt: skip
-
     pairs = benchmark_samples(photos / "heldout", args.samples)
-    table = measure(model, vocab, compressor, pairs, GistConfig(num_gist_tokens=args.k, num_continuations=8),
-                    args.refine_steps)  # fmt: skip
-    print(f"\n{args.samples} held-out photo prefixes, rows after questions of types never trained on\n")
-    print(markdown(table, COLUMNS))
-    seconds = {r["gist"]: r.get("seconds per gist") for r in table}
-    print(f"\ncompressed / distilled time per gist: {seconds['compressed'] / seconds['distilled']:.4f}")
+    for positions in args.positions:  # one compressor per rotary handling, on the same study
+        config = CompressorConfig(num_gist_tokens=args.k, lora_rank=args.lora_rank, positions=positions)
+        compressor = GistCompressor(model, config)
+        out = Path(args.out) / (positions if len(args.positions) > 1 else "")
+        result = train_compressor(compressor, vocab, study, TrainConfig(steps=args.steps, lr=args.lr, warmup_steps=20,
+                                  checkpoint_every=50), out / "run")  # fmt: skip
+        compressor.save(out / "compressor")
+        print(f"compressor ({positions} positions): {args.train_prefixes} training prefixes x {args.self_study} rows "
+              f"({study_s:.0f} s), {result.steps} steps ({result.wall_seconds:.0f} s this run), k={args.k}, LoRA rank "
+              f"{args.lora_rank}; final KL {result.history[-1]['kl']:.3f}")  # fmt: skip
+        table = measure(model, vocab, compressor, pairs, GistConfig(num_gist_tokens=args.k, num_continuations=8),
+                        args.refine_steps, distilled=not args.no_distilled)  # fmt: skip
+        print(f"\n{args.samples} held-out photo prefixes, rows after questions of types never trained on "
+              f"({positions} positions)\n")  # fmt: skip
+        print(markdown(table, COLUMNS))
+        seconds = {r["gist"]: r.get("seconds per gist") for r in table}
+        if "distilled" in seconds:
+            print(f"\ncompressed / distilled time per gist: {seconds['compressed'] / seconds['distilled']:.4f}")
     return 0
 
 

@@ -44,6 +44,26 @@ def test_an_untrained_compressor_gives_the_models_own_keys_and_values_at_the_gis
     gist.check(model, vocab)  # made for the served model: its fingerprint
 
 
+def test_explicit_positions_compute_the_gist_keys_at_1_to_k_with_no_turn_and_agree_with_a_distilled_slot(tiny_lm):
+    """positions="explicit": the gist tokens read the prefix at position ids 1..k, so their keys need no turn; a
+    query after the gist sees them at the slots a distilled gist's keys sit at (KVHead after <|bos|>)."""
+    model, vocab = tiny_lm
+    c = GistCompressor(model, CompressorConfig(num_gist_tokens=3, lora_rank=2, positions="explicit"))
+    ids = vocab.encode(PREFIXES[1], add_bos=True)
+    n = len(ids)
+    gist = c.compress(vocab, ids)
+    x = torch.cat([model.get_input_embeddings()(torch.tensor(ids)), c.gist.detach()])
+    position_ids = torch.cat([torch.arange(n), torch.arange(1, 4)])[None]
+    with torch.no_grad():
+        cached = kv_of(output_cache(model(inputs_embeds=x[None], position_ids=position_ids, use_cache=True)))
+    torch.testing.assert_close(gist.kv, cached[:, :, :, n:], atol=1e-5, rtol=1e-4)
+    rotated = GistCompressor(model, CompressorConfig(num_gist_tokens=3, lora_rank=2)).compress(vocab, ids)
+    torch.testing.assert_close(gist.kv[0], rotated.kv[0], atol=1e-5, rtol=1e-4)  # layer 0: its own token only
+    assert (gist.kv[1:] - rotated.kv[1:]).abs().max() > 1e-5  # later layers read the prefix at other offsets
+    with pytest.raises(ValueError, match=r"positions must be one of \('rotate', 'explicit'\), got 'left'"):
+        CompressorConfig(positions="left")
+
+
 def test_the_served_model_is_never_changed(tiny_lm, compressor, tmp_path):
     model, vocab = tiny_lm
     names = [name for name, _ in model.named_parameters()]

@@ -60,10 +60,11 @@ if TYPE_CHECKING:
 
     from ..vocab import SharedVocabulary
 
-FORMAT, VERSION = "mmgist-gist-compressor", 2  # 2: the longest prefix trained on
+FORMAT, VERSION = "mmgist-gist-compressor", 3  # 2: the longest prefix trained on; 3: CompressorConfig.positions
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")  # attention projections of Llama-style models
 # a chat prompt's study for a compressor: fewer questions than one gist's (many prompts share the training),
 # the specifics family kept (numbers, names), no chunk questions or reconstruction rows
+POSITIONS = ("rotate", "explicit")  # CompressorConfig.positions
 COMPRESSOR_STUDY = StudyConfig(questions=16, specifics=True, chunk_questions=0, reconstruction=False)
 
 
@@ -76,8 +77,14 @@ class CompressorConfig:
     rows_per_prefix: int = 4  # teacher rows of one prefix in each training example
     prefixes_per_step: int = 4  # prefixes (each compressed once) per optimizer step
     seed: int = 0
+    # where the gist tokens' keys get their rotary positions: "rotate" computes them after the prefix (N .. N+k-1)
+    # and turns them back to 1 .. k; "explicit" computes them at position ids 1 .. k directly (after a prefix at
+    # 0 .. N-1, so a gist token sits at a position the prefix also used)
+    positions: str = "rotate"
 
     def __post_init__(self) -> None:
+        if self.positions not in POSITIONS:
+            raise ValueError(f"CompressorConfig.positions must be one of {POSITIONS}, got {self.positions!r}")
         for name in ("num_gist_tokens", "lora_rank", "rows_per_prefix", "prefixes_per_step"):
             positive_int(getattr(self, name), f"CompressorConfig.{name}")
         non_negative_int(self.seed, "CompressorConfig.seed")
@@ -173,7 +180,7 @@ class GistCompressor(nn.Module):
 
     def kv(self, prefix_ids: list[int]) -> torch.Tensor:
         """(layers, 2, kv_heads, k, head_dim): the gist of `prefix_ids` (<|bos|> first), differentiable in the
-        adapters and gist embeddings; keys turned from positions N .. N + k - 1 to the slots 1 .. k."""
+        adapters and gist embeddings; its keys at the slots 1 .. k (CompressorConfig.positions says how)."""
         return self.kv_batch([prefix_ids])[0]
 
     def kv_batch(self, prefixes: list[list[int]]) -> list[torch.Tensor]:
@@ -191,12 +198,17 @@ class GistCompressor(nn.Module):
             pad = width - len(ids) - k
             x[b, pad:] = torch.cat([emb(torch.tensor(ids, device=device)), gist])
             mask[b, pad:] = 1
-            positions[b, pad:] = torch.arange(len(ids) + k)
+            gist_at = (
+                torch.arange(len(ids), len(ids) + k) if self.config.positions == "rotate" else torch.arange(1, k + 1)
+            )
+            positions[b, pad:] = torch.cat([torch.arange(len(ids)), gist_at])
         out = self.encoder(inputs_embeds=x, attention_mask=mask.to(device), position_ids=positions.to(device),
                            use_cache=True)  # fmt: skip
         cache = output_cache(out)
         keys = torch.stack([layer.keys[:, :, -k:] for layer in cache.layers], 1).float()  # (B, layers, heads, k, hd)
         values = torch.stack([layer.values[:, :, -k:] for layer in cache.layers], 1).float()
+        if self.config.positions == "explicit":  # already at 1 .. k
+            return [torch.stack([keys[b], values[b]], dim=1) for b in range(len(prefixes))]
         return [
             torch.stack([rotate_keys(self.served, keys[b], torch.full((k,), 1 - n)), values[b]], dim=1)
             for b, n in enumerate(lengths)
@@ -268,7 +280,7 @@ class GistCompressor(nn.Module):
         """A saved compressor (a folder, or the name of a shipped one such as "demo-photo-qa-compressor") for
         `model`, which must be the model it was trained on."""
         path = find_compressor(path)
-        header = read_versioned_json(path / "compressor.json", FORMAT, (1, VERSION))  # 1: no longest_prefix
+        header = read_versioned_json(path / "compressor.json", FORMAT, (1, 2, VERSION))  # 1: no longest_prefix
         compressor = cls(model, CompressorConfig(**header["config"]))
         if compressor.fingerprint != header["model_fingerprint"]:
             raise ValueError(f"{str(path)!r} was trained for another model (fingerprint {header['model_fingerprint']}"

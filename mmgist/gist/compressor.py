@@ -10,7 +10,8 @@ The compressor is a copy of the served model with LoRA adapters (peft) plus k le
 (ICAE, 500xCompressor). It reads `<|bos|> prefix g_1 .. g_k`; the keys and values of every layer at the k
 gist positions are the gist. Those keys were computed at positions N .. N + k - 1 (N = the prefix's length,
 <|bos|> included), and are turned back by 1 - N to the slots 1 .. k where a gist sits (rotary rotations
-compose), so a query after a compressed gist sees the offsets it sees after a distilled one.
+compose), so a query after a compressed gist sees the offsets it sees after a distilled one
+(`CompressorConfig(positions="explicit")` computes them at position ids 1 .. k instead; measured in docs/gists.md).
 
 Training is distill_gist's objective over many prefixes at once: the KL from the full-prefix teacher (its
 top-k log-probs, computed once per row by `compressor_study`) to the frozen served model reading the
@@ -62,9 +63,9 @@ if TYPE_CHECKING:
 
 FORMAT, VERSION = "mmgist-gist-compressor", 3  # 2: the longest prefix trained on; 3: CompressorConfig.positions
 LORA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj")  # attention projections of Llama-style models
+POSITIONS = ("rotate", "explicit")  # CompressorConfig.positions
 # a chat prompt's study for a compressor: fewer questions than one gist's (many prompts share the training),
 # the specifics family kept (numbers, names), no chunk questions or reconstruction rows
-POSITIONS = ("rotate", "explicit")  # CompressorConfig.positions
 COMPRESSOR_STUDY = StudyConfig(questions=16, specifics=True, chunk_questions=0, reconstruction=False)
 
 

@@ -3,6 +3,7 @@ per-prompt distillation, on the benchmark's documents (never trained on). The de
 
     make pretrained                                                   # once: the model
     python benchmarks/gist_amortized.py --phase study --texts 200     # teacher rows per text, cached: resumable
+    python benchmarks/gist_amortized.py --phase study --texts 200 --shard 2/2   # a second process's share
     python benchmarks/gist_amortized.py --phase train --steps 400     # the shared loop's checkpoints: resumable
     python benchmarks/gist_amortized.py --phase eval [--refine 25 50 100] [--distill]
     python benchmarks/gist_amortized.py --quick                       # every phase, tiny (its slow test)
@@ -69,6 +70,9 @@ def training_texts(limit: int, max_words: int) -> list[str]:
 def train(model, vocab, args) -> GistCompressor | None:
     out = Path(args.out)
     systems = training_texts(args.texts, args.max_words)
+    if args.phase == "study" and args.shard:
+        part, parts = args.shard
+        systems = systems[part - 1 :: parts]  # this process's share; the cache joins the shares for training
     t0 = time.perf_counter()
     study = chat_compressor_study(model, vocab, systems, progress=True, cache_dir=out / "study",
                                   study=replace(COMPRESSOR_STUDY, questions=args.questions))  # fmt: skip
@@ -144,6 +148,17 @@ def evaluate_all(model, vocab, compressor: GistCompressor, args) -> None:
         print(f"\ncompressed / distilled seconds per prompt: {seconds['compressed'] / seconds['distilled']:.4f}")
 
 
+def shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N), with 1 <= I <= N."""
+    try:
+        part, parts = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N such as 2/3, got {text!r}") from None
+    if not 1 <= part <= parts:
+        raise argparse.ArgumentTypeError(f"expected 1 <= I <= N in I/N, got {text!r}")
+    return part, parts
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--phase", choices=["study", "train", "eval", "all"], default="all",
@@ -153,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--texts", type=int, default=200, help="training prompts")
     ap.add_argument("--max-words", type=int, default=300, help="a training text's length at most")
     ap.add_argument("--questions", type=int, default=COMPRESSOR_STUDY.questions, help="study questions per prompt")
+    ap.add_argument("--shard", type=shard, help="I/N: study only every N-th prompt from the I-th, so N processes "
+                    "share a study (it is cached per prompt, and training reads every share back)")  # fmt: skip
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--k", type=int, default=32, help="gist positions (chat_config's default: 32)")

@@ -6,6 +6,7 @@ per-prompt distillation, on the benchmark's documents (never trained on). The de
     python benchmarks/gist_amortized.py --phase study --texts 200 --shard 2/2   # a second process's share
     python benchmarks/gist_amortized.py --phase train --steps 400     # the shared loop's checkpoints: resumable
     python benchmarks/gist_amortized.py --phase eval [--refine 25 50 100] [--distill]
+    python benchmarks/gist_amortized.py --phase eval --compressor smollm2-135m-instruct-compressor   # the shipped one
     python benchmarks/gist_amortized.py --quick                       # every phase, tiny (its slow test)
 
 Training texts (`mmgist.data.texts`): Python standard-library docstrings, Debian READMEs and man pages, cut
@@ -176,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lora-rank", type=int, default=8)
     ap.add_argument("--prefixes-per-step", type=int, default=2)
     ap.add_argument("--checkpoint-every", type=int, default=10)
+    ap.add_argument("--compressor", help="eval: this compressor (a folder, or a shipped one's name such as "
+                    "smollm2-135m-instruct-compressor) instead of OUT/compressor")  # fmt: skip
     ap.add_argument("--docs", nargs="+", default=list(TEST_DOCS), help="held-out benchmark documents (ids)")
     ap.add_argument("--refine", nargs="*", type=int, default=[25], help="refinement rows: %% of chat_config's steps")
     ap.add_argument("--distill", action="store_true", help="add per-prompt distillation at its defaults")
@@ -202,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.phase in ("study", "train", "all"):
         compressor = train(model, vocab, args)
     if args.phase in ("eval", "all"):
-        compressor = compressor or GistCompressor.load(Path(args.out) / "compressor", model)
+        compressor = compressor or GistCompressor.load(args.compressor or Path(args.out) / "compressor", model)
         args.k = compressor.config.num_gist_tokens
         evaluate_all(model, vocab, compressor, args)
     print(f"\nwall time {time.perf_counter() - t0:.0f} s")

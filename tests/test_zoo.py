@@ -1,5 +1,6 @@
 """The trained tokenizers shipped in tokenizers/: each loads, has its card, stays small, and works."""
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def test_shipped_folder_is_complete_and_small(name):
 
 
 def test_the_audio_tokenizers_are_shipped():
-    assert {"audio-rvq", "audio-rvq-plain"} <= set(SHIPPED)
+    assert {"audio-rvq", "audio-rvq-v2", "audio-rvq-plain"} <= set(SHIPPED)
     tok, plain = load_tokenizer("audio-rvq"), load_tokenizer("audio-rvq-plain")
     assert (tok.config.quantizer, plain.config.quantizer) == ("rvq", "plain-rvq")
     assert (tok.sample_rate, tok.frame_rate, tok.num_codebooks, tok.codebook_size) == (16000, 50, 8, 1024)
@@ -68,6 +69,31 @@ def test_audio_rvq_reconstructs_a_synthesized_sentence():
 # Measured when shipped on examples/data/espeak-sentence.flac (STOI 0.728 with 4 codebooks, 0.730 with 8;
 # mel distance 0.582 with 1, 0.571 with 8), less a margin. The benchmark on held-out audio is the measure.
 STOI_FLOOR = {4: 0.70, 8: 0.70}
+
+
+def test_audio_rvq_v2_keeps_more_of_the_latent_with_every_codebook():
+    """audio-rvq-v2 (Euclidean lookup in the full latent): each codebook count keeps more of the encoder's
+    output than the one before, and intelligibility does not fall as codebooks are added (v1's error stays
+    near 1.0: its codes keep nothing of the latent)."""
+    from mmgist.metrics import stoi
+
+    tok = load_tokenizer("audio-rvq-v2")
+    assert (tok.config.quantizer, tok.config.lookup, tok.config.code_dim) == ("rvq", "euclidean", 64)
+    wave, rate = _sentence()
+    x = tok.preprocess(wave, rate)
+    with torch.no_grad():
+        z = tok.encoder(x)
+        errors = [((tok.quantize(x, n).latents - z).pow(2).sum() / z.pow(2).sum()).item() for n in (1, 2, 4, 8)]
+        scores = [stoi(tok.decode(tok.encode(wave, rate, num_codebooks=n))[:, : wave.shape[-1]], wave, rate)
+                  for n in (1, 8)]  # fmt: skip
+    assert all(a > b for a, b in pairwise(errors)), errors
+    assert errors[0] < 0.1 and errors[-1] < 0.01, errors
+    assert scores[1] >= scores[0] and scores[1] > V2_STOI_FLOOR, scores
+
+
+# Measured when shipped on examples/data/espeak-sentence.flac: latent error 0.032, 0.007, 0.001, 0.0004 with
+# 1, 2, 4, 8 codebooks; STOI 0.746 with 1 and 0.764 with 8 (audio-rvq: 0.719, 0.730), less a margin.
+V2_STOI_FLOOR = 0.73
 
 
 def test_audio_rvq_chunked_codes_equal_whole_signal_codes():

@@ -3,10 +3,11 @@ per-prompt distillation, on the benchmark's documents (never trained on). The de
 
     make pretrained                                                   # once: the model
     python benchmarks/gist_amortized.py --phase study --texts 200     # teacher rows per text, cached: resumable
-    python benchmarks/gist_amortized.py --phase study --texts 200 --shard 2/2   # a second process's share
+    python benchmarks/gist_amortized.py --phase study --texts 200 --shard 1/2   # or two processes, one share each
+    python benchmarks/gist_amortized.py --phase study --texts 200 --shard 2/2   # (same --texts and --questions)
     python benchmarks/gist_amortized.py --phase train --steps 400     # the shared loop's checkpoints: resumable
     python benchmarks/gist_amortized.py --phase eval [--refine 25 50 100] [--distill]
-    python benchmarks/gist_amortized.py --phase eval --compressor smollm2-135m-instruct-compressor   # the shipped one
+    python benchmarks/gist_amortized.py --phase eval --compressor FOLDER   # a compressor saved elsewhere
     python benchmarks/gist_amortized.py --quick                       # every phase, tiny (its slow test)
 
 Training texts (`mmgist.data.texts`): Python standard-library docstrings, Debian READMEs and man pages, cut
@@ -169,16 +170,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--texts", type=int, default=200, help="training prompts")
     ap.add_argument("--max-words", type=int, default=300, help="a training text's length at most")
     ap.add_argument("--questions", type=int, default=COMPRESSOR_STUDY.questions, help="study questions per prompt")
-    ap.add_argument("--shard", type=shard, help="I/N: study only every N-th prompt from the I-th, so N processes "
-                    "share a study (it is cached per prompt, and training reads every share back)")  # fmt: skip
+    ap.add_argument("--shard", type=shard, metavar="I/N", help="study only every N-th prompt from the "
+                    "I-th, so N processes share a study (cached per prompt; training reads every share back). "
+                    "Every process needs the same --texts, --max-words and --questions")  # fmt: skip
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--k", type=int, default=32, help="gist positions (chat_config's default: 32)")
     ap.add_argument("--lora-rank", type=int, default=8)
     ap.add_argument("--prefixes-per-step", type=int, default=2)
     ap.add_argument("--checkpoint-every", type=int, default=10)
-    ap.add_argument("--compressor", help="eval: this compressor (a folder, or a shipped one's name such as "
-                    "smollm2-135m-instruct-compressor) instead of OUT/compressor")  # fmt: skip
+    ap.add_argument("--compressor", help="eval: this compressor (a folder, or a shipped one's name) "
+                    "instead of OUT/compressor")  # fmt: skip
     ap.add_argument("--docs", nargs="+", default=list(TEST_DOCS), help="held-out benchmark documents (ids)")
     ap.add_argument("--refine", nargs="*", type=int, default=[25], help="refinement rows: %% of chat_config's steps")
     ap.add_argument("--distill", action="store_true", help="add per-prompt distillation at its defaults")
@@ -195,6 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         args.texts, args.questions, args.steps, args.k, args.max_words, args.refine = 4, 4, 3, 4, 150, [5]
         args.docs, args.heldout_study, args.answer_tokens, args.checkpoint_every = [TEST_DOCS[2]], 2, 8, 2
         args.eval_questions = 4
+    if args.shard and args.phase != "study":
+        ap.error(f"--shard splits a study between processes: it needs --phase study, got --phase {args.phase}")
+    if args.shard and args.shard[1] > args.texts:
+        ap.error(f"--shard {args.shard[0]}/{args.shard[1]} has more shares than --texts {args.texts}")
     known = {d["id"] for d in json.loads(DOCS.read_text())["documents"]}
     if unknown := sorted(set(args.docs) - known):
         ap.error(f"unknown document ids {unknown}; known: {sorted(known)}")

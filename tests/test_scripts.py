@@ -94,3 +94,18 @@ def test_an_example_runs_from_a_folder_outside_the_repository(name, tmp_path):
         wrote = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("wrote ")]  # its first path
         assert wrote, f"{name} printed no 'wrote ...':\n{out.stdout[-1000:]}"
         assert all((tmp_path / w).exists() for w in wrote if "/" in w), (wrote, sorted(tmp_path.rglob("*")))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--shard", "3/2"], "expected 1 <= I <= N in I/N, got '3/2'"),
+        (["--shard", "a/b"], "expected I/N such as 2/3, got 'a/b'"),
+        (["--shard", "1/2", "--phase", "train"], "--shard splits a study between processes: it needs --phase study"),
+        (["--shard", "1/5", "--phase", "study", "--texts", "4"], "--shard 1/5 has more shares than --texts 4"),
+    ],
+)
+def test_the_amortized_benchmark_refuses_a_bad_shard_before_loading_a_model(extra, message):
+    argv = [sys.executable, str(ROOT / "benchmarks" / "gist_amortized.py"), *extra]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT / "benchmarks", timeout=300)
+    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]

@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--k", type=int, default=4)
-    ap.add_argument("--lora-rank", type=int, default=8)
+    ap.add_argument("--lora-rank", type=int, nargs="+", default=[8], help="LoRA rank (0: the gist embeddings alone); "
+                    "several: one compressor each, measured in turn")  # fmt: skip
     ap.add_argument("--samples", type=int, default=3, help="held-out prefixes")
     ap.add_argument(
         "--refine-steps",
@@ -147,20 +148,22 @@ def main(argv: list[str] | None = None) -> int:
                              exclude=list(GIST_HELDOUT_MARKERS), progress=True)  # fmt: skip
     study_s = time.perf_counter() - t0
     pairs = benchmark_samples(photos / "heldout", args.samples)
-    for positions in args.positions:  # one compressor per rotary handling, on the same study
-        config = CompressorConfig(num_gist_tokens=args.k, lora_rank=args.lora_rank, positions=positions)
+    settings = [(p, r) for p in args.positions for r in args.lora_rank]
+    for positions, rank in settings:  # one compressor per rotary handling and rank, on the same study
+        config = CompressorConfig(num_gist_tokens=args.k, lora_rank=rank, positions=positions)
         compressor = GistCompressor(model, config)
-        out = Path(args.out) / (positions if len(args.positions) > 1 else "")
+        named = [positions] * (len(args.positions) > 1) + [f"rank-{rank}"] * (len(args.lora_rank) > 1)
+        out = Path(args.out, *named)
         result = train_compressor(compressor, vocab, study, TrainConfig(steps=args.steps, lr=args.lr, warmup_steps=20,
                                   checkpoint_every=50), out / "run")  # fmt: skip
         compressor.save(out / "compressor")
-        print(f"compressor ({positions} positions): {args.train_prefixes} training prefixes x {args.self_study} rows "
-              f"({study_s:.0f} s), {result.steps} steps ({result.wall_seconds:.0f} s this run), k={args.k}, LoRA rank "
-              f"{args.lora_rank}; final KL {result.history[-1]['kl']:.3f}")  # fmt: skip
+        print(f"compressor ({positions} positions, LoRA rank {rank}): {args.train_prefixes} training prefixes x "
+              f"{args.self_study} rows ({study_s:.0f} s), {result.steps} steps ({result.wall_seconds:.0f} s this run), "
+              f"k={args.k}; final KL {result.history[-1]['kl']:.3f}")  # fmt: skip
         table = measure(model, vocab, compressor, pairs, GistConfig(num_gist_tokens=args.k, num_continuations=8),
                         args.refine_steps, distilled=not args.no_distilled)  # fmt: skip
         print(f"\n{args.samples} held-out photo prefixes, rows after questions of types never trained on "
-              f"({positions} positions)\n")  # fmt: skip
+              f"({positions} positions, LoRA rank {rank})\n")  # fmt: skip
         print(markdown(table, COLUMNS))
         seconds = {r["gist"]: r.get("seconds per gist") for r in table}
         if "distilled" in seconds:

@@ -614,7 +614,8 @@ def _train_compressor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k", type=POSITIVE_INT, default=4, help="gist positions")
     p.add_argument("--steps", type=POSITIVE_INT, default=300, help="optimizer steps")
     p.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3, help="peak learning rate")
-    p.add_argument("--lora-rank", type=POSITIVE_INT, default=8, help="rank of each LoRA adapter")
+    p.add_argument("--lora-rank", type=NON_NEGATIVE_INT, default=8, help="rank of each LoRA adapter (0: none, "
+                   "only the gist embeddings train)")  # fmt: skip
     p.add_argument("--self-study", type=POSITIVE_INT, default=16, help="teacher rows per prefix")
     p.add_argument("--exclude", action="append", default=[], help="cut every row where this text first appears, "
                    "so that what follows is never trained on (repeatable)")  # fmt: skip

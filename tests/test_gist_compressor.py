@@ -287,3 +287,28 @@ def test_a_chat_study_is_cached_per_prompt_and_read_back_instead_of_made_again(c
     with pytest.raises(AssertionError, match="studied again"):  # another setting is another cache entry
         chat_compressor_study(model, vocab, systems[:1], study, GistConfig(num_continuations=2, self_study=0),
                               cache_dir=tmp_path)  # fmt: skip
+
+
+def test_a_compressor_without_adapters_trains_only_its_gist_embeddings_on_the_served_model_itself(tiny_lm, tmp_path):
+    """lora_rank=0: no copy of the model and no adapters; the frozen served model reads prefix + gist tokens, the k
+    embeddings are all that train, and they still bring the gist closer to the full prefix."""
+    model, vocab = tiny_lm
+    c = GistCompressor(model, CompressorConfig(num_gist_tokens=3, lora_rank=0, rows_per_prefix=3, prefixes_per_step=2))
+    c.bos_id = vocab.bos_id
+    assert c.encoder is model and list(c.state_dict()) == ["gist"] and list(c.trainable()) == ["gist"]
+    before = model_fingerprint(model)
+    study = compressor_study(model, vocab, PREFIXES, STUDY)
+
+    def kl() -> float:
+        heads = [c.compress(vocab, s.prefix).head(model) for s in study]
+        return sum(fidelity(model, h, s.rows)["kl"] for h, s in zip(heads, study)) / len(study)
+
+    start = kl()
+    train_compressor(c, vocab, study, TrainConfig(steps=30, lr=1e-2, warmup_steps=0), tmp_path / "run", progress=False)
+    assert kl() < 0.9 * start and model_fingerprint(model) == before and not model.training
+    assert all(p.grad is None for p in model.parameters())
+    c.save(tmp_path / "c")
+    loaded = GistCompressor.load(tmp_path / "c", model)
+    torch.testing.assert_close(loaded.compress(vocab, PREFIXES[0]).kv, c.compress(vocab, PREFIXES[0]).kv)
+    with pytest.raises(ValueError, match="lora_rank must be an int >= 0, got -1"):
+        CompressorConfig(lora_rank=-1)

@@ -72,7 +72,8 @@ COMPRESSOR_STUDY = StudyConfig(questions=16, specifics=True, chunk_questions=0, 
 @dataclass
 class CompressorConfig:
     num_gist_tokens: int = 4  # k: the gist's positions, as GistConfig.num_gist_tokens
-    lora_rank: int = 8  # rank of each LoRA adapter
+    lora_rank: int = 8  # rank of each LoRA adapter; 0: no adapters, only the k gist embeddings train (the frozen
+    # model reads the prefix and the gist tokens: k x d weights, too few to memorize the training prefixes)
     lora_alpha: float = 16.0  # LoRA scale numerator (the update is alpha / rank * B A)
     target_modules: tuple[str, ...] = LORA_MODULES  # module names that get adapters
     rows_per_prefix: int = 4  # teacher rows of one prefix in each training example
@@ -86,8 +87,9 @@ class CompressorConfig:
     def __post_init__(self) -> None:
         if self.positions not in POSITIONS:
             raise ValueError(f"CompressorConfig.positions must be one of {POSITIONS}, got {self.positions!r}")
-        for name in ("num_gist_tokens", "lora_rank", "rows_per_prefix", "prefixes_per_step"):
+        for name in ("num_gist_tokens", "rows_per_prefix", "prefixes_per_step"):
             positive_int(getattr(self, name), f"CompressorConfig.{name}")
+        non_negative_int(self.lora_rank, "CompressorConfig.lora_rank")
         non_negative_int(self.seed, "CompressorConfig.seed")
         self.target_modules = tuple(self.target_modules)
         if not self.target_modules or not all(isinstance(m, str) and m for m in self.target_modules):
@@ -135,7 +137,8 @@ def load_study(path: str | os.PathLike) -> PrefixStudy:
 
 
 class GistCompressor(nn.Module):
-    """LoRA adapters on a frozen copy of `model` plus k gist embeddings; `compress` makes a KV gist."""
+    """LoRA adapters on a frozen copy of `model` plus k gist embeddings (with lora_rank=0 the embeddings alone, read
+    by `model` itself); `compress` makes a KV gist."""
 
     def __init__(self, model: PreTrainedModel, config: CompressorConfig | None = None) -> None:
         from peft import LoraConfig, get_peft_model
@@ -146,9 +149,13 @@ class GistCompressor(nn.Module):
         names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
         if missing := [m for m in config.target_modules if m not in names]:
             raise ValueError(f"the model has no modules named {missing} for LoRA (CompressorConfig.target_modules)")
-        base = copy.deepcopy(model).requires_grad_(False)
-        lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, target_modules=list(config.target_modules))
-        self.encoder = get_peft_model(base, lora)
+        if config.lora_rank:
+            base = copy.deepcopy(model).requires_grad_(False)
+            lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
+                              target_modules=list(config.target_modules))  # fmt: skip
+            self.encoder = get_peft_model(base, lora)
+        else:  # no adapters: the served model itself reads the prefix (no copy), kept out of the state dict
+            self.__dict__["encoder"] = model
         emb = model.get_input_embeddings().weight.detach().float()
         g = torch.Generator().manual_seed(config.seed)
         start = emb[torch.randint(0, emb.shape[0], (config.num_gist_tokens,), generator=g)]  # k real token embeddings

@@ -112,8 +112,8 @@ def measure(
                 t0 = time.perf_counter()
                 tok.decode(tok.encode(wave, rate, num_codebooks=n))  # the first pass, timed apart (docstring)
                 first_s += time.perf_counter() - t0
-                if hasattr(tok, "quantize"):
-                    lat.append(latent_error(tok, wave, n))
+                if hasattr(tok, "latent_error"):
+                    lat.append(tok.latent_error(tok.preprocess(wave, tok.sample_rate), n))
                 t0 = time.perf_counter()
                 codes = tok.encode(wave, rate, num_codebooks=n)
                 t1 = time.perf_counter()
@@ -156,14 +156,6 @@ def at_rate(recon: torch.Tensor, from_rate: int, rate: int, length: int) -> torc
 
 
 @torch.no_grad()
-def latent_error(tok, wave: torch.Tensor, n: int) -> float:
-    """|quantized latents - encoder output|^2 / |encoder output|^2 with n codebooks: how much of the latent
-    the codes keep. Residual quantization that works shrinks it with every codebook."""
-    x = tok.preprocess(wave, tok.sample_rate)
-    z = tok.encoder(x)
-    return ((tok.quantize(x, n).latents - z).pow(2).sum(1).mean() / z.pow(2).sum(1).mean()).item()
-
-
 def _mean(values: list[float]) -> float:
     return math.fsum(values) / len(values)
 

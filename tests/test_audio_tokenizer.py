@@ -146,13 +146,6 @@ def test_a_few_training_steps_lower_the_loss(tmp_path):
     assert result.history[-1]["mel"] < 0.8 * result.history[0]["mel"]
 
 
-@torch.no_grad()
-def latent_errors(tok: AudioRVQTokenizer, x: torch.Tensor) -> list[float]:
-    """|quantized latents - encoder output|^2 / |encoder output|^2 with 1..N codebooks."""
-    z = tok.encoder(x)
-    return [((tok.quantize(x, n).latents - z).pow(2).sum() / z.pow(2).sum()).item() for n in (1, 2, 3)]
-
-
 @pytest.mark.parametrize("lookup, code_dim, weight", [("cosine", 4, 0.0), ("euclidean", 4, 1.0), ("euclidean", 8, 0.0)])
 def test_euclidean_codes_lower_the_latent_error_with_every_codebook(lookup, code_dim, weight, tmp_path):
     """The v1 failure (#30): cosine codes (unit vectors, with nothing training the output towards the residual)
@@ -165,7 +158,7 @@ def test_euclidean_codes_lower_the_latent_error_with_every_codebook(lookup, code
     tok = create_tokenizer("audio-rvq", preset="tiny", lookup=lookup, latent_weight=weight, code_dim=code_dim)
     result = fit(tok, lambda s, r: data, TrainConfig(steps=40, lr=3e-3, warmup_steps=0, log_every=5), tmp_path,
                  progress=False)  # fmt: skip
-    errors = latent_errors(tok.eval(), data)
+    errors = [tok.eval().latent_error(data, n) for n in (1, 2, 3)]
     if lookup == "cosine":  # v1's recipe: the first codebook is the best the codes do
         assert errors[2] >= errors[0], errors
         return

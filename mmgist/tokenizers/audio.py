@@ -261,6 +261,14 @@ class AudioRVQTokenizer(AudioTokenizer):
         return x if self.config.loudness is None else level(x, self.config.loudness)
 
     # --- the model ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def latent_error(self, x: torch.Tensor, num_codebooks: int | None = None) -> float:
+        """x (B, 1, S) preprocessed audio -> |quantized latents - encoder output|^2 / |encoder output|^2 with
+        `num_codebooks`: how much of the latent the codes leave out. Residual codes that work lower it with
+        every codebook (#30: v1's cosine codes stayed near 1.0)."""
+        z = self.encoder(x)
+        return ((self.quantize(x, num_codebooks).latents - z).pow(2).sum() / z.pow(2).sum()).item()
+
     def quantize(
         self, x: torch.Tensor, num_codebooks: int | None = None, keep: torch.Tensor | None = None
     ) -> Quantized:

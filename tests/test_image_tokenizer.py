@@ -227,3 +227,17 @@ def test_init_copies_encoder_and_decoder_and_the_codebook_only_of_the_same_kind(
     assert torch.equal(other.encoder.net[0].weight, trained.encoder.net[0].weight)
     with pytest.raises(ValueError, match="shares no encoder or decoder"):
         _init_from(create_tokenizer("image-vq", preset="f8"), tmp_path / "t")
+
+
+@pytest.mark.parametrize("quantizer, lookup", [("vq", "cosine"), ("vq", "euclidean"), ("plain-vq", "euclidean")])
+def test_continuous_latents_are_what_the_codes_decode_to_when_the_codebook_holds_the_lookup_vectors(quantizer, lookup):
+    """continuous_latents skips only the rounding: with every lookup vector of the image in the codebook, the codes'
+    latents equal them (the free-input benchmark starts from these)."""
+    tok = tiny(quantizer, lookup=lookup)
+    x = torch.rand(1, 3, 8, 4)
+    v = tok.lookup_latents(x).detach()  # (8 patches, d)
+    with torch.no_grad():
+        tok.quantizer._codebook.embed[0] = v[torch.arange(tok.codebook_size) % len(v)]
+    latents = tok.continuous_latents(x)
+    assert latents.shape == (1, tok.config.z_dim, 4, 2)
+    torch.testing.assert_close(tok.codes_to_latents(tok.encode(x)), latents, atol=1e-5, rtol=1e-4)

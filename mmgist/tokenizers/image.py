@@ -233,6 +233,13 @@ class ImageVQTokenizer(ImageTokenizer):
             v = F.normalize(v, dim=-1)
         return v
 
+    def continuous_latents(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, H, W) in [0, 1] -> (B, z, h, w): what the decoder would read if the lookup vector were not
+        rounded to a code (`lookup_latents` taken back through the lookup's output projection)."""
+        v = self.lookup_latents(x)  # (B * h * w, d)
+        b, h, w = x.shape[0], x.shape[-2] // self.factor, x.shape[-1] // self.factor
+        return rearrange(self.quantizer.project_out(v), "(b h w) z -> b z h w", b=b, h=h, w=w)
+
     def codes_to_latents(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, h, w) -> quantized latents (B, z, h, w): the inverse of the lookup in `quantize`."""
         if self.config.quantizer == "fsq":

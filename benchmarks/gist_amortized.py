@@ -10,12 +10,13 @@ per-prompt distillation, on the benchmark's documents (never trained on). The de
     python benchmarks/gist_amortized.py --phase eval --compressor FOLDER   # a compressor saved elsewhere
     python benchmarks/gist_amortized.py --quick                       # every phase, tiny (its slow test)
 
-Training texts (`mmgist.data.texts`): Python standard-library docstrings, Debian READMEs and man pages, cut
-to at most --max-words at paragraph breaks, each framed as the benchmark frames a document ("Answer the
-user's questions using this document."), taken in turn from each source; texts sharing word 8-grams with
-any benchmark document are left out, and so is split_texts' held-out tenth. Each text gets the questions
-SmolLM2 writes about it (COMPRESSOR_STUDY: 16, the specifics family included) and the teacher's answer
-after each with the full prompt (chat_config: up to 32 tokens, top-32 log-probs), made once and cached in
+Training texts (`mmgist.data.texts`): Python standard-library docstrings, Debian READMEs and man pages (with
+--sources also Debian changelogs and copyright files, dense in names, dates and versions), cut to at most
+--max-words at paragraph breaks, each framed as the benchmark frames a document ("Answer the user's questions
+using this document."), taken in turn from each source; texts sharing word 8-grams with any benchmark document
+are left out, and so is split_texts' held-out tenth. Each text gets the questions SmolLM2 writes about it
+(COMPRESSOR_STUDY: 16, the specifics family included) and the teacher's answer after each with the full prompt
+(chat_config: up to 32 tokens, top-32 log-probs), made once and cached in
 OUT/study. The compressor (LoRA on q/k/v/o plus k gist embeddings) trains on the KL of those answers.
 
 Rows per held-out document, measured as gist_pretrained.py measures a gist (its `Document`: A = the written
@@ -52,17 +53,18 @@ from mmgist.train import TrainConfig
 COLUMNS = {"document": "", "gist": "", "k": "", "facts kept": ".2f", "hits full": ".2f", "hits gist": ".2f",
            "hits none": ".2f", "G A": ".3f", "G B": ".3f", "G_content": ".3f", "agreement": ".3f",
            "ROUGE-L": ".3f", "ROUGE-L none": ".3f", "seconds": ".1f"}  # fmt: skip
+FIRST_SOURCES = ("docstring", "readme", "manpage")  # the first run's texts (docs/gists.md); SOURCES adds fact-dense
 TEST_DOCS = ("ferncliff-pool-hours", "tern-weather-station-spec", "alderbrook-library-rules")
 
 
-def training_texts(limit: int, max_words: int) -> list[str]:
-    """The first `limit` training prompts: gather_texts' train split, taken in turn from each source that has
+def training_texts(limit: int, max_words: int, sources: tuple[str, ...] = FIRST_SOURCES) -> list[str]:
+    """The first `limit` training prompts: gather_texts' train split, taken in turn from each of `sources` that has
     texts on this machine (a source may be missing: no man, no /usr/share/doc)."""
     docs = json.loads(DOCS.read_text())["documents"]
     margin = limit // 2 + limit // 5 + 4  # per source: enough for split_texts' tenth and a source missing here
-    every = gather_texts(SOURCES, heldout=[d["system"] for d in docs], max_words=max_words, limit=margin)
+    every = gather_texts(sources, heldout=[d["system"] for d in docs], max_words=max_words, limit=margin)
     texts, _ = split_texts(every)
-    by_source = [[t for t in texts if t.source == s] for s in SOURCES]
+    by_source = [[t for t in texts if t.source == s] for s in sources]
     mixed = [t for group in zip_longest(*by_source) for t in group if t is not None]
     if len(mixed) < limit:
         raise SystemExit(f"only {len(mixed)} training texts on this machine, asked for {limit}")
@@ -71,7 +73,7 @@ def training_texts(limit: int, max_words: int) -> list[str]:
 
 def train(model, vocab, args) -> GistCompressor | None:
     out = Path(args.out)
-    systems = training_texts(args.texts, args.max_words)
+    systems = training_texts(args.texts, args.max_words, tuple(args.sources))
     if args.phase == "study" and args.shard:
         part, parts = args.shard
         systems = systems[part - 1 :: parts]  # this process's share; the cache joins the shares for training
@@ -168,6 +170,13 @@ def main(argv: list[str] | None = None) -> int:
                          "compressor (OUT/compressor) on the held-out documents; all: each in turn")  # fmt: skip
     ap.add_argument("--out", default="runs/smollm2-compressor", help="study cache, checkpoint and compressor")
     ap.add_argument("--texts", type=int, default=200, help="training prompts")
+    ap.add_argument(
+        "--sources",
+        nargs="+",
+        choices=SOURCES,
+        default=list(FIRST_SOURCES),
+        help="text sources, taken in turn (changelog and copyright: Debian's, dense in names, dates and versions)",
+    )
     ap.add_argument("--max-words", type=int, default=300, help="a training text's length at most")
     ap.add_argument("--questions", type=int, default=COMPRESSOR_STUDY.questions, help="study questions per prompt")
     ap.add_argument("--shard", type=shard, metavar="I/N", help="study only every N-th prompt from the "

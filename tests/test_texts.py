@@ -102,3 +102,15 @@ def test_the_split_is_a_partition_that_depends_on_keys_only(sources):
 def test_a_rendered_man_page_line_loses_its_margin_and_justification():
     assert _unjustify("       FileCheck  reads  two files") == "  FileCheck reads two files"
     assert _unjustify("NAME") == "NAME" and _unjustify("") == ""
+
+
+def test_debian_changelogs_and_copyright_files_are_read_per_package_and_bad_ones_skipped(sources):
+    """The fact-dense sources: a package's changelog (gzipped) and copyright file, keyed by package; a corrupt
+    changelog and a folder linking to another are skipped."""
+    lib, doc = sources
+    (doc / "alpha" / "changelog.Debian.gz").write_bytes(gzip.compress(f"alpha (1.2-3) unstable\n\n{WORDS}".encode()))
+    (doc / "zed" / "copyright").write_text(f"Files: *\nCopyright: 2020 Zed Person\n\n{WORDS}")
+    (doc / "corrupt" / "changelog.Debian.gz").write_bytes(b"not gzip at all")
+    texts = gather_texts(("changelog", "copyright"), min_words=50, stdlib=lib, doc_root=doc)
+    assert [(t.source, t.key) for t in texts] == [("changelog", "changelog:alpha"), ("copyright", "copyright:zed")]
+    assert texts[0].text.startswith("alpha (1.2-3) unstable") and "Zed Person" in texts[1].text

@@ -9,6 +9,9 @@ Sources (each Text names its own, so a card can count them):
                 source files (never imported: some stdlib modules act on import)
     readme      README files of Debian packages under /usr/share/doc (plain or gzipped)
     manpage     section-1 man pages rendered by `man` at 80 columns (when man is installed)
+    changelog   Debian changelogs under /usr/share/doc, newest entries first: versions, dates, names and bug
+                numbers, the kind of specifics a fact sheet holds (the benchmark's documents are fact sheets)
+    copyright   Debian copyright files: who holds which files since when, under which licence
 
 A text is cut at paragraph breaks to at most `max_words` words and kept if it has at least `min_words`.
 Texts that share more than `OVERLAP` of their word 8-grams with any of `heldout` are left out, so a benchmark's
@@ -33,7 +36,7 @@ from pathlib import Path
 from ..validate import positive_int
 
 FRAMING = "Answer the user's questions using this document.\n\n"  # the benchmark's framing of a document
-SOURCES = ("docstring", "readme", "manpage")
+SOURCES = ("docstring", "readme", "manpage", "changelog", "copyright")
 OVERLAP = 0.05  # share of a text's word 8-grams found in a held-out text above which the text is left out
 SHINGLE = 8  # words per n-gram of the overlap test
 HELDOUT_EVERY = 10  # split_texts: a text is held out when its key's SHA-256, as a number, divides by this
@@ -79,6 +82,8 @@ def gather_texts(
     readers = {
         "docstring": lambda: stdlib_docstrings(stdlib or sysconfig.get_paths()["stdlib"]),
         "readme": lambda: debian_readmes(doc_root),
+        "changelog": lambda: debian_docs(doc_root, "changelog", ("changelog.Debian.gz", "changelog.Debian")),
+        "copyright": lambda: debian_docs(doc_root, "copyright", ("copyright",)),
         "manpage": lambda: man_pages(order=_by_hash),
     }
     held = set().union(*(shingles(h) for h in heldout)) if heldout else set()
@@ -141,10 +146,18 @@ def _nested_docstrings(node: ast.AST, prefix: str) -> Iterator[tuple[str, str]]:
 def debian_readmes(root: str | os.PathLike = "/usr/share/doc") -> Iterator[tuple[str, str]]:
     """(key, text) of each package's README under `root` (README, README.md, README.txt, gzipped or not); a
     package folder that is a link to another is skipped (its README is the other's)."""
+    names = ("README", "README.md", "README.txt", "README.gz", "README.md.gz", "README.txt.gz")
+    yield from debian_docs(root, "readme", names)
+
+
+def debian_docs(root: str | os.PathLike, source: str, names: tuple[str, ...]) -> Iterator[tuple[str, str]]:
+    """("source:package", text) of the first of `names` (gzipped when it ends in .gz) in each package folder
+    under `root`; folders that link to another are skipped, and so is a file that is unreadable, corrupt or
+    not UTF-8."""
     for folder in sorted(Path(root).glob("*")):
         if folder.is_symlink():
             continue
-        for name in ("README", "README.md", "README.txt", "README.gz", "README.md.gz", "README.txt.gz"):
+        for name in names:
             path = folder / name
             if not path.is_file():
                 continue
@@ -153,7 +166,7 @@ def debian_readmes(root: str | os.PathLike = "/usr/share/doc") -> Iterator[tuple
                 text = data.decode("utf-8")
             except (OSError, EOFError, UnicodeDecodeError, zlib.error):
                 break  # unreadable, corrupt or not UTF-8: skipped
-            yield f"readme:{folder.name}", text
+            yield f"{source}:{folder.name}", text
             break
 
 

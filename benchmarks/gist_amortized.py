@@ -8,6 +8,7 @@ per-prompt distillation, on the benchmark's documents (never trained on). The de
     python benchmarks/gist_amortized.py --phase train --steps 400     # the shared loop's checkpoints: resumable
     python benchmarks/gist_amortized.py --phase eval [--refine 25 50 100] [--distill]
     python benchmarks/gist_amortized.py --phase eval --compressor FOLDER   # a compressor saved elsewhere
+    python benchmarks/gist_amortized.py --phase eval --in-distribution 8 --docs   # G on training-like prompts
     python benchmarks/gist_amortized.py --quick                       # every phase, tiny (its slow test)
 
 Training texts (`mmgist.data.texts`): Python standard-library docstrings, Debian READMEs and man pages (with
@@ -46,7 +47,9 @@ from gist_pretrained import DOCS, RECIPES, TUNING, Document, evaluate, gist_conf
 from mmgist.data.texts import SOURCES, gather_texts, split_texts
 from mmgist.gist import CompressorConfig, GistCompressor, chat_compressor_study, distill_gist, train_compressor
 from mmgist.gist.compressor import COMPRESSOR_STUDY
+from mmgist.gist.report import fidelity
 from mmgist.lm.pretrained import load_pretrained_lm
+from mmgist.lm.scoring import head_embeddings
 from mmgist.storage import write_json_atomic
 from mmgist.train import TrainConfig
 
@@ -54,6 +57,7 @@ COLUMNS = {"document": "", "gist": "", "k": "", "facts kept": ".2f", "hits full"
            "hits none": ".2f", "G A": ".3f", "G B": ".3f", "G_content": ".3f", "agreement": ".3f",
            "ROUGE-L": ".3f", "ROUGE-L none": ".3f", "seconds": ".1f"}  # fmt: skip
 FIRST_SOURCES = ("docstring", "readme", "manpage")  # the first run's texts (docs/gists.md); SOURCES adds fact-dense
+IN_DISTRIBUTION = {"prompts": "", "tokens": "d", "KL no prompt": ".3f", "KL compressed": ".3f", "G": ".3f"}
 TEST_DOCS = ("ferncliff-pool-hours", "tern-weather-station-spec", "alderbrook-library-rules")
 
 
@@ -101,6 +105,29 @@ def train(model, vocab, args) -> GistCompressor | None:
           f"from step {result.resumed_from}), k={args.k}, LoRA rank {args.lora_rank}; final KL "
           f"{result.history[-1]['kl']:.3f}", flush=True)  # fmt: skip
     return compressor
+
+
+def in_distribution(model, vocab, compressor: GistCompressor, args) -> None:
+    """G of the compressed gist on texts like its training ones: on the study rows of the first
+    --in-distribution training prompts, and of as many prompts that come after --texts (never trained on;
+    studied now and cached beside the others). G = 1 - KL(full || compressed) / KL(full || no prompt), over
+    each prompt's own rows. The same --texts, --sources and --questions as training pick the same prompts."""
+    n = args.in_distribution
+    systems = training_texts(args.texts + n, args.max_words, tuple(args.sources))
+    study = replace(COMPRESSOR_STUDY, questions=args.questions)
+    none = head_embeddings(model, vocab)
+    rows = []
+    for label, picked in (("trained on", systems[:n]), ("never seen", systems[args.texts :])):
+        for s in chat_compressor_study(model, vocab, picked, study=study, cache_dir=Path(args.out) / "study"):
+            kl_none = fidelity(model, none, s.rows)["kl"]
+            kl_gist = fidelity(model, compressor.compress(vocab, s.prefix).head(model), s.rows)["kl"]
+            rows.append({"prompts": label, "tokens": len(s.prefix), "KL no prompt": kl_none,
+                         "KL compressed": kl_gist, "G": 1 - kl_gist / kl_none})  # fmt: skip
+    print(f"\ncompressed gists of training-like prompts, on their own study rows ({args.questions} questions each)\n")
+    print(markdown(rows, IN_DISTRIBUTION))
+    for label in ("trained on", "never seen"):
+        g = [r["G"] for r in rows if r["prompts"] == label]
+        print(f"{label}: mean G {sum(g) / len(g):.3f} over {len(g)} prompts")
 
 
 def evaluate_all(model, vocab, compressor: GistCompressor, args) -> None:
@@ -190,7 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint-every", type=int, default=10)
     ap.add_argument("--compressor", help="eval: this compressor (a folder, or a shipped one's name) "
                     "instead of OUT/compressor")  # fmt: skip
-    ap.add_argument("--docs", nargs="+", default=list(TEST_DOCS), help="held-out benchmark documents (ids)")
+    ap.add_argument("--docs", nargs="*", default=list(TEST_DOCS), help="held-out benchmark documents (ids; none: "
+                    "skip them)")  # fmt: skip
+    ap.add_argument("--in-distribution", type=int, default=0, metavar="N", help="eval: also G on N training "
+                    "prompts and N unseen ones of their sources (same --texts, --sources, --questions)")  # fmt: skip
     ap.add_argument("--refine", nargs="*", type=int, default=[25], help="refinement rows: %% of chat_config's steps")
     ap.add_argument("--distill", action="store_true", help="add per-prompt distillation at its defaults")
     ap.add_argument("--heldout-study", type=int, default=8)
@@ -205,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.texts, args.questions, args.steps, args.k, args.max_words, args.refine = 4, 4, 3, 4, 150, [5]
         args.docs, args.heldout_study, args.answer_tokens, args.checkpoint_every = [TEST_DOCS[2]], 2, 8, 2
-        args.eval_questions = 4
+        args.eval_questions, args.in_distribution = 4, 1
     if args.shard and args.phase != "study":
         ap.error(f"--shard splits a study between processes: it needs --phase study, got --phase {args.phase}")
     if args.shard and args.shard[1] > args.texts:
@@ -222,7 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.phase in ("eval", "all"):
         compressor = compressor or GistCompressor.load(args.compressor or Path(args.out) / "compressor", model)
         args.k = compressor.config.num_gist_tokens
-        evaluate_all(model, vocab, compressor, args)
+        if args.in_distribution:
+            in_distribution(model, vocab, compressor, args)
+        if args.docs:
+            evaluate_all(model, vocab, compressor, args)
     print(f"\nwall time {time.perf_counter() - t0:.0f} s")
     return 0
 

@@ -230,6 +230,8 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
         return
     if args.lab_weight is not None:
         extra["lab_weight"] = args.lab_weight
+    if args.spread_weight is not None:
+        extra["spread_weight"] = args.spread_weight
 
     if args.loss == "mse":
         extra.update(l1_weight=0.0, colour_weight=0.0, edge_weight=0.0, mse_weight=1.0)
@@ -515,6 +517,8 @@ def _train_tokenizer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lookup", choices=["cosine", "euclidean"], help="'vq' and 'rvq': how a latent finds its code")
     p.add_argument("--latent-weight", type=float, help="'vq' and 'rvq': weight of a code's error on what it stands for")
     p.add_argument("--lab-weight", type=float, help="image: weight of the CIELAB a*b* term on 4x4 local means")
+    p.add_argument("--spread-weight", type=float, help="image: weight of the term that keeps every lookup dimension "
+                   "alive (uncorrelated, equal variances)")  # fmt: skip
     p.add_argument("--min-live-dims", type=POSITIVE_INT, help="image: stop once fewer lookup dimensions are live")
     p.add_argument("--min-colour-r2", type=float, help="image: stop once the lookup keeps less of a* or b* (R^2 on a "
                    "fixed batch, e.g. 0.3)")  # fmt: skip

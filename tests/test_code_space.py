@@ -116,3 +116,35 @@ def test_v2_configs_load_as_cosine_without_the_new_terms():
     assert (config.lookup, config.latent_weight, config.lab_weight) == ("cosine", 0.0, 0.0)
     with pytest.raises(ValueError, match=r"lookup 'dot'"):
         create_tokenizer("image-vq", preset="tiny", lookup="dot")
+
+
+def test_the_spread_term_is_zero_for_whitened_vectors_large_for_collapsed_ones_and_scale_free():
+    from mmgist.tokenizers.image import spread_term
+
+    g = torch.Generator().manual_seed(0)
+    v = torch.randn(512, 8, generator=g, dtype=torch.float64)
+    v = v - v.mean(0)
+    white = v @ torch.linalg.inv(torch.linalg.cholesky(v.T @ v / 511)).T  # covariance exactly the identity
+    assert spread_term(white).item() < 1e-6
+    collapsed = v[:, :1] * torch.ones(1, 8, dtype=torch.float64) + 1e-3 * v  # one direction holds nearly all
+    assert spread_term(collapsed).item() > 0.5
+    torch.testing.assert_close(spread_term(3 * collapsed), spread_term(collapsed))
+    with pytest.raises(ValueError, match=r"spread_term needs \(N >= 2, d >= 2\) vectors, got shape \(1, 8\)"):
+        spread_term(v[:1])
+
+
+def test_the_spread_term_keeps_more_of_the_lookups_variance_out_of_its_first_direction(tmp_path):
+    """Trained the same way, a tiny tokenizer with the spread term puts a smaller share of its lookup vectors'
+    variance in the largest direction than one without it (v1 and v2 collapsed to 3 of 8 dimensions: #31)."""
+    from mmgist.train import TrainConfig, fit
+
+    data = photos(8)
+    first = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        tok = create_tokenizer("image-vq", preset="tiny", lookup="euclidean", code_dim=4, spread_weight=weight)
+        fit(tok, lambda s, r: data, TrainConfig(steps=30, lr=3e-3, warmup_steps=0), tmp_path / str(weight),
+            progress=False)  # fmt: skip
+        space = code_space(tok, data)
+        first[weight] = space.eigenvalues[0] / sum(space.eigenvalues)
+    assert first[1.0] < first[0.0] - 0.1, first

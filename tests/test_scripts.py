@@ -58,7 +58,9 @@ def test_the_amortized_gist_benchmark_runs_every_phase_quick_and_resumes(tmp_pat
             str(tmp_path / "run.json")]  # fmt: skip
     out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT / "benchmarks", timeout=1800)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert len(list((tmp_path / "study").glob("*.safetensors"))) == 4  # one cached study per prompt
+    assert len(list((tmp_path / "study").glob("*.safetensors"))) == 5  # one per prompt: 4 trained on, 1 unseen
+    means = [line for line in out.stdout.splitlines() if line.startswith(("trained on: mean G", "never seen: mean G"))]
+    assert len(means) == 2 and all("over 1 prompts" in line for line in means), out.stdout[-2000:]
     for gist in ("compressed", "compressed + 5%"):
         label = f"| alderbrook-library-rules | {gist} | 4 |"
         row = next(line for line in out.stdout.splitlines() if line.startswith(label))

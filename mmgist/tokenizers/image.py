@@ -59,6 +59,7 @@ LEGACY = {
     "lookup": "cosine",
     "latent_weight": 0.0,
     "lab_weight": 0.0,
+    "spread_weight": 0.0,
 }  # v1 and v2
 CHUNK_PIXELS = 2 * 256 * 256  # encode/decode this many input pixels at a time (see the module docstring)
 USAGE_WINDOW = 50  # training steps over which the progress bar's codebook usage is counted
@@ -99,6 +100,8 @@ class ImageVQConfig:
     edge_weight: float = 0.5
     mse_weight: float = 0.0
     lab_weight: float = 0.0  # L1 of the CIELAB a*, b* of 4x4 local means, / 100 (mmgist.metrics.lab_terms)
+    spread_weight: float = 0.0  # "vq", "plain-vq": `spread_term` on the batch's lookup vectors, which keeps every
+    # dimension of the lookup alive (v1 and v2 collapsed to 3 of 8, and lost red-green with them: #31)
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -134,7 +137,7 @@ class ImageVQConfig:
         if integer(self.codebook_size, "ImageVQConfig.codebook_size") < 2:
             raise ValueError(f"ImageVQConfig.codebook_size must be at least 2, got {self.codebook_size}")
         for name in ("commitment_weight", "dead_code_threshold", "l1_weight", "colour_weight", "edge_weight",
-                     "mse_weight", "latent_weight", "lab_weight"):  # fmt: skip
+                     "mse_weight", "latent_weight", "lab_weight", "spread_weight"):  # fmt: skip
             if finite(getattr(self, name), f"ImageVQConfig.{name}") < 0:
                 raise ValueError(f"ImageVQConfig.{name} must be >= 0, got {getattr(self, name)}")
         fraction(self.ema_decay, "ImageVQConfig.ema_decay")
@@ -213,7 +216,10 @@ class ImageVQTokenizer(ImageTokenizer):
     def quantize(self, x: torch.Tensor) -> Quantized:
         """x (B, 3, H, W) in [0, 1] -> quantized latents (B, z, h, w), codes (B, h, w), commitment loss, and
         the latent term |z - zq|^2 / |z|^2 (z detached: it trains the lookup's projections, not the encoder)."""
-        z = self.encoder(x * 2 - 1)
+        return self._quantize(self.encoder(x * 2 - 1))
+
+    def _quantize(self, z: torch.Tensor) -> Quantized:
+        """`quantize` from the encoder's output z (B, z, h, w)."""
         if self.config.quantizer == "fsq":
             zq, codes = self.quantizer(z)
             commit = z.new_zeros(())
@@ -227,8 +233,11 @@ class ImageVQTokenizer(ImageTokenizer):
     def lookup_latents(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 3, H, W) in [0, 1] -> (B * h * w, d): each patch's vector where the codebook lookup happens
         (the projected latent, unit length for a cosine lookup; FSQ's before rounding; plain-vq's latent)."""
-        z = rearrange(self.encoder(x * 2 - 1), "b z h w -> (b h w) z")
-        v = self.quantizer.project_in(z)
+        return self._lookup_vectors(self.encoder(x * 2 - 1))
+
+    def _lookup_vectors(self, z: torch.Tensor) -> torch.Tensor:
+        """`lookup_latents` from the encoder's output z (B, z, h, w)."""
+        v = self.quantizer.project_in(rearrange(z, "b z h w -> (b h w) z"))
         if self.config.quantizer == "vq" and self.config.lookup == "cosine":
             v = F.normalize(v, dim=-1)
         return v
@@ -254,13 +263,16 @@ class ImageVQTokenizer(ImageTokenizer):
     def forward(self, images: torch.Tensor) -> StepOutput:
         """One training step's loss on images (B, 3, H, W) in [0, 1]: reconstruction terms + commitment."""
         cfg = self.config
-        zq, codes, commit, latent = self.quantize(images)
+        z = self.encoder(images * 2 - 1)
+        zq, codes, commit, latent = self._quantize(z)
         recon = self.decode_latents(zq)
         terms = reconstruction_terms(recon, images)
         if cfg.lab_weight > 0:
             terms["lab"] = lab_term(recon, images)
         if cfg.latent_weight > 0:
             terms["latent"] = latent
+        if cfg.spread_weight > 0:
+            terms["spread"] = spread_term(self._lookup_vectors(z))
         loss = commit + sum(getattr(cfg, f"{name}_weight") * value for name, value in terms.items())
         return StepOutput(
             loss,
@@ -301,6 +313,22 @@ class ImageVQTokenizer(ImageTokenizer):
         """Like `decode`, as PIL images (one, or a list for a batch)."""
         images = self.decode(codes)
         return tensor_to_image(images) if images.ndim == 3 else [tensor_to_image(im) for im in images]
+
+
+def spread_term(v: torch.Tensor) -> torch.Tensor:
+    """(N, d) lookup vectors -> scalar, 0 when their d dimensions are uncorrelated with equal variances, and larger
+    as the variance gathers in fewer directions: the mean squared off-diagonal correlation plus the variance of
+    the dimensions' log-variances. Scale-free (the codes keep their length), in the manner of VICReg's variance
+    and covariance terms."""
+    if v.ndim != 2 or v.shape[0] < 2 or v.shape[1] < 2:
+        raise ValueError(f"spread_term needs (N >= 2, d >= 2) vectors, got shape {tuple(v.shape)}")
+    v = v.float() - v.float().mean(0)
+    cov = v.T @ v / (len(v) - 1)
+    var = cov.diagonal().clamp_min(1e-8)
+    corr = cov / (var.sqrt()[:, None] * var.sqrt()[None, :])
+    d = v.shape[1]
+    off = corr - torch.diag(corr.diagonal())
+    return off.pow(2).sum() / (d * (d - 1)) + (var.log() - var.log().mean()).pow(2).mean()
 
 
 def lab_term(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

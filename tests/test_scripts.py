@@ -111,3 +111,17 @@ def test_the_amortized_benchmark_refuses_a_bad_shard_before_loading_a_model(extr
     argv = [sys.executable, str(ROOT / "benchmarks" / "gist_amortized.py"), *extra]
     out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT / "benchmarks", timeout=300)
     assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+
+
+def test_training_logs_puts_runs_side_by_side_at_the_asked_steps(tmp_path):
+    for name, psnr in (("a", 10.0), ("b", 12.5)):
+        (tmp_path / name).mkdir()
+        lines = [json.dumps({"step": s, "psnr": psnr + s / 100, "loss": 1.0}) for s in (10, 20, 30)]
+        (tmp_path / name / "log.jsonl").write_text("\n".join(lines) + "\n")
+    argv = [sys.executable, str(ROOT / "benchmarks" / "training_logs.py"), str(tmp_path / "a"), str(tmp_path / "b"),
+            "--names", "A", "B", "--steps", "20", "40", "--metrics", "psnr"]  # fmt: skip
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT / "benchmarks", timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[2:] == ["| A | 20 | 10.2 |", "| B | 20 | 12.7 |"]  # step 40 not logged: left out
+    latest = subprocess.run(argv[:5], capture_output=True, text=True, cwd=ROOT / "benchmarks", timeout=120)
+    assert latest.stdout.count("| 30 |") == 2  # without --steps: each run's last logged step

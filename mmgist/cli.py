@@ -69,6 +69,7 @@ from .lm.pretrained import PRETRAINED, load_pretrained_lm
 from .lm.train import train_lm
 from .prompt import Audio, Video
 from .storage import read_json
+from .tokenizers.code_space import CodeSpaceCollapsedError
 from .tokenizers.registry import list_zoo
 from .tokenizers.train_audio import train_audio_tokenizer
 from .tokenizers.train_image import train_image_tokenizer
@@ -85,7 +86,9 @@ For example, photo.json beside cat.jpg:
 
 # What a user can cause: reported as one line. Anything else is a bug in mmgist, reported the same way
 # but with its type and a pointer to --debug.
-USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, ModuleNotFoundError)  # the last: an extra to install
+# errors a user's input or settings cause (ModuleNotFoundError: an extra to install; CodeSpaceCollapsedError: a
+# training run stopped by its own check, with the figures), printed as their message alone
+USER_ERRORS = (ValueError, TypeError, OSError, FloatingPointError, ModuleNotFoundError, CodeSpaceCollapsedError)
 
 
 def _load_prompt(path: Path) -> Prompt:

@@ -77,6 +77,13 @@ def test_training_stops_with_the_figures_once_the_code_space_collapses(tmp_path,
         train_image.train_image_tokenizer(tmp_path / "data", tmp_path / "bad", min_colour_r2=0, **kw)
 
 
+def test_the_command_line_reports_a_stop_on_collapse_as_its_figures_not_as_a_bug():
+    from mmgist.cli import error_line
+
+    stop = CodeSpaceCollapsedError("the code space collapsed at step 50: colour R^2 0.22")
+    assert error_line(stop) == "the code space collapsed at step 50: colour R^2 0.22"
+
+
 def test_r_squared_is_one_for_a_linear_target_and_near_zero_for_noise():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(500, 4, generator=g)

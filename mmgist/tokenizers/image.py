@@ -318,8 +318,8 @@ class ImageVQTokenizer(ImageTokenizer):
 def spread_term(v: torch.Tensor) -> torch.Tensor:
     """(N, d) lookup vectors -> scalar, 0 when their d dimensions are uncorrelated with equal variances, and larger
     as the variance gathers in fewer directions: the mean squared off-diagonal correlation plus the variance of
-    the dimensions' log-variances. Scale-free (the codes keep their length), in the manner of VICReg's variance
-    and covariance terms."""
+    the dimensions' log-variances. Scale-free: it shapes how the variance is shared, not how large it is (in the
+    manner of VICReg's variance and covariance terms)."""
     if v.ndim != 2 or v.shape[0] < 2 or v.shape[1] < 2:
         raise ValueError(f"spread_term needs (N >= 2, d >= 2) vectors, got shape {tuple(v.shape)}")
     v = v.float() - v.float().mean(0)

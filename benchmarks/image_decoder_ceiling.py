@@ -11,8 +11,9 @@ For each tokenizer and held-out photo crop, three decodes, each measured against
   decoder does with its best input, so this row is the decoder's ceiling: a decoder that cannot reach the aims
   (CIEDE2000 <= 6, chroma kept) here needs more width, whatever the quantizer does.
 
-Columns: PSNR, mean CIEDE2000, median chroma ratio (reconstruction / original over pixels of chroma >= 15), and
-the optimized row's loss at the start and the end. The crops are the first --crops of the held-out grid
+Columns: PSNR, mean CIEDE2000, the median over crops of the chroma ratio (`mmgist.metrics.chroma_ratio`: mean
+CIELAB chroma of the reconstruction over that of the original; below 1, colours are washed out), and the optimized
+row's loss at the start and the end. The crops are the first --crops of the held-out grid
 (`image_tokenizer.heldout_crops`, 256x256; --size below that downscales them, which makes them easier).
 """
 

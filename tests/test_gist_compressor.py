@@ -205,12 +205,13 @@ def test_prefixes_compressed_together_get_the_gists_they_get_alone(tiny_lm, comp
 
 def test_a_query_after_a_compressed_gist_reads_the_same_from_its_cache_as_from_its_keys_and_values(tiny_lm, compressor):
     from mmgist.lm.heads import student_logprobs
+    from mmgist.lm.model import cache_kwargs
 
     model, vocab = tiny_lm
     gist = compressor.compress(vocab, PREFIXES[0])
     query = torch.tensor([vocab.encode(" Q: fee? A:")])
     with torch.no_grad():
-        out = model(input_ids=query, past_key_values=gist.cache(model), use_cache=True)
+        out = model(input_ids=query, **cache_kwargs(model, gist.cache(model)))
     cached = out.logits[0, :-1].log_softmax(-1)
     direct = student_logprobs(model, gist.head(model), query, torch.ones_like(query, dtype=torch.bool))[0, 1:]
     torch.testing.assert_close(cached, direct, atol=1e-5, rtol=1e-4)
